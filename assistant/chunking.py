@@ -1,0 +1,108 @@
+"""Split a document's Markdown into passages that follow its headings.
+
+Each chunk is the text under one heading (code blocks and tables kept whole
+where they fit), carries the path of headings above it (``section``), and is
+cut further, at paragraph and sentence boundaries, only when it is longer than
+the embedding model can read. Chunk ids are derived from the source path and
+the chunk's content, so indexing the same file twice yields the same ids.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
+from langchain_text_splitters import RecursiveCharacterTextSplitter
+
+_HEADING = re.compile(r"^(#{1,6})[ \t]+(.+?)[ \t#]*$")
+_FENCE_OPEN = re.compile(r"^[ \t]*(```|~~~)")
+
+
+@dataclass(frozen=True)
+class Chunk:
+    """One passage of a document."""
+
+    id: str
+    text: str
+    section: str
+    index: int
+
+    def embedding_text(self, title: str) -> str:
+        """What the embedding model and keyword index read: headings, then the passage."""
+        heading = " > ".join(part for part in (title, self.section) if part)
+        return f"{heading}\n\n{self.text}" if heading else self.text
+
+
+def chunk_id(source: str, section: str, text: str) -> str:
+    digest = hashlib.sha256("\x1f".join((source, section, text)).encode("utf-8"))
+    return digest.hexdigest()[:32]
+
+
+def sections(markdown: str) -> Iterator[tuple[list[str], str]]:
+    """Yield ``(heading path, body)`` for each heading's text, ignoring ``#`` in code."""
+    path: list[tuple[int, str]] = []
+    body: list[str] = []
+    fence: str | None = None
+
+    def flush() -> tuple[list[str], str]:
+        return [title for _, title in path], "\n".join(body).strip()
+
+    for line in markdown.splitlines():
+        fence_match = _FENCE_OPEN.match(line)
+        if fence_match:
+            marker = fence_match.group(1)
+            fence = None if fence == marker else (fence or marker)
+        heading = None if fence else _HEADING.match(line)
+        if heading is None:
+            body.append(line)
+            continue
+        yield flush()
+        body = []
+        level = len(heading.group(1))
+        path = [(lvl, title) for lvl, title in path if lvl < level]
+        path.append((level, heading.group(2).strip()))
+    yield flush()
+
+
+def chunk_markdown(
+    markdown: str,
+    *,
+    source: str,
+    title: str,
+    count_tokens: Callable[[str], int],
+    max_tokens: int = 220,
+    overlap_tokens: int = 30,
+) -> list[Chunk]:
+    """Chunks of ``markdown`` in reading order, each at most ``max_tokens`` long."""
+    chunks: list[Chunk] = []
+    seen: set[str] = set()
+    for headings, body in sections(markdown):
+        if not body:
+            continue
+        # The document title is usually the first H1; do not repeat it in the path.
+        if headings and headings[0] == title:
+            headings = headings[1:]
+        section = " > ".join(headings)
+        budget = max(max_tokens - count_tokens(f"{title} > {section}"), max_tokens // 2)
+        pieces = [body] if count_tokens(body) <= budget else _split(body, budget, overlap_tokens, count_tokens)
+        for piece in pieces:
+            piece = piece.strip()
+            cid = chunk_id(source, section, piece)
+            if not piece or cid in seen:
+                continue
+            seen.add(cid)
+            chunks.append(Chunk(id=cid, text=piece, section=section, index=len(chunks)))
+    return chunks
+
+
+def _split(text: str, size: int, overlap: int, count_tokens: Callable[[str], int]) -> list[str]:
+    splitter = RecursiveCharacterTextSplitter(
+        chunk_size=size,
+        chunk_overlap=min(overlap, size // 2),
+        length_function=count_tokens,
+        separators=["\n\n", "\n", ". ", "; ", ", ", " ", ""],
+        keep_separator="end",
+    )
+    return splitter.split_text(text)

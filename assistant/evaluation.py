@@ -1,0 +1,104 @@
+"""Measure retrieval and abstention on a fixed question set.
+
+A dataset is JSON Lines, one question per line, with ``id``, ``question`` and
+``gold_files`` (paths relative to the corpus root; empty for a question the
+documents cannot answer). Each question goes through
+:meth:`KnowledgeBase.retrieve`, exactly as the chat calls it, and the figures
+below are computed from what came back.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from assistant.keyword import Filter
+from assistant.retrieval import KnowledgeBase, Mode
+
+
+@dataclass(frozen=True)
+class Case:
+    id: str
+    question: str
+    gold_files: tuple[str, ...]
+
+    @property
+    def answerable(self) -> bool:
+        return bool(self.gold_files)
+
+
+def load_dataset(path: Path) -> list[Case]:
+    """Cases from a JSONL file; a malformed line is an error naming its number."""
+    cases = []
+    for number, line in enumerate(Path(path).read_text(encoding="utf-8").splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+            cases.append(Case(str(row["id"]), str(row["question"]), tuple(row.get("gold_files") or ())))
+        except (json.JSONDecodeError, KeyError, TypeError) as exc:
+            raise ValueError(f"{path}:{number}: not a valid case ({exc})") from None
+    if not cases:
+        raise ValueError(f"{path} holds no questions")
+    return cases
+
+
+def evaluate(
+    kb: KnowledgeBase,
+    cases: Iterable[Case],
+    *,
+    mode: Mode,
+    k: int,
+    where: Filter | None = None,
+) -> tuple[dict, list[dict]]:
+    """``(summary, rows)``: the figures of ``onboard eval`` and one row per question."""
+    rows = []
+    depth = max(k, 5)
+    for case in cases:
+        start = time.perf_counter()
+        result = kb.retrieve(case.question, mode=mode, k=depth, where=where)
+        latency = (time.perf_counter() - start) * 1000
+        sources = [doc.metadata.get("source") for doc in result.documents]
+        first = next((rank for rank, src in enumerate(sources[:k], 1) if src in case.gold_files), None)
+        rows.append(
+            {
+                "id": case.id,
+                "answerable": case.answerable,
+                "abstained": not result.answerable,
+                "first_hit_rank": first,
+                "hits": {n: any(src in case.gold_files for src in sources[:n]) for n in (1, 3, 5)},
+                "confidence": round(result.answerability.confidence, 4),
+                "signals": {key: round(v, 4) for key, v in result.answerability.signals.items() if isinstance(v, float)},
+                "sources": sources,
+                "latency_ms": round(latency, 3),
+            }
+        )
+    return summarise(rows), rows
+
+
+def summarise(rows: list[dict]) -> dict:
+    answerable = [r for r in rows if r["answerable"]]
+    unanswerable = [r for r in rows if not r["answerable"]]
+    abstained = [r for r in rows if r["abstained"]]
+    latencies = np.array([r["latency_ms"] for r in rows]) if rows else np.zeros(1)
+
+    def share(part: int, whole: int) -> float | None:
+        return round(part / whole, 4) if whole else None
+
+    return {
+        "n": len(rows),
+        "n_answerable": len(answerable),
+        "n_unanswerable": len(unanswerable),
+        **{f"recall_at_{n}": share(sum(r["hits"][n] for r in answerable), len(answerable)) for n in (1, 3, 5)},
+        "mrr": share(sum(1 / r["first_hit_rank"] for r in answerable if r["first_hit_rank"]), len(answerable)),
+        "abstain_precision": share(sum(not r["answerable"] for r in abstained), len(abstained)),
+        "abstain_recall": share(sum(r["abstained"] for r in unanswerable), len(unanswerable)),
+        "answered_rate": share(sum(not r["abstained"] for r in answerable), len(answerable)),
+        "latency_ms_p50": round(float(np.percentile(latencies, 50)), 3),
+        "latency_ms_p95": round(float(np.percentile(latencies, 95)), 3),
+    }

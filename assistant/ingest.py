@@ -1,0 +1,259 @@
+"""Incremental indexing of a folder (or files) of company documents.
+
+A run walks the given paths, and for each supported file compares its SHA-256
+with the manifest (:mod:`assistant.manifest`):
+
+* unchanged files (same hash, all their chunks present in Chroma) are skipped;
+* new and changed files are loaded, chunked, embedded and upserted; chunks the
+  new version no longer has are deleted;
+* files gone from a path that was indexed before are removed from the index;
+* unreadable files are reported with their reason and skipped; a file that was
+  indexed before keeps its last good version.
+
+Chunk ids depend only on source and content, every file is committed on its
+own, and each run ends by deleting any chunk no file owns, so a run that was
+interrupted is completed by the next one, with no duplicate left behind.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from sqlalchemy import Engine
+from sqlmodel import Session, select
+
+from assistant.chunking import Chunk, chunk_markdown
+from assistant.errors import UnreadableFile
+from assistant.loaders import LoadedDocument, kind_of, load_bytes
+from assistant.manifest import IndexedFile, IngestRun, utcnow
+from assistant.store import PassageStore
+
+log = logging.getLogger(__name__)
+
+DEFAULT_AUDIENCE = "all"
+Progress = Callable[[str, int, int], None]  # (source, done, total)
+
+
+@dataclass(frozen=True)
+class IngestOptions:
+    max_file_bytes: int = 20_000_000
+    chunk_tokens: int = 220
+    chunk_overlap_tokens: int = 30
+    #: Chunks embedded per call; files are committed one by one after it.
+    embed_batch: int = 256
+
+
+@dataclass
+class IngestReport:
+    """What a run did, as shown by ``onboard ingest`` and stored as an :class:`IngestRun`."""
+
+    run_id: int
+    index_version: int
+    added: list[str] = field(default_factory=list)
+    changed: list[str] = field(default_factory=list)
+    removed: list[str] = field(default_factory=list)
+    unchanged: int = 0
+    skipped: list[str] = field(default_factory=list)
+    failed: dict[str, str] = field(default_factory=dict)
+    chunks_added: int = 0
+    chunks_removed: int = 0
+
+
+@dataclass
+class _Pending:
+    source: str
+    root: str
+    sha256: str
+    size: int
+    doc: LoadedDocument
+    chunks: list[Chunk]
+    previous: IndexedFile | None
+
+
+def discover(path: Path) -> Iterator[tuple[str, Path]]:
+    """``(source, file)`` pairs under ``path``: sources are relative to it, sorted, hidden files left out."""
+    if path.is_file():
+        yield path.name, path
+        return
+    for folder, dirs, files in os.walk(path):
+        dirs[:] = sorted(d for d in dirs if not d.startswith((".", "_")))
+        for name in sorted(files):
+            if not name.startswith("."):
+                file = Path(folder) / name
+                yield file.relative_to(path).as_posix(), file
+
+
+def ingest(
+    paths: Iterable[Path],
+    *,
+    store: PassageStore,
+    embeddings,
+    engine: Engine,
+    options: IngestOptions = IngestOptions(),
+    progress: Progress | None = None,
+) -> IngestReport:
+    """Bring the index in line with the files under ``paths``."""
+    roots = [Path(p).resolve() for p in paths]
+    for root in roots:
+        if not root.exists():
+            raise FileNotFoundError(f"{root} does not exist")
+    with Session(engine) as session:
+        run = IngestRun(collection=store.name, roots=[str(r) for r in roots], embedding_model=store.model_id)
+        session.add(run)
+        session.commit()
+        session.refresh(run)
+        run_id = run.id
+    report = IngestReport(run_id=run_id, index_version=store.version)
+    try:
+        _ingest(roots, store, embeddings, engine, options, progress, report)
+    except BaseException:
+        _finish(engine, run_id, report, "interrupted")
+        raise
+    _finish(engine, run_id, report, "completed")
+    return report
+
+
+def _ingest(roots, store, embeddings, engine, options, progress, report: IngestReport) -> None:
+    present = store.ids()
+    with Session(engine) as session:
+        known = {row.source: row for row in session.exec(select(IndexedFile).where(IndexedFile.collection == store.name))}
+    files = [(source, file, root) for root in roots for source, file in discover(root)]
+    seen: set[str] = set()
+    pending: list[_Pending] = []
+    for done, (source, file, root) in enumerate(files, start=1):
+        if progress:
+            progress(source, done, len(files))
+        if kind_of(file) is None:
+            report.skipped.append(source)
+            continue
+        seen.add(source)
+        item = _prepare(source, file, root, known.get(source), present, options, embeddings, report)
+        if item is None:
+            continue
+        pending.append(item)
+        if sum(len(p.chunks) for p in pending) >= options.embed_batch:
+            _flush(pending, store, embeddings, engine, report)
+            pending = []
+    _flush(pending, store, embeddings, engine, report)
+    for root in roots:
+        _remove_missing(root, known, seen, store, engine, report)
+    _collect_garbage(store, engine, report)
+    if report.added or report.changed or report.removed or report.chunks_removed:
+        report.index_version = store.bump_version()
+
+
+def _prepare(source, file: Path, root: Path, previous, present, options, embeddings, report) -> _Pending | None:
+    try:
+        size = file.stat().st_size
+        if size > options.max_file_bytes:
+            raise UnreadableFile(
+                f"too large ({size / 1e6:.1f} MB; the limit is {options.max_file_bytes / 1e6:.1f} MB)"
+            )
+        data = file.read_bytes()
+        sha = hashlib.sha256(data).hexdigest()
+        if previous is not None and previous.sha256 == sha and set(previous.chunk_ids) <= present:
+            report.unchanged += 1
+            return None
+        doc = load_bytes(data, name=file.name, max_bytes=options.max_file_bytes)
+        chunks = chunk_markdown(
+            doc.text,
+            source=source,
+            title=doc.title,
+            count_tokens=embeddings.count_tokens,
+            max_tokens=options.chunk_tokens,
+            overlap_tokens=options.chunk_overlap_tokens,
+        )
+        if not chunks:
+            raise UnreadableFile("no text to index")
+    except (UnreadableFile, OSError) as exc:
+        reason = str(exc) if isinstance(exc, UnreadableFile) else f"cannot read ({exc.strerror or exc})"
+        report.failed[source] = reason
+        log.warning("skipped %s: %s", source, reason)
+        return None
+    return _Pending(source, str(root), sha, size, doc, chunks, previous)
+
+
+def _flush(pending: list[_Pending], store: PassageStore, embeddings, engine: Engine, report: IngestReport) -> None:
+    if not pending:
+        return
+    texts = [c.embedding_text(p.doc.title) for p in pending for c in p.chunks]
+    vectors = iter(embeddings.embed_documents(texts))
+    for item in pending:
+        vecs = [next(vectors) for _ in item.chunks]
+        store.upsert(
+            ids=[c.id for c in item.chunks],
+            embeddings=vecs,
+            documents=[c.text for c in item.chunks],
+            metadatas=[_metadata(item, c) for c in item.chunks],
+        )
+        new_ids = [c.id for c in item.chunks]
+        old_ids = set(item.previous.chunk_ids) if item.previous else set()
+        with Session(engine) as session:
+            row = session.exec(
+                select(IndexedFile).where(IndexedFile.collection == store.name, IndexedFile.source == item.source)
+            ).first() or IndexedFile(collection=store.name, source=item.source)
+            row.root, row.sha256, row.size = item.root, item.sha256, item.size
+            row.title, row.kind, row.chunk_ids = item.doc.title, item.doc.kind, new_ids
+            row.indexed_at = utcnow()
+            session.add(row)
+            session.commit()
+        stale = sorted(old_ids - set(new_ids))
+        store.delete(stale)
+        report.chunks_added += len(set(new_ids) - old_ids)
+        report.chunks_removed += len(stale)
+        (report.changed if item.previous else report.added).append(item.source)
+
+
+def _metadata(item: _Pending, chunk: Chunk) -> dict:
+    meta = {
+        "source": item.source,
+        "title": item.doc.title,
+        "section": chunk.section,
+        "chunk": chunk.index,
+        "kind": item.doc.kind,
+        "audience": item.doc.metadata.get("audience", DEFAULT_AUDIENCE),
+    }
+    if "url" in item.doc.metadata:
+        meta["url"] = item.doc.metadata["url"]
+    return meta
+
+
+def _remove_missing(root: Path, known: dict, seen: set[str], store, engine, report) -> None:
+    gone = [row for source, row in known.items() if row.root == str(root) and source not in seen]
+    for row in gone:
+        store.delete(list(row.chunk_ids))
+        with Session(engine) as session:
+            session.delete(session.get(IndexedFile, row.id))
+            session.commit()
+        report.removed.append(row.source)
+        report.chunks_removed += len(row.chunk_ids)
+
+
+def _collect_garbage(store: PassageStore, engine: Engine, report: IngestReport) -> None:
+    """Delete chunks no file owns: leftovers of an interrupted run."""
+    with Session(engine) as session:
+        owned = {cid for ids in session.exec(select(IndexedFile.chunk_ids).where(IndexedFile.collection == store.name)) for cid in ids}
+    orphans = sorted(store.ids() - owned)
+    if orphans:
+        store.delete(orphans)
+        report.chunks_removed += len(orphans)
+        log.info("removed %d orphaned chunks", len(orphans))
+
+
+def _finish(engine: Engine, run_id: int, report: IngestReport, status: str) -> None:
+    with Session(engine) as session:
+        run = session.get(IngestRun, run_id)
+        run.status = status
+        run.finished_at = utcnow()
+        run.added, run.changed, run.removed = len(report.added), len(report.changed), len(report.removed)
+        run.unchanged, run.skipped, run.failed = report.unchanged, len(report.skipped), len(report.failed)
+        run.chunks_added, run.chunks_removed = report.chunks_added, report.chunks_removed
+        run.index_version = report.index_version
+        run.failures = [{"source": s, "reason": r} for s, r in sorted(report.failed.items())]
+        session.add(run)
+        session.commit()

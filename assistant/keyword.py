@@ -1,0 +1,92 @@
+"""The keyword side of hybrid search: BM25 (``bm25s``) over the passages in Chroma.
+
+The index is built in memory from the collection's own documents, so every app
+instance, local or against a Chroma server, derives the same keyword index
+from the same source of truth. It is rebuilt when the index version changes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import bm25s
+import numpy as np
+import Stemmer
+
+Filter = Mapping[str, str | Sequence[str]]
+
+_STEMMER = Stemmer.Stemmer("english")
+
+
+def tokenize(text: str) -> list[str]:
+    """Lower-cased, stop words removed, stemmed word tokens (the index's vocabulary)."""
+    return bm25s.tokenize(text, stopwords="en", stemmer=_STEMMER, return_ids=False, show_progress=False)[0]
+
+
+class KeywordIndex:
+    """BM25 over a fixed list of passages, with metadata filters applied before ranking."""
+
+    def __init__(self, ids: Sequence[str], texts: Sequence[str], metadatas: Sequence[Mapping]) -> None:
+        self.ids = list(ids)
+        self.metadatas = list(metadatas)
+        self._columns: dict[str, np.ndarray] = {}
+        self._bm25 = bm25s.BM25()
+        self._vocab: dict[str, int] = {}
+        self._doc_freq = np.zeros(0)
+        if self.ids:
+            corpus = bm25s.tokenize(list(texts), stopwords="en", stemmer=_STEMMER, show_progress=False)
+            self._bm25.index(corpus, show_progress=False)
+            self._vocab = corpus.vocab
+            self._doc_freq = np.zeros(len(corpus.vocab))
+            for doc in corpus.ids:
+                self._doc_freq[list(set(doc))] += 1
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def idf(self, token: str) -> float:
+        """Inverse document frequency; a word the corpus never uses gets the highest value."""
+        n = max(len(self.ids), 1)
+        index = self._vocab.get(token)
+        df = self._doc_freq[index] if index is not None else 0.0
+        return float(np.log(1 + (n - df + 0.5) / (df + 0.5)))
+
+    def search(self, query: str | list[str], k: int, where: Filter | None = None) -> list[tuple[int, float]]:
+        """``(position, score)`` of the best ``k`` passages with a positive score."""
+        tokens = tokenize(query) if isinstance(query, str) else query
+        tokens = [t for t in tokens if t in self._vocab]
+        if not tokens or not self.ids:
+            return []
+        scores = self._bm25.get_scores(tokens)
+        mask = self.mask(where)
+        if mask is not None:
+            scores = np.where(mask, scores, 0.0)
+        k = min(k, len(scores))
+        top = np.argpartition(-scores, k - 1)[:k]
+        top = top[np.argsort(-scores[top], kind="stable")]
+        return [(int(i), float(scores[i])) for i in top if scores[i] > 0]
+
+    def mask(self, where: Filter | None) -> np.ndarray | None:
+        """Boolean mask of passages whose metadata matches every field of ``where``."""
+        if not where:
+            return None
+        mask = np.ones(len(self.ids), dtype=bool)
+        for key, allowed in where.items():
+            values = [allowed] if isinstance(allowed, str) else list(allowed)
+            mask &= np.isin(self._column(key), values)
+        return mask
+
+    def _column(self, key: str) -> np.ndarray:
+        if key not in self._columns:
+            self._columns[key] = np.array([str(m.get(key, "")) for m in self.metadatas], dtype=object)
+        return self._columns[key]
+
+
+def chroma_where(where: Filter | None) -> dict | None:
+    """The same filter in Chroma's ``where`` syntax."""
+    if not where:
+        return None
+    clauses = [
+        {key: {"$in": [allowed] if isinstance(allowed, str) else list(allowed)}} for key, allowed in where.items()
+    ]
+    return clauses[0] if len(clauses) == 1 else {"$and": clauses}

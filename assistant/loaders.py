@@ -1,0 +1,288 @@
+"""Turn files of the supported kinds into clean Markdown text plus metadata.
+
+Every loader returns a :class:`LoadedDocument` whose ``text`` is Markdown with
+``#`` headings, so one chunker (:mod:`assistant.chunking`) serves all kinds.
+Markup that means nothing to a reader (YAML front matter, Jekyll/Liquid/Jinja
+tags, HTML fragments, link targets) is removed here; a file that cannot be read
+raises :class:`~assistant.errors.UnreadableFile` with the reason.
+"""
+
+from __future__ import annotations
+
+import html
+import io
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import yaml
+
+from assistant.errors import UnreadableFile
+
+SUPPORTED_SUFFIXES = {
+    ".md": "markdown",
+    ".markdown": "markdown",
+    ".txt": "text",
+    ".text": "text",
+    ".html": "html",
+    ".htm": "html",
+    ".pdf": "pdf",
+    ".docx": "docx",
+}
+
+
+@dataclass
+class LoadedDocument:
+    """A document's readable text (Markdown) and what we know about it."""
+
+    text: str
+    title: str
+    kind: str
+    metadata: dict[str, str] = field(default_factory=dict)
+
+
+def kind_of(path: Path) -> str | None:
+    """The loader kind for ``path``, or None when the type is not supported."""
+    return SUPPORTED_SUFFIXES.get(path.suffix.lower())
+
+
+def load_bytes(data: bytes, *, name: str, max_bytes: int) -> LoadedDocument:
+    """Load a document from its bytes; ``name`` gives its type and fallback title."""
+    kind = kind_of(Path(name))
+    if kind is None:
+        raise UnreadableFile(f"unsupported file type {Path(name).suffix or '(none)'!r}")
+    if len(data) > max_bytes:
+        raise UnreadableFile(f"too large ({len(data) / 1e6:.1f} MB; the limit is {max_bytes / 1e6:.1f} MB)")
+    if not data.strip():
+        raise UnreadableFile("empty file")
+    doc = _LOADERS[kind](data, Path(name).stem)
+    if not doc.text.strip():
+        raise UnreadableFile("no readable text after cleaning")
+    return doc
+
+
+# --- plain text and Markdown -------------------------------------------------
+
+
+def _decode(data: bytes) -> str:
+    if data.startswith((b"\xff\xfe", b"\xfe\xff")):
+        return data.decode("utf-16")
+    if b"\x00" in data[:8192]:
+        raise UnreadableFile("binary content (NUL bytes) in a text file")
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise UnreadableFile(f"not valid UTF-8 text (bad byte at offset {exc.start})") from None
+
+
+def _load_text(data: bytes, stem: str) -> LoadedDocument:
+    text = _strip_invisible(_decode(data))
+    return LoadedDocument(text=text, title=_first_heading(text) or stem, kind="text")
+
+
+_FRONT_MATTER = re.compile(r"\A---[ \t]*\r?\n(.*?)\r?\n(?:---|\.\.\.)[ \t]*(?:\r?\n|\Z)", re.S)
+
+
+def _load_markdown(data: bytes, stem: str) -> LoadedDocument:
+    text = _strip_invisible(_decode(data))
+    meta: dict = {}
+    match = _FRONT_MATTER.match(text)
+    if match:
+        text = text[match.end() :]
+        try:
+            loaded = yaml.safe_load(match.group(1))
+        except yaml.YAMLError:
+            loaded = None
+        meta = loaded if isinstance(loaded, dict) else {}
+    text = clean_markdown(text)
+    title = _scalar(meta.get("title")) or _first_heading(text) or stem
+    metadata = {}
+    url = _scalar(meta.get("url") or meta.get("permalink") or meta.get("source_url"))
+    if url:
+        metadata["url"] = url
+    audience = meta.get("audience")
+    if audience:
+        metadata["audience"] = ",".join(audience) if isinstance(audience, list) else str(audience)
+    return LoadedDocument(text=text, title=title, kind="markdown", metadata=metadata)
+
+
+def _scalar(value: object) -> str:
+    return str(value).strip() if isinstance(value, (str, int, float)) else ""
+
+
+_FENCE = re.compile(r"^(```|~~~).*?^\1[ \t]*$", re.S | re.M)
+_LIQUID_COMMENT = re.compile(r"\{%-?\s*comment\s*-?%\}.*?\{%-?\s*endcomment\s*-?%\}", re.S)
+_JINJA_COMMENT = re.compile(r"\{#.*?#\}", re.S)
+_LIQUID_TAG = re.compile(r"\{%-?\s*(\w+)(.*?)-?%\}", re.S)
+_LIQUID_OUTPUT = re.compile(r"\{\{.*?\}\}", re.S)
+_QUOTED = re.compile(r"""["']([^"']+)["']""")
+_IMAGE = re.compile(r"!\[([^\]]*)\]\([^)]*\)")
+_LINK = re.compile(r"\[([^\]]+)\]\((?:[^()]|\([^)]*\))*\)")
+_REF_LINK = re.compile(r"\[([^\]]+)\]\[[^\]]*\]")
+_REF_DEF = re.compile(r"^[ \t]*\[[^\]]+\]:[ \t]*\S+.*$", re.M)
+_AUTOLINK = re.compile(r"<((?:https?|mailto):[^>\s]+)>")
+_BARE_URL = re.compile(r"\bhttps?://[^\s<>()\[\]]+")
+_HTML_COMMENT = re.compile(r"<!--.*?-->", re.S)
+_HTML_BREAK = re.compile(r"<br\s*/?>", re.I)
+_HTML_TAG = re.compile(r"</?[A-Za-z][A-Za-z0-9-]*(?:\s[^<>]*)?/?>")
+_INVISIBLE = re.compile("[\u200b-\u200f\u202a-\u202e\u2066-\u2069\ufeff]")
+_BLANKS = re.compile(r"\n{3,}")
+
+
+def clean_markdown(text: str) -> str:
+    """Remove template tags, HTML and link targets; keep code blocks as written."""
+    text = _LIQUID_COMMENT.sub("", text)
+    text = _JINJA_COMMENT.sub("", text)
+    parts: list[str] = []
+    last = 0
+    for fence in _FENCE.finditer(text):
+        parts.append(_clean_prose(text[last : fence.start()]))
+        parts.append(_LIQUID_OUTPUT.sub("", _LIQUID_TAG.sub("", fence.group(0))))
+        last = fence.end()
+    parts.append(_clean_prose(text[last:]))
+    return _BLANKS.sub("\n\n", "".join(parts)).strip()
+
+
+def _clean_prose(text: str) -> str:
+    text = _IMAGE.sub(lambda m: m.group(1), text)
+    text = _LINK.sub(lambda m: m.group(1), text)
+    text = _REF_LINK.sub(lambda m: m.group(1), text)
+    text = _REF_DEF.sub("", text)
+    text = _LIQUID_TAG.sub(_inline_tag, text)
+    text = _LIQUID_OUTPUT.sub("", text)
+    text = _HTML_COMMENT.sub("", text)
+    text = _HTML_BREAK.sub("\n", text)
+    text = _HTML_TAG.sub("", text)
+    text = _AUTOLINK.sub(lambda m: _url_host(m.group(1)), text)
+    text = _BARE_URL.sub(lambda m: _url_host(m.group(0)), text)
+    return html.unescape(text)
+
+
+def _inline_tag(match: re.Match) -> str:
+    """A tag standing in a sentence keeps its first quoted argument (a name, a channel)."""
+    start = match.string.rfind("\n", 0, match.start()) + 1
+    inline = match.string[start : match.start()].strip() != ""
+    quoted = _QUOTED.search(match.group(2))
+    if inline and quoted and not quoted.group(1).startswith(("/", ".")):
+        return quoted.group(1)
+    return ""
+
+
+def _url_host(url: str) -> str:
+    if url.startswith("mailto:"):
+        return url[len("mailto:") :]
+    return urlsplit(url).netloc
+
+
+def _strip_invisible(text: str) -> str:
+    return _INVISIBLE.sub("", text.replace("\r\n", "\n"))
+
+
+_HEADING = re.compile(r"^#{1,6}[ \t]+(.+?)[ \t#]*$", re.M)
+
+
+def _first_heading(text: str) -> str:
+    match = _HEADING.search(text)
+    return match.group(1).strip() if match else ""
+
+
+# --- HTML -----------------------------------------------------------------------
+
+
+def _load_html(data: bytes, stem: str) -> LoadedDocument:
+    from bs4 import BeautifulSoup
+
+    soup = BeautifulSoup(data, "html.parser")
+    for tag in soup(["script", "style", "noscript", "template", "nav", "footer", "svg", "iframe"]):
+        tag.decompose()
+    title = soup.title.get_text(" ", strip=True) if soup.title else ""
+    if soup.title:
+        soup.title.decompose()
+    for level in range(1, 7):
+        for heading in soup.find_all(f"h{level}"):
+            heading.replace_with(f"\n\n{'#' * level} {heading.get_text(' ', strip=True)}\n\n")
+    for row in soup.find_all("tr"):
+        cells = [cell.get_text(" ", strip=True) for cell in row.find_all(["th", "td"])]
+        row.replace_with("\n| " + " | ".join(cells) + " |\n")
+    for item in soup.find_all("li"):
+        item.insert_before("\n- ")
+    for block in soup.find_all(["p", "div", "section", "article", "br", "pre", "blockquote", "table"]):
+        block.insert_after("\n\n")
+    text = _strip_invisible(soup.get_text())
+    text = "\n".join(line.strip() for line in text.splitlines())
+    text = _BLANKS.sub("\n\n", text).strip()
+    return LoadedDocument(text=text, title=title or _first_heading(text) or stem, kind="html")
+
+
+# --- PDF ------------------------------------------------------------------------
+
+
+def _load_pdf(data: bytes, stem: str) -> LoadedDocument:
+    from pypdf import PdfReader
+    from pypdf.errors import PyPdfError
+
+    try:
+        reader = PdfReader(io.BytesIO(data))
+        if reader.is_encrypted and not reader.decrypt(""):
+            raise UnreadableFile("encrypted PDF")
+        pages = [page.extract_text() or "" for page in reader.pages]
+        title = (reader.metadata.title if reader.metadata else None) or ""
+    except UnreadableFile:
+        raise
+    except (PyPdfError, ValueError, KeyError, TypeError, AttributeError, OSError) as exc:
+        raise UnreadableFile(f"broken PDF ({type(exc).__name__}: {exc})") from None
+    if not any(page.strip() for page in pages):
+        raise UnreadableFile("PDF has no extractable text (scanned images?)")
+    text = "\n\n".join(
+        f"## Page {number}\n\n{_strip_invisible(page).strip()}"
+        for number, page in enumerate(pages, start=1)
+        if page.strip()
+    )
+    return LoadedDocument(text=text, title=str(title).strip() or stem, kind="pdf")
+
+
+# --- DOCX -----------------------------------------------------------------------
+
+
+def _load_docx(data: bytes, stem: str) -> LoadedDocument:
+    import docx
+    from docx.table import Table
+
+    try:
+        document = docx.Document(io.BytesIO(data))
+    except Exception as exc:  # python-docx raises many unrelated types on bad zips
+        raise UnreadableFile(f"broken DOCX ({type(exc).__name__})") from None
+    lines: list[str] = []
+    title = (document.core_properties.title or "").strip()
+    for block in document.iter_inner_content():
+        if isinstance(block, Table):
+            for row in block.rows:
+                lines.append("| " + " | ".join(cell.text.strip() for cell in row.cells) + " |")
+            lines.append("")
+            continue
+        text = block.text.strip()
+        if not text:
+            continue
+        style = (block.style.name if block.style is not None else "") or ""
+        if style == "Title":
+            title = title or text
+            lines.append(f"# {text}\n")
+        elif style.startswith("Heading") and style[-1:].isdigit():
+            lines.append(f"\n{'#' * min(int(style[-1]), 6)} {text}\n")
+        elif style.startswith("List"):
+            lines.append(f"- {text}")
+        else:
+            lines.append(f"{text}\n")
+    text = _BLANKS.sub("\n\n", _strip_invisible("\n".join(lines))).strip()
+    return LoadedDocument(text=text, title=title or _first_heading(text) or stem, kind="docx")
+
+
+_LOADERS: dict[str, Callable[[bytes, str], LoadedDocument]] = {
+    "markdown": _load_markdown,
+    "text": _load_text,
+    "html": _load_html,
+    "pdf": _load_pdf,
+    "docx": _load_docx,
+}

@@ -1,0 +1,108 @@
+"""The Chroma collection that holds the passages, and the facts recorded with it.
+
+The collection's metadata records which embedding model built it and the index
+version (bumped by every ingestion run that changed something). Opening an
+index with a different model than the one configured is refused: vectors of two
+models cannot be compared.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from assistant.errors import IndexMismatch
+
+MODEL_KEY = "embedding_model"
+VERSION_KEY = "index_version"
+
+
+@dataclass(frozen=True)
+class ChromaLocation:
+    """A local folder or a server URL (``http://host:port``)."""
+
+    path: Path | None = None
+    url: str | None = None
+    token: str | None = None
+
+
+def make_client(location: ChromaLocation):
+    """A Chroma client for a persistent folder, or for a server when a URL is given."""
+    import chromadb
+    from chromadb.config import Settings as ChromaSettings
+
+    chroma_settings = ChromaSettings(anonymized_telemetry=False, allow_reset=False)
+    if location.url:
+        parts = urlsplit(location.url)
+        headers = {"Authorization": f"Bearer {location.token}"} if location.token else None
+        return chromadb.HttpClient(
+            host=parts.hostname or "localhost",
+            port=parts.port or (443 if parts.scheme == "https" else 8000),
+            ssl=parts.scheme == "https",
+            headers=headers,
+            settings=chroma_settings,
+        )
+    assert location.path is not None
+    location.path.mkdir(parents=True, exist_ok=True)
+    return chromadb.PersistentClient(path=str(location.path), settings=chroma_settings)
+
+
+class PassageStore:
+    """One Chroma collection, bound to the embedding model that built it."""
+
+    def __init__(self, client, name: str, model_id: str) -> None:
+        self.client = client
+        self.name = name
+        self.model_id = model_id
+        self.collection = client.get_or_create_collection(
+            name,
+            configuration={"hnsw": {"space": "cosine"}},
+            metadata={MODEL_KEY: model_id, VERSION_KEY: 0},
+            embedding_function=None,
+        )
+        recorded = (self.collection.metadata or {}).get(MODEL_KEY)
+        if recorded != model_id:
+            raise IndexMismatch(
+                f"The index {name!r} was built with the embedding model {recorded!r}, "
+                f"but {model_id!r} is configured. Re-index with `onboard ingest --rebuild PATH...` "
+                "or configure the original model."
+            )
+
+    @property
+    def version(self) -> int:
+        self.collection = self.client.get_collection(self.name, embedding_function=None)
+        return int((self.collection.metadata or {}).get(VERSION_KEY, 0))
+
+    def bump_version(self) -> int:
+        version = self.version + 1
+        self.collection.modify(metadata={MODEL_KEY: self.model_id, VERSION_KEY: version})
+        return version
+
+    def ids(self) -> set[str]:
+        return set(self.collection.get(include=[])["ids"])
+
+    def count(self) -> int:
+        return self.collection.count()
+
+    def upsert(self, *, ids: list[str], embeddings, documents: list[str], metadatas: list[dict]) -> None:
+        step = 2000  # stay well under Chroma's maximum batch size
+        for start in range(0, len(ids), step):
+            end = start + step
+            self.collection.upsert(
+                ids=ids[start:end],
+                embeddings=embeddings[start:end],
+                documents=documents[start:end],
+                metadatas=metadatas[start:end],
+            )
+
+    def delete(self, ids: list[str]) -> None:
+        step = 2000
+        for start in range(0, len(ids), step):
+            self.collection.delete(ids=ids[start : start + step])
+
+
+def drop_collection(client, name: str) -> None:
+    """Remove a collection if it exists (used by ``ingest --rebuild``)."""
+    if name in {getattr(c, "name", c) for c in client.list_collections()}:
+        client.delete_collection(name)

@@ -1,0 +1,184 @@
+"""The ``onboard`` command: index documents, evaluate retrieval, manage the database, run the app.
+
+Every command reads the same settings (``ONBOARD_*`` environment variables or
+``.env``); ``onboard COMMAND --help`` describes each one.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from assistant.errors import AssistantError
+
+app = typer.Typer(
+    help="Onboarding assistant: answers new employees from the company's own documents.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+db_app = typer.Typer(help="Manage the application database.", no_args_is_help=True)
+app.add_typer(db_app, name="db")
+
+log = logging.getLogger("onboard")
+
+
+def _settings(**overrides):
+    from onboard.settings import Settings
+
+    return Settings(**overrides)
+
+
+def _fail(message: str) -> None:
+    typer.secho(f"error: {message}", fg=typer.colors.RED, err=True)
+    raise typer.Exit(code=2)
+
+
+@app.callback()
+def main(verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log details to stderr.")] = False) -> None:
+    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+
+
+@app.command()
+def ingest(
+    paths: Annotated[list[Path], typer.Argument(help="Files or folders to index.", exists=True)],
+    rebuild: Annotated[bool, typer.Option(help="Drop the index first (needed after changing the embedding model).")] = False,
+    collection: Annotated[str | None, typer.Option(help="Collection to index into (default: settings).")] = None,
+) -> None:
+    """Index documents (Markdown, text, HTML, PDF, DOCX); unchanged files are skipped."""
+    from onboard import factories
+    from assistant.ingest import ingest as run_ingest
+    from assistant.store import drop_collection, make_client
+
+    settings = _settings(**({"collection": collection} if collection else {}))
+    try:
+        embeddings = factories.make_embeddings(settings)
+        client = make_client(factories.chroma_location(settings))
+        if rebuild:
+            drop_collection(client, settings.collection)
+        store = factories.make_store(settings, embeddings, client)
+        engine = factories.make_engine(settings)
+        report = _with_progress(
+            lambda progress: run_ingest(
+                paths,
+                store=store,
+                embeddings=embeddings,
+                engine=engine,
+                options=factories.ingest_options(settings),
+                progress=progress,
+            )
+        )
+    except AssistantError as exc:
+        _fail(str(exc))
+    for source, reason in sorted(report.failed.items()):
+        typer.secho(f"skipped {source}: {reason}", fg=typer.colors.YELLOW, err=True)
+    typer.echo(
+        f"run {report.run_id}: {len(report.added)} added, {len(report.changed)} changed, "
+        f"{len(report.removed)} removed, {report.unchanged} unchanged, {len(report.failed)} failed, "
+        f"{len(report.skipped)} not supported; chunks +{report.chunks_added} -{report.chunks_removed}; "
+        f"index version {report.index_version}"
+    )
+
+
+def _with_progress(work):
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    columns = (TextColumn("indexing"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(), TextColumn("{task.description}"))
+    with Progress(*columns, transient=True, disable=not sys.stderr.isatty()) as bar:
+        task = bar.add_task("", total=None)
+
+        def progress(source: str, done: int, total: int) -> None:
+            bar.update(task, completed=done, total=total, description=source[-50:])
+
+        return work(progress)
+
+
+@app.command("eval")
+def evaluate(
+    dataset: Annotated[Path, typer.Option(help="JSONL questions with gold_files.", exists=True, dir_okay=False)],
+    corpus: Annotated[Path, typer.Option(help="Folder the gold_files are relative to.", exists=True, file_okay=False)],
+    retriever: Annotated[str, typer.Option(help="hybrid, dense or keyword.")] = "hybrid",
+    k: Annotated[int, typer.Option(help="Passages retrieved per question.", min=1)] = 5,
+    out: Annotated[Path | None, typer.Option(help="Also write the figures and per-question rows here.")] = None,
+) -> None:
+    """Index CORPUS into a fresh temporary store and measure retrieval and abstention on DATASET."""
+    from assistant.evaluation import evaluate as run_eval, load_dataset
+    from assistant.ingest import ingest as run_ingest
+    from onboard import factories
+
+    if retriever not in ("hybrid", "dense", "keyword"):
+        _fail("--retriever must be hybrid, dense or keyword")
+    try:
+        cases = load_dataset(dataset)
+    except ValueError as exc:
+        _fail(str(exc))
+    with tempfile.TemporaryDirectory(prefix="onboard-eval-") as tmp:
+        settings = _settings(data_dir=Path(tmp), database_url=None, chroma_path=None, chroma_url=None, collection="eval")
+        try:
+            embeddings = factories.make_embeddings(settings)
+            store = factories.make_store(settings, embeddings)
+            engine = factories.make_engine(settings, migrate=True)
+            report = _with_progress(
+                lambda progress: run_ingest(
+                    [corpus], store=store, embeddings=embeddings, engine=engine,
+                    options=factories.ingest_options(settings), progress=progress,
+                )
+            )
+            kb = factories.make_knowledge_base(settings, embeddings, store)
+            summary, rows = run_eval(kb, cases, mode=retriever, k=k)
+        except AssistantError as exc:
+            _fail(str(exc))
+        engine.dispose()
+    summary = {"retriever": retriever, "k": k, "embedding_model": embeddings.model_id, **summary,
+               "corpus_files_failed": len(report.failed)}
+    typer.echo(json.dumps(summary))
+    if out:
+        out.write_text(json.dumps({"summary": summary, "questions": rows}, indent=1), encoding="utf-8")
+
+
+@db_app.command("upgrade")
+def db_upgrade(revision: Annotated[str, typer.Argument(help="Target revision.")] = "head") -> None:
+    """Apply the database migrations (PostgreSQL in production; SQLite upgrades itself)."""
+    from onboard import db
+
+    settings = _settings()
+    engine = db.make_engine(settings.database_url)
+    db.upgrade(engine, revision)
+    typer.echo(f"database at revision {db.current_revision(engine)}")
+
+
+@app.command()
+def serve(
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8501,
+    address: Annotated[str, typer.Option(help="Address to bind.")] = "127.0.0.1",
+) -> None:
+    """Start the web app (indexes the sample handbook first if the index is empty)."""
+    from onboard import factories
+
+    settings = _settings()
+    bootstrap(settings)
+    app_file = Path(__file__).resolve().parent.parent / "streamlit_app.py"
+    command = [sys.executable, "-m", "streamlit", "run", str(app_file), "--server.address", address,
+               "--server.port", str(port), "--browser.gatherUsageStats", "false"]
+    raise typer.Exit(subprocess.call(command, env=os.environ.copy()))
+
+
+def bootstrap(settings) -> None:
+    """Migrate the embedded database and index the sample handbook when the index is empty."""
+    from assistant.ingest import ingest as run_ingest
+    from onboard import factories
+
+    embeddings = factories.make_embeddings(settings)
+    store = factories.make_store(settings, embeddings)
+    engine = factories.make_engine(settings)
+    if store.count() == 0 and factories.SAMPLE_HANDBOOK.is_dir():
+        typer.echo(f"indexing the sample handbook ({factories.SAMPLE_HANDBOOK}) ...")
+        run_ingest([factories.SAMPLE_HANDBOOK], store=store, embeddings=embeddings, engine=engine,
+                   options=factories.ingest_options(settings))

@@ -1,0 +1,73 @@
+"""Build the heavy resources from the settings.
+
+Each factory takes the :class:`~onboard.settings.Settings` and returns a ready
+object; callers cache them (the CLI holds them for one command, the Streamlit
+pages through ``st.cache_resource``). Nothing here runs on import.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from sqlalchemy import Engine
+
+from assistant.embeddings import LOCAL_MODELS, ApiEmbeddings, OnnxEmbeddings
+from assistant.errors import AssistantError
+from assistant.ingest import IngestOptions
+from assistant.retrieval import KnowledgeBase
+from assistant.store import ChromaLocation, PassageStore, make_client
+from onboard import db
+from onboard.settings import Settings
+
+SAMPLE_HANDBOOK = Path(__file__).parent / "sample_handbook"
+
+
+def make_embeddings(settings: Settings):
+    cfg = settings.embedding
+    if cfg.backend == "openai":
+        return ApiEmbeddings(
+            base_url=cfg.base_url,
+            model=cfg.model,
+            api_key=cfg.api_key.get_secret_value() if cfg.api_key else None,
+            timeout_s=cfg.timeout_s,
+            batch_size=cfg.batch_size,
+        )
+    if cfg.model not in LOCAL_MODELS:
+        known = ", ".join(sorted(LOCAL_MODELS))
+        raise AssistantError(f"Unknown local embedding model {cfg.model!r}; choose one of: {known}")
+    return OnnxEmbeddings(LOCAL_MODELS[cfg.model], batch_size=cfg.batch_size, threads=cfg.threads)
+
+
+def chroma_location(settings: Settings) -> ChromaLocation:
+    token = settings.chroma_token.get_secret_value() if settings.chroma_token else None
+    return ChromaLocation(path=settings.chroma_path, url=settings.chroma_url, token=token)
+
+
+def make_store(settings: Settings, embeddings, client=None) -> PassageStore:
+    client = client or make_client(chroma_location(settings))
+    return PassageStore(client, settings.collection, embeddings.model_id)
+
+
+def make_knowledge_base(settings: Settings, embeddings=None, store: PassageStore | None = None) -> KnowledgeBase:
+    embeddings = embeddings or make_embeddings(settings)
+    store = store or make_store(settings, embeddings)
+    return KnowledgeBase(store, embeddings, settings.retrieval)
+
+
+def make_engine(settings: Settings, *, migrate: bool | None = None) -> Engine:
+    """The database engine; the embedded SQLite default is migrated on first use."""
+    engine = db.make_engine(settings.database_url)
+    if migrate is None:
+        migrate = engine.dialect.name == "sqlite"
+    if migrate:
+        db.upgrade(engine)
+    return engine
+
+
+def ingest_options(settings: Settings) -> IngestOptions:
+    cfg = settings.ingest
+    return IngestOptions(
+        max_file_bytes=int(cfg.max_file_mb * 1_000_000),
+        chunk_tokens=cfg.chunk_tokens,
+        chunk_overlap_tokens=cfg.chunk_overlap_tokens,
+    )

@@ -1,0 +1,75 @@
+"""The one settings object of the application.
+
+Every option is read from an environment variable prefixed ``ONBOARD_`` (or
+from a ``.env`` file in the working directory), validated once, and passed
+down. Nothing else in the code reads ``os.environ``. Nested groups use a
+double underscore: ``ONBOARD_RETRIEVAL__K=8``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, Field, SecretStr, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from assistant.retrieval import RetrievalConfig
+
+
+class EmbeddingSettings(BaseModel):
+    """Which model turns text into vectors."""
+
+    backend: Literal["local", "openai"] = "local"
+    #: For ``local``: a model name known to :mod:`assistant.embeddings`.
+    #: For ``openai``: the model name sent to the endpoint.
+    model: str = "bge-small-en-v1.5"
+    base_url: str | None = None
+    api_key: SecretStr | None = None
+    batch_size: int = Field(32, ge=1, le=2048)
+    threads: int = Field(0, ge=0, description="ONNX threads; 0 = all cores")
+    timeout_s: float = Field(30.0, gt=0)
+
+
+class IngestSettings(BaseModel):
+    """Limits applied to files being indexed."""
+
+    max_file_mb: float = Field(20.0, gt=0)
+    chunk_tokens: int = Field(220, ge=32, le=2048)
+    chunk_overlap_tokens: int = Field(30, ge=0)
+
+
+class Settings(BaseSettings):
+    """All configuration of the onboarding assistant."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="ONBOARD_",
+        env_nested_delimiter="__",
+        env_file=".env",
+        extra="ignore",
+    )
+
+    environment: Literal["development", "production"] = "development"
+    data_dir: Path = Path("data")
+    #: SQLAlchemy URL; default: a SQLite file in ``data_dir``.
+    database_url: str | None = None
+    #: Chroma persistent folder; default: ``data_dir/chroma``.
+    chroma_path: Path | None = None
+    #: ``http://host:port`` of a Chroma server; when set, ``chroma_path`` is unused.
+    chroma_url: str | None = None
+    chroma_token: SecretStr | None = None
+    collection: str = Field("handbook", min_length=3, max_length=63)
+
+    embedding: EmbeddingSettings = EmbeddingSettings()
+    retrieval: RetrievalConfig = RetrievalConfig()
+    ingest: IngestSettings = IngestSettings()
+
+    @model_validator(mode="after")
+    def _fill_paths(self) -> Settings:
+        if self.database_url is None:
+            self.database_url = f"sqlite:///{(self.data_dir / 'onboard.db').as_posix()}"
+        if self.chroma_path is None:
+            self.chroma_path = self.data_dir / "chroma"
+        if self.embedding.backend == "openai" and not self.embedding.base_url:
+            raise ValueError("ONBOARD_EMBEDDING__BASE_URL is required with the openai embedding backend")
+        return self
