@@ -7,20 +7,25 @@ from the same source of truth. It is rebuilt when the index version changes.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
 
 import bm25s
 import numpy as np
 import Stemmer
+from bm25s.stopwords import STOPWORDS_EN_PLUS
 
 Filter = Mapping[str, str | Sequence[str]]
 
 _STEMMER = Stemmer.Stemmer("english")
+_WORD = re.compile(r"(?u)\b\w\w+\b")  # bm25s's own token pattern
+_STOPWORDS = frozenset(STOPWORDS_EN_PLUS)
 
 
 def tokenize(text: str) -> list[str]:
-    """Lower-cased, stop words removed, stemmed word tokens (the index's vocabulary)."""
-    return bm25s.tokenize(text, stopwords="en", stemmer=_STEMMER, return_ids=False, show_progress=False)[0]
+    """Lower-cased, stop words removed, stemmed word tokens, exactly as bm25s indexes them."""
+    words = [w for w in _WORD.findall(text.lower()) if w not in _STOPWORDS]
+    return _STEMMER.stemWords(words)
 
 
 class KeywordIndex:
@@ -34,7 +39,7 @@ class KeywordIndex:
         self._vocab: dict[str, int] = {}
         self._doc_freq = np.zeros(0)
         if self.ids:
-            corpus = bm25s.tokenize(list(texts), stopwords="en", stemmer=_STEMMER, show_progress=False)
+            corpus = bm25s.tokenize(list(texts), stopwords=list(_STOPWORDS), stemmer=_STEMMER, show_progress=False)
             self._bm25.index(corpus, show_progress=False)
             self._vocab = corpus.vocab
             self._doc_freq = np.zeros(len(corpus.vocab))

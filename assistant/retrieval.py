@@ -36,7 +36,11 @@ class RetrievalConfig(BaseModel):
     k: int = Field(5, ge=1, le=50)
     #: Candidates taken from each index before fusion.
     candidates: int = Field(30, ge=1, le=500)
-    #: Share of the dense list in weighted reciprocal rank fusion.
+    #: ``score``: dense cosine plus ``keyword_weight`` x BM25 relative to the best BM25 hit;
+    #: ``rrf``: weighted reciprocal rank fusion of the two ranked lists.
+    fusion: Literal["score", "rrf"] = "score"
+    keyword_weight: float = Field(0.1, ge=0.0, le=1.0)
+    #: Share of the dense list in reciprocal rank fusion.
     dense_weight: float = Field(0.7, ge=0.0, le=1.0)
     rrf_k: int = Field(60, ge=1)
     #: Abstain when the answerability score falls below this.
@@ -176,15 +180,27 @@ class KnowledgeBase:
             hit.keyword, hit.keyword_rank = score, rank
 
     def _fuse(self, hits, mode: Mode) -> list[_Hit]:
+        hits = list(hits)
         cfg = self.config
-        weights = {"hybrid": cfg.dense_weight, "dense": 1.0, "keyword": 0.0}
-        w = weights[mode]
-        for hit in hits:
-            hit.fused = 0.0
-            if hit.dense_rank is not None:
-                hit.fused += w / (cfg.rrf_k + hit.dense_rank)
-            if hit.keyword_rank is not None:
-                hit.fused += (1 - w) / (cfg.rrf_k + hit.keyword_rank)
+        if mode == "dense":
+            for hit in hits:
+                hit.fused = hit.dense if hit.dense is not None else -1.0
+        elif mode == "keyword":
+            for hit in hits:
+                hit.fused = hit.keyword or 0.0
+        elif cfg.fusion == "rrf":
+            w = cfg.dense_weight
+            for hit in hits:
+                hit.fused = (w / (cfg.rrf_k + hit.dense_rank) if hit.dense_rank else 0.0) + (
+                    (1 - w) / (cfg.rrf_k + hit.keyword_rank) if hit.keyword_rank else 0.0
+                )
+        else:
+            best_keyword = max((h.keyword or 0.0 for h in hits), default=0.0) or 1.0
+            # A passage only BM25 found is scored as the weakest dense candidate.
+            floor = min((h.dense for h in hits if h.dense is not None), default=0.0)
+            for hit in hits:
+                dense = hit.dense if hit.dense is not None else floor
+                hit.fused = dense + cfg.keyword_weight * (hit.keyword or 0.0) / best_keyword
         return sorted(hits, key=lambda h: h.fused, reverse=True)
 
     # -- abstention ---------------------------------------------------------------

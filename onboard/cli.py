@@ -164,7 +164,10 @@ def serve(
 
     settings = _settings()
     bootstrap(settings)
-    app_file = Path(__file__).resolve().parent.parent / "streamlit_app.py"
+    candidates = [Path.cwd() / "streamlit_app.py", Path(__file__).resolve().parent.parent / "streamlit_app.py"]
+    app_file = next((path for path in candidates if path.is_file()), None)
+    if app_file is None:
+        _fail("streamlit_app.py not found: run `onboard serve` from the project folder")
     command = [sys.executable, "-m", "streamlit", "run", str(app_file), "--server.address", address,
                "--server.port", str(port), "--browser.gatherUsageStats", "false"]
     raise typer.Exit(subprocess.call(command, env=os.environ.copy()))
@@ -182,3 +185,7 @@ def bootstrap(settings) -> None:
         typer.echo(f"indexing the sample handbook ({factories.SAMPLE_HANDBOOK}) ...")
         run_ingest([factories.SAMPLE_HANDBOOK], store=store, embeddings=embeddings, engine=engine,
                    options=factories.ingest_options(settings))
+
+
+if __name__ == "__main__":
+    app()

@@ -23,12 +23,14 @@ class EmbeddingSettings(BaseModel):
     backend: Literal["local", "openai"] = "local"
     #: For ``local``: a model name known to :mod:`assistant.embeddings`.
     #: For ``openai``: the model name sent to the endpoint.
-    model: str = "bge-small-en-v1.5"
+    model: str = "all-MiniLM-L6-v2-int8"
     base_url: str | None = None
     api_key: SecretStr | None = None
     batch_size: int = Field(32, ge=1, le=2048)
     threads: int = Field(0, ge=0, description="ONNX threads; 0 = all cores")
     timeout_s: float = Field(30.0, gt=0)
+    #: Where a local model's quantised copy is kept; default: ``data_dir/models``.
+    cache_dir: Path | None = None
 
 
 class IngestSettings(BaseModel):
@@ -68,6 +70,8 @@ class Settings(BaseSettings):
     def _fill_paths(self) -> Settings:
         if self.database_url is None:
             self.database_url = f"sqlite:///{(self.data_dir / 'onboard.db').as_posix()}"
+        if self.embedding.cache_dir is None:
+            self.embedding.cache_dir = self.data_dir / "models"
         if self.chroma_path is None:
             self.chroma_path = self.data_dir / "chroma"
         if self.embedding.backend == "openai" and not self.embedding.base_url:

@@ -1,0 +1,197 @@
+"""The ``onboard`` command through Typer's CliRunner.
+
+``onboard ingest`` reads its settings from ``ONBOARD_*`` variables like in
+production; the embeddings come from a real local HTTP server speaking the
+OpenAI protocol (``helpers_embedding_server``), so these tests do not depend on
+which local model is installed. The autouse fixture points ONBOARD_DATA_DIR at
+``tmp_path/data``.
+"""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+from helpers_embedding_server import embedding_server
+from helpers_kb import HANDBOOK, write_docs
+from sqlalchemy import create_engine, inspect, text
+from typer.testing import CliRunner
+
+from onboard.cli import app
+
+SUMMARY = re.compile(
+    r"^run (\d+): (\d+) added, (\d+) changed, (\d+) removed, (\d+) unchanged, (\d+) failed, "
+    r"(\d+) not supported; chunks \+(\d+) -(\d+); index version (\d+)$",
+    re.M,
+)
+
+
+def invoke(*args: str):
+    return CliRunner().invoke(app, list(args), env={"COLUMNS": "200"})
+
+
+def flat(output: str) -> str:
+    """Rich panels wrap and box messages; compare on the words."""
+    return " ".join(output.replace("│", " ").replace("╭", " ").replace("╰", " ").split())
+
+
+def summary(result) -> dict:
+    match = SUMMARY.search(result.stdout)
+    assert match, result.stdout
+    keys = ("run", "added", "changed", "removed", "unchanged", "failed", "unsupported", "plus", "minus", "version")
+    return dict(zip(keys, map(int, match.groups()), strict=True))
+
+
+@pytest.fixture
+def api_embeddings(monkeypatch):
+    with embedding_server() as server:
+        monkeypatch.setenv("ONBOARD_EMBEDDING__BACKEND", "openai")
+        monkeypatch.setenv("ONBOARD_EMBEDDING__BASE_URL", server.base_url)
+        monkeypatch.setenv("ONBOARD_EMBEDDING__MODEL", "hashing-test")
+        yield server
+
+
+@pytest.fixture
+def handbook(tmp_path):
+    return write_docs(tmp_path / "handbook", HANDBOOK)
+
+
+# --- help -------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        ([], "ingest"),
+        (["ingest"], "Index documents"),
+        (["eval"], "--dataset"),
+        (["db"], "upgrade"),
+        (["db", "upgrade"], "Apply the database migrations"),
+        (["serve"], "--port"),
+    ],
+    ids=["app", "ingest", "eval", "db", "db-upgrade", "serve"],
+)
+def test_help(args, expected):
+    result = invoke(*args, "--help")
+    assert result.exit_code == 0, result.output
+    assert expected in flat(result.stdout)
+    assert "Usage:" in result.stdout
+
+
+def test_app_help_lists_every_command():
+    out = flat(invoke("--help").stdout)
+    for command in ("ingest", "eval", "serve", "db"):
+        assert re.search(rf"\b{command}\b", out)
+
+
+# --- ingest ---------------------------------------------------------------------------------------
+
+
+def test_ingest_prints_the_summary_and_reports_unchanged_files_the_second_time(handbook, api_embeddings, tmp_path):
+    first = invoke("ingest", str(handbook))
+    assert first.exit_code == 0, first.output
+    one = summary(first)
+    assert (one["added"], one["changed"], one["removed"], one["unchanged"], one["failed"]) == (len(HANDBOOK), 0, 0, 0, 0)
+    assert one["plus"] > 0 and one["version"] == 1
+    sent = len(api_embeddings.inputs())
+    assert sent == one["plus"]  # each new chunk embedded once through the endpoint
+
+    second = invoke("ingest", str(handbook))
+    assert second.exit_code == 0, second.output
+    two = summary(second)
+    assert (two["added"], two["changed"], two["removed"], two["unchanged"]) == (0, 0, 0, len(HANDBOOK))
+    assert (two["plus"], two["minus"], two["version"]) == (0, 0, 1)
+    assert two["run"] == one["run"] + 1
+    assert len(api_embeddings.inputs()) == sent  # nothing embedded again
+
+    # Both runs were recorded in the default SQLite database of the data folder.
+    engine = create_engine(f"sqlite:///{tmp_path / 'data' / 'onboard.db'}")
+    with engine.connect() as conn:
+        rows = conn.execute(text("SELECT status, added, unchanged FROM kb_run ORDER BY id")).all()
+    engine.dispose()
+    assert [tuple(r) for r in rows] == [("completed", len(HANDBOOK), 0), ("completed", 0, len(HANDBOOK))]
+    assert (tmp_path / "data" / "chroma").is_dir()
+
+
+def test_ingest_reports_a_broken_file_on_stderr_and_still_succeeds(handbook, api_embeddings):
+    (handbook / "broken.pdf").write_bytes(b"%PDF-1.4 cut off here")
+    (handbook / "empty.md").write_text("   \n", encoding="utf-8")
+    (handbook / "photo.png").write_bytes(b"\x89PNG\r\n")
+
+    result = invoke("ingest", str(handbook))
+
+    assert result.exit_code == 0, result.output
+    assert re.search(r"^skipped broken\.pdf: broken PDF \(.+\)$", result.stderr, re.M), result.stderr
+    assert "skipped empty.md: empty file" in result.stderr
+    assert "broken.pdf" not in result.stdout
+    counts = summary(result)
+    assert (counts["added"], counts["failed"], counts["unsupported"]) == (len(HANDBOOK), 2, 1)
+
+
+def test_ingest_of_a_missing_path_fails_clearly(tmp_path, api_embeddings):
+    missing = tmp_path / "no-such-folder"
+    result = invoke("ingest", str(missing))
+    assert result.exit_code != 0
+    message = flat(result.stderr)
+    assert "no-such-folder" in message and "does not exist" in message
+    assert api_embeddings.requests == []
+
+
+def test_ingest_rebuild_starts_from_an_empty_index(handbook, api_embeddings):
+    assert invoke("ingest", str(handbook)).exit_code == 0
+    result = invoke("ingest", "--rebuild", str(handbook))
+    assert result.exit_code == 0, result.output
+    counts = summary(result)
+    # The manifest still lists the files, but their chunks are gone with the collection: all re-indexed.
+    assert counts["added"] + counts["changed"] == len(HANDBOOK)
+    assert counts["unchanged"] == 0
+
+
+def test_ingest_with_another_model_is_refused_with_the_rebuild_hint(handbook, api_embeddings, monkeypatch):
+    assert invoke("ingest", str(handbook)).exit_code == 0
+    monkeypatch.setenv("ONBOARD_EMBEDDING__MODEL", "another-model")
+
+    result = invoke("ingest", str(handbook))
+
+    assert result.exit_code == 2
+    assert "error:" in result.stderr and "--rebuild" in result.stderr
+    assert "openai:another-model" in result.stderr
+    assert result.exception is None or isinstance(result.exception, SystemExit)
+
+
+def test_ingest_into_a_named_collection(handbook, api_embeddings):
+    result = invoke("ingest", "--collection", "people-team", str(handbook))
+    assert result.exit_code == 0, result.output
+    assert summary(result)["added"] == len(HANDBOOK)
+    # The default collection is untouched: ingesting there adds everything again.
+    assert summary(invoke("ingest", str(handbook)))["added"] == len(HANDBOOK)
+
+
+# --- db ---------------------------------------------------------------------------------------
+
+
+def test_db_upgrade_creates_the_tables_in_the_data_folder(tmp_path):
+    database = tmp_path / "data" / "onboard.db"
+    assert not database.exists()
+
+    result = invoke("db", "upgrade")
+
+    assert result.exit_code == 0, result.output
+    assert "database at revision" in result.stdout
+    engine = create_engine(f"sqlite:///{database}")
+    try:
+        tables = set(inspect(engine).get_table_names())
+    finally:
+        engine.dispose()
+    assert {"kb_file", "kb_run", "alembic_version"} <= tables
+
+    again = invoke("db", "upgrade")
+    assert again.exit_code == 0 and again.stdout == result.stdout
+
+
+def test_db_upgrade_honours_onboard_database_url(tmp_path, monkeypatch):
+    database = tmp_path / "elsewhere" / "app.db"
+    monkeypatch.setenv("ONBOARD_DATABASE_URL", f"sqlite:///{database}")
+    assert invoke("db", "upgrade").exit_code == 0
+    assert database.exists()
+    assert not (tmp_path / "data" / "onboard.db").exists()
