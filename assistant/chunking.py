@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from langchain_text_splitters import RecursiveCharacterTextSplitter
 
 _HEADING = re.compile(r"^(#{1,6})[ \t]+(.+?)[ \t#]*$")
-_FENCE_OPEN = re.compile(r"^[ \t]*(```|~~~)")
+_FENCE_OPEN = re.compile(r"^[ \t]*(`{3,}|~{3,})")
 
 
 @dataclass(frozen=True)
@@ -53,7 +53,10 @@ def sections(markdown: str) -> Iterator[tuple[list[str], str]]:
         fence_match = _FENCE_OPEN.match(line)
         if fence_match:
             marker = fence_match.group(1)
-            fence = None if fence == marker else (fence or marker)
+            if fence is None:
+                fence = marker
+            elif marker[0] == fence[0] and len(marker) >= len(fence) and not line.strip()[len(marker) :]:
+                fence = None
         heading = None if fence else _HEADING.match(line)
         if heading is None:
             body.append(line)

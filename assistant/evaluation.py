@@ -40,8 +40,11 @@ def load_dataset(path: Path) -> list[Case]:
             continue
         try:
             row = json.loads(line)
-            cases.append(Case(str(row["id"]), str(row["question"]), tuple(row.get("gold_files") or ())))
-        except (json.JSONDecodeError, KeyError, TypeError) as exc:
+            gold = row.get("gold_files") or []
+            if not isinstance(gold, list) or not all(isinstance(g, str) for g in gold):
+                raise TypeError("gold_files must be a list of paths")
+            cases.append(Case(str(row["id"]), str(row["question"]), tuple(gold)))
+        except (json.JSONDecodeError, KeyError, TypeError, AttributeError) as exc:
             raise ValueError(f"{path}:{number}: not a valid case ({exc})") from None
     if not cases:
         raise ValueError(f"{path} holds no questions")

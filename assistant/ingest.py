@@ -67,7 +67,7 @@ class IngestReport:
 @dataclass
 class _Pending:
     source: str
-    root: str
+    path: str
     sha256: str
     size: int
     doc: LoadedDocument
@@ -121,18 +121,18 @@ def ingest(
 def _ingest(roots, store, embeddings, engine, options, progress, report: IngestReport) -> None:
     present = store.ids()
     with Session(engine) as session:
-        known = {row.source: row for row in session.exec(select(IndexedFile).where(IndexedFile.collection == store.name))}
-    files = [(source, file, root) for root in roots for source, file in discover(root)]
+        known = {row.path: row for row in session.exec(select(IndexedFile).where(IndexedFile.collection == store.name))}
+    files = {str(file): source for root in roots for source, file in discover(root)}
     seen: set[str] = set()
     pending: list[_Pending] = []
-    for done, (source, file, root) in enumerate(files, start=1):
+    for done, (path, source) in enumerate(files.items(), start=1):
         if progress:
             progress(source, done, len(files))
-        if kind_of(file) is None:
+        if kind_of(Path(path)) is None:
             report.skipped.append(source)
             continue
-        seen.add(source)
-        item = _prepare(source, file, root, known.get(source), present, options, embeddings, report)
+        seen.add(path)
+        item = _prepare(source, Path(path), known.get(path), present, options, embeddings, report)
         if item is None:
             continue
         pending.append(item)
@@ -147,7 +147,7 @@ def _ingest(roots, store, embeddings, engine, options, progress, report: IngestR
         report.index_version = store.bump_version()
 
 
-def _prepare(source, file: Path, root: Path, previous, present, options, embeddings, report) -> _Pending | None:
+def _prepare(source, file: Path, previous, present, options, embeddings, report) -> _Pending | None:
     try:
         size = file.stat().st_size
         if size > options.max_file_bytes:
@@ -162,7 +162,7 @@ def _prepare(source, file: Path, root: Path, previous, present, options, embeddi
         doc = load_bytes(data, name=file.name, max_bytes=options.max_file_bytes)
         chunks = chunk_markdown(
             doc.text,
-            source=source,
+            source=str(file),
             title=doc.title,
             count_tokens=embeddings.count_tokens,
             max_tokens=options.chunk_tokens,
@@ -173,9 +173,9 @@ def _prepare(source, file: Path, root: Path, previous, present, options, embeddi
     except (UnreadableFile, OSError) as exc:
         reason = str(exc) if isinstance(exc, UnreadableFile) else f"cannot read ({exc.strerror or exc})"
         report.failed[source] = reason
-        log.warning("skipped %s: %s", source, reason)
+        log.info("skipped %s: %s", source, reason)
         return None
-    return _Pending(source, str(root), sha, size, doc, chunks, previous)
+    return _Pending(source, str(file), sha, size, doc, chunks, previous)
 
 
 def _flush(pending: list[_Pending], store: PassageStore, embeddings, engine: Engine, report: IngestReport) -> None:
@@ -195,9 +195,9 @@ def _flush(pending: list[_Pending], store: PassageStore, embeddings, engine: Eng
         old_ids = set(item.previous.chunk_ids) if item.previous else set()
         with Session(engine) as session:
             row = session.exec(
-                select(IndexedFile).where(IndexedFile.collection == store.name, IndexedFile.source == item.source)
-            ).first() or IndexedFile(collection=store.name, source=item.source)
-            row.root, row.sha256, row.size = item.root, item.sha256, item.size
+                select(IndexedFile).where(IndexedFile.collection == store.name, IndexedFile.path == item.path)
+            ).first() or IndexedFile(collection=store.name, path=item.path)
+            row.source, row.sha256, row.size = item.source, item.sha256, item.size
             row.title, row.kind, row.chunk_ids = item.doc.title, item.doc.kind, new_ids
             row.indexed_at = utcnow()
             session.add(row)
@@ -216,7 +216,7 @@ def _metadata(item: _Pending, chunk: Chunk) -> dict:
         "section": chunk.section,
         "chunk": chunk.index,
         "kind": item.doc.kind,
-        "audience": item.doc.metadata.get("audience", DEFAULT_AUDIENCE),
+        "audience": item.doc.metadata.get("audience") or [DEFAULT_AUDIENCE],
     }
     if "url" in item.doc.metadata:
         meta["url"] = item.doc.metadata["url"]
@@ -224,7 +224,9 @@ def _metadata(item: _Pending, chunk: Chunk) -> dict:
 
 
 def _remove_missing(root: Path, known: dict, seen: set[str], store, engine, report) -> None:
-    gone = [row for source, row in known.items() if row.root == str(root) and source not in seen]
+    """Files indexed before from inside ``root`` that are no longer there."""
+    prefix = str(root) + os.sep
+    gone = [row for path, row in known.items() if (path == str(root) or path.startswith(prefix)) and path not in seen]
     for row in gone:
         store.delete(list(row.chunk_ids))
         with Session(engine) as session:
@@ -232,6 +234,14 @@ def _remove_missing(root: Path, known: dict, seen: set[str], store, engine, repo
             session.commit()
         report.removed.append(row.source)
         report.chunks_removed += len(row.chunk_ids)
+
+
+def forget(engine: Engine, collection: str) -> None:
+    """Drop the manifest of ``collection`` (with ``ingest --rebuild``, after dropping the vectors)."""
+    with Session(engine) as session:
+        for row in session.exec(select(IndexedFile).where(IndexedFile.collection == collection)):
+            session.delete(row)
+        session.commit()
 
 
 def _collect_garbage(store: PassageStore, engine: Engine, report: IngestReport) -> None:

@@ -16,6 +16,11 @@ import Stemmer
 from bm25s.stopwords import STOPWORDS_EN_PLUS
 
 Filter = Mapping[str, str | Sequence[str]]
+"""``{field: allowed values}``: a passage matches when, for every field, its value is one of
+the allowed values, or, for a list-valued field such as ``audience``, shares one with them."""
+
+#: Metadata fields stored as lists in Chroma.
+LIST_FIELDS = frozenset({"audience"})
 
 _STEMMER = Stemmer.Stemmer("english")
 _WORD = re.compile(r"(?u)\b\w\w+\b")  # bm25s's own token pattern
@@ -34,7 +39,7 @@ class KeywordIndex:
     def __init__(self, ids: Sequence[str], texts: Sequence[str], metadatas: Sequence[Mapping]) -> None:
         self.ids = list(ids)
         self.metadatas = list(metadatas)
-        self._columns: dict[str, np.ndarray] = {}
+        self._masks: dict[tuple, np.ndarray] = {}
         self._bm25 = bm25s.BM25()
         self._vocab: dict[str, int] = {}
         self._doc_freq = np.zeros(0)
@@ -72,26 +77,43 @@ class KeywordIndex:
         return [(int(i), float(scores[i])) for i in top if scores[i] > 0]
 
     def mask(self, where: Filter | None) -> np.ndarray | None:
-        """Boolean mask of passages whose metadata matches every field of ``where``."""
+        """Boolean mask of passages matching ``where`` (cached per filter)."""
         if not where:
             return None
-        mask = np.ones(len(self.ids), dtype=bool)
-        for key, allowed in where.items():
-            values = [allowed] if isinstance(allowed, str) else list(allowed)
-            mask &= np.isin(self._column(key), values)
-        return mask
+        key = tuple(sorted((field, _values(allowed)) for field, allowed in where.items()))
+        if key not in self._masks:
+            mask = np.ones(len(self.ids), dtype=bool)
+            for field, allowed in key:
+                allowed_set = set(allowed)
+                mask &= np.fromiter(
+                    (_matches(m.get(field), allowed_set) for m in self.metadatas), dtype=bool, count=len(self.ids)
+                )
+            if len(self._masks) > 256:
+                self._masks.clear()
+            self._masks[key] = mask
+        return self._masks[key]
 
-    def _column(self, key: str) -> np.ndarray:
-        if key not in self._columns:
-            self._columns[key] = np.array([str(m.get(key, "")) for m in self.metadatas], dtype=object)
-        return self._columns[key]
+
+def _values(allowed: str | Sequence[str]) -> tuple[str, ...]:
+    return (allowed,) if isinstance(allowed, str) else tuple(sorted(str(a) for a in allowed))
+
+
+def _matches(value, allowed: set[str]) -> bool:
+    if isinstance(value, list):
+        return any(str(v) in allowed for v in value)
+    return value is not None and str(value) in allowed
 
 
 def chroma_where(where: Filter | None) -> dict | None:
     """The same filter in Chroma's ``where`` syntax."""
     if not where:
         return None
-    clauses = [
-        {key: {"$in": [allowed] if isinstance(allowed, str) else list(allowed)}} for key, allowed in where.items()
-    ]
+    clauses = []
+    for field, allowed in where.items():
+        values = list(_values(allowed))
+        if field in LIST_FIELDS:
+            options = [{field: {"$contains": v}} for v in values]
+            clauses.append(options[0] if len(options) == 1 else {"$or": options})
+        else:
+            clauses.append({field: {"$in": values}})
     return clauses[0] if len(clauses) == 1 else {"$and": clauses}

@@ -40,7 +40,7 @@ class LoadedDocument:
     text: str
     title: str
     kind: str
-    metadata: dict[str, str] = field(default_factory=dict)
+    metadata: dict[str, str | list[str]] = field(default_factory=dict)
 
 
 def kind_of(path: Path) -> str | None:
@@ -103,8 +103,10 @@ def _load_markdown(data: bytes, stem: str) -> LoadedDocument:
     if url:
         metadata["url"] = url
     audience = meta.get("audience")
-    if audience:
-        metadata["audience"] = ",".join(audience) if isinstance(audience, list) else str(audience)
+    if isinstance(audience, (str, int, float)):
+        audience = [part.strip() for part in str(audience).split(",")]
+    if isinstance(audience, list) and any(str(a).strip() for a in audience):
+        metadata["audience"] = [str(a).strip() for a in audience if str(a).strip()]
     return LoadedDocument(text=text, title=title, kind="markdown", metadata=metadata)
 
 
@@ -112,7 +114,9 @@ def _scalar(value: object) -> str:
     return str(value).strip() if isinstance(value, (str, int, float)) else ""
 
 
-_FENCE = re.compile(r"^(```|~~~).*?^\1[ \t]*$", re.S | re.M)
+_FENCE = re.compile(r"^[ \t]*(`{3,}|~{3,}).*?^[ \t]*\1[ \t]*$", re.S | re.M)
+_LIQUID_RAW = re.compile(r"\{%-?\s*raw\s*-?%\}(.*?)\{%-?\s*endraw\s*-?%\}", re.S)
+_SCRIPT = re.compile(r"<(script|style)\b[^>]*>.*?</\1\s*>", re.S | re.I)
 _LIQUID_COMMENT = re.compile(r"\{%-?\s*comment\s*-?%\}.*?\{%-?\s*endcomment\s*-?%\}", re.S)
 _JINJA_COMMENT = re.compile(r"\{#.*?#\}", re.S)
 _LIQUID_TAG = re.compile(r"\{%-?\s*(\w+)(.*?)-?%\}", re.S)
@@ -139,13 +143,23 @@ def clean_markdown(text: str) -> str:
     last = 0
     for fence in _FENCE.finditer(text):
         parts.append(_clean_prose(text[last : fence.start()]))
-        parts.append(_LIQUID_OUTPUT.sub("", _LIQUID_TAG.sub("", fence.group(0))))
+        parts.append(_clean_code(fence.group(0)))
         last = fence.end()
     parts.append(_clean_prose(text[last:]))
     return _BLANKS.sub("\n\n", "".join(parts)).strip()
 
 
+def _clean_code(code: str) -> str:
+    """Template tags are removed from code too, but what ``{% raw %}`` protects is kept as written."""
+    pieces = _LIQUID_RAW.split(code)  # even: outside raw blocks, odd: their verbatim content
+    return "".join(
+        piece if i % 2 else _LIQUID_OUTPUT.sub("", _LIQUID_TAG.sub("", piece)) for i, piece in enumerate(pieces)
+    )
+
+
 def _clean_prose(text: str) -> str:
+    text = _LIQUID_RAW.sub(lambda m: m.group(1), text)
+    text = _SCRIPT.sub("", text)
     text = _IMAGE.sub(lambda m: m.group(1), text)
     text = _LINK.sub(lambda m: m.group(1), text)
     text = _REF_LINK.sub(lambda m: m.group(1), text)
@@ -156,18 +170,28 @@ def _clean_prose(text: str) -> str:
     text = _HTML_BREAK.sub("\n", text)
     text = _HTML_TAG.sub("", text)
     text = _AUTOLINK.sub(lambda m: _url_host(m.group(1)), text)
-    text = _BARE_URL.sub(lambda m: _url_host(m.group(0)), text)
+    text = _BARE_URL.sub(_bare_url, text)
     return html.unescape(text)
 
 
 def _inline_tag(match: re.Match) -> str:
     """A tag standing in a sentence keeps its first quoted argument (a name, a channel)."""
-    start = match.string.rfind("\n", 0, match.start()) + 1
-    inline = match.string[start : match.start()].strip() != ""
+    line_start = match.string.rfind("\n", 0, match.start()) + 1
+    line_end = match.string.find("\n", match.end())
+    line_end = len(match.string) if line_end < 0 else line_end
+    before = match.string[line_start : match.start()].strip()
+    after = match.string[match.end() : line_end].strip()
+    inline = bool(before or after)
     quoted = _QUOTED.search(match.group(2))
     if inline and quoted and not quoted.group(1).startswith(("/", ".")):
         return quoted.group(1)
     return ""
+
+
+def _bare_url(match: re.Match) -> str:
+    url = match.group(0)
+    trail = len(url) - len(url.rstrip(".,;:!?'\""))
+    return _url_host(url[: len(url) - trail]) + url[len(url) - trail :]
 
 
 def _url_host(url: str) -> str:
@@ -205,9 +229,11 @@ def _load_html(data: bytes, stem: str) -> LoadedDocument:
             heading.replace_with(f"\n\n{'#' * level} {heading.get_text(' ', strip=True)}\n\n")
     for row in soup.find_all("tr"):
         cells = [cell.get_text(" ", strip=True) for cell in row.find_all(["th", "td"])]
-        row.replace_with("\n| " + " | ".join(cells) + " |\n")
+        row.replace_with("| " + " | ".join(cells) + " |\n")
     for item in soup.find_all("li"):
         item.insert_before("\n- ")
+    for table in soup.find_all("table"):
+        table.insert_before("\n\n")
     for block in soup.find_all(["p", "div", "section", "article", "br", "pre", "blockquote", "table"]):
         block.insert_after("\n\n")
     text = _strip_invisible(soup.get_text())

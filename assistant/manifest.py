@@ -22,12 +22,14 @@ class IndexedFile(SQLModel, table=True):
     """A file whose chunks are in the index, with the hash they were made from."""
 
     __tablename__ = "kb_file"
-    __table_args__ = (UniqueConstraint("collection", "source"),)
+    __table_args__ = (UniqueConstraint("collection", "path"),)
 
     id: int | None = Field(default=None, primary_key=True)
     collection: str = Field(index=True, max_length=128)
+    #: Absolute path: what identifies the file.
+    path: str = Field(max_length=1024)
+    #: Path relative to the folder it was ingested from: what citations show.
     source: str = Field(max_length=1024)
-    root: str = Field(max_length=1024)
     sha256: str = Field(max_length=64)
     title: str = Field(default="", max_length=512)
     kind: str = Field(max_length=16)

@@ -146,12 +146,12 @@ class KnowledgeBase:
         if mode in ("hybrid", "dense"):
             vector = self.embeddings.embed_query(query)
             timings["embed_ms"] = (time.perf_counter() - start) * 1000
-            self._dense(vector, cfg.candidates, where, hits)
+            self._dense(vector, max(cfg.candidates, k), where, hits)
             timings["dense_ms"] = (time.perf_counter() - start) * 1000 - timings["embed_ms"]
         mark = time.perf_counter()
         query_tokens = tokenize(query)
         if mode in ("hybrid", "keyword"):
-            self._lexical(query_tokens, cfg.candidates, where, hits)
+            self._lexical(query_tokens, max(cfg.candidates, k), where, hits)
             timings["keyword_ms"] = (time.perf_counter() - mark) * 1000
         ranked = self._fuse(hits.values(), mode)
         top = _dedupe(ranked)[:k]

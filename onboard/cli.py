@@ -54,17 +54,18 @@ def ingest(
 ) -> None:
     """Index documents (Markdown, text, HTML, PDF, DOCX); unchanged files are skipped."""
     from onboard import factories
-    from assistant.ingest import ingest as run_ingest
+    from assistant.ingest import forget, ingest as run_ingest
     from assistant.store import drop_collection, make_client
 
     settings = _settings(**({"collection": collection} if collection else {}))
     try:
         embeddings = factories.make_embeddings(settings)
         client = make_client(factories.chroma_location(settings))
+        engine = factories.make_engine(settings)
         if rebuild:
             drop_collection(client, settings.collection)
+            forget(engine, settings.collection)
         store = factories.make_store(settings, embeddings, client)
-        engine = factories.make_engine(settings)
         report = _with_progress(
             lambda progress: run_ingest(
                 paths,

@@ -126,12 +126,6 @@ def test_load_dataset_refuses_an_empty_file(tmp_path):
         load_dataset(path)
 
 
-@pytest.mark.xfail(
-    reason="BUG: assistant/evaluation.py load_dataset does tuple(row['gold_files']), so a string "
-    "'gold_files': 'a.md' becomes ('a', '.', 'm', 'd') instead of being refused (or read as one "
-    "file): the case silently counts as answerable and can never be hit",
-    strict=True,
-)
 def test_load_dataset_refuses_gold_files_given_as_a_string(tmp_path):
     path = tmp_path / "qa.jsonl"
     path.write_text('{"id": "a", "question": "q", "gold_files": "a.md"}\n', encoding="utf-8")

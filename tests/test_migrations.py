@@ -38,11 +38,11 @@ def test_upgrade_from_empty_creates_the_knowledge_base_tables(empty_engine):
     assert KB_TABLES <= tables(empty_engine)
     assert db.current_revision(empty_engine) == head(empty_engine)
     columns = {c["name"] for c in inspect(empty_engine).get_columns("kb_file")}
-    assert {"collection", "source", "root", "sha256", "chunk_ids", "indexed_at"} <= columns
+    assert {"collection", "path", "source", "sha256", "chunk_ids", "indexed_at"} <= columns
     run_columns = {c["name"] for c in inspect(empty_engine).get_columns("kb_run")}
     assert {"status", "index_version", "failures", "chunks_added", "chunks_removed"} <= run_columns
     uniques = inspect(empty_engine).get_unique_constraints("kb_file")
-    assert any(sorted(u["column_names"]) == ["collection", "source"] for u in uniques)
+    assert any(sorted(u["column_names"]) == ["collection", "path"] for u in uniques)
 
 
 def test_upgrade_twice_is_harmless(empty_engine):
@@ -77,14 +77,16 @@ def test_migrated_schema_round_trips_the_models(empty_engine):
 
     db.upgrade(empty_engine)
     with Session(empty_engine) as session:
-        session.add(IndexedFile(collection="c", source="a.md", root="/r", sha256="0" * 64, kind="markdown", chunk_ids=["x", "y"]))
+        session.add(
+            IndexedFile(collection="c", path="/r/a.md", source="a.md", sha256="0" * 64, kind="markdown", chunk_ids=["x", "y"])
+        )
         session.add(IngestRun(collection="c", failures=[{"source": "b.pdf", "reason": "broken PDF"}]))
         session.commit()
     with Session(empty_engine) as session:
         row = session.exec(select(IndexedFile)).one()
         assert row.chunk_ids == ["x", "y"]
         assert session.exec(select(IngestRun)).one().failures == [{"source": "b.pdf", "reason": "broken PDF"}]
-        session.add(IndexedFile(collection="c", source="a.md", root="/other", sha256="1" * 64, kind="markdown"))
+        session.add(IndexedFile(collection="c", path="/r/a.md", source="other.md", sha256="1" * 64, kind="markdown"))
         with pytest.raises(IntegrityError):
             session.commit()
 

@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-11-21 19:51:05.503043
+Create Date: 2026-11-21 20:23:24.270709
 """
 
 import sqlalchemy as sa
@@ -21,8 +21,8 @@ def upgrade() -> None:
     op.create_table('kb_file',
     sa.Column('id', sa.Integer(), nullable=False),
     sa.Column('collection', sqlmodel.sql.sqltypes.AutoString(length=128), nullable=False),
+    sa.Column('path', sqlmodel.sql.sqltypes.AutoString(length=1024), nullable=False),
     sa.Column('source', sqlmodel.sql.sqltypes.AutoString(length=1024), nullable=False),
-    sa.Column('root', sqlmodel.sql.sqltypes.AutoString(length=1024), nullable=False),
     sa.Column('sha256', sqlmodel.sql.sqltypes.AutoString(length=64), nullable=False),
     sa.Column('title', sqlmodel.sql.sqltypes.AutoString(length=512), nullable=False),
     sa.Column('kind', sqlmodel.sql.sqltypes.AutoString(length=16), nullable=False),
@@ -30,7 +30,7 @@ def upgrade() -> None:
     sa.Column('chunk_ids', sa.JSON(), nullable=False),
     sa.Column('indexed_at', sqlmodel.sql.sqltypes.UTCDateTime(), nullable=False),
     sa.PrimaryKeyConstraint('id'),
-    sa.UniqueConstraint('collection', 'source')
+    sa.UniqueConstraint('collection', 'path')
     )
     with op.batch_alter_table('kb_file', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_kb_file_collection'), ['collection'], unique=False)
