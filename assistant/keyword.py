@@ -23,13 +23,13 @@ the allowed values, or, for a list-valued field such as ``audience``, shares one
 LIST_FIELDS = frozenset({"audience"})
 
 _STEMMER = Stemmer.Stemmer("english")
-_WORD = re.compile(r"(?u)\b\w\w+\b")  # bm25s's own token pattern
-_STOPWORDS = frozenset(STOPWORDS_EN_PLUS)
+WORD = re.compile(r"(?u)\b\w\w+\b")  # bm25s's own token pattern
+STOPWORDS = frozenset(STOPWORDS_EN_PLUS)
 
 
 def tokenize(text: str) -> list[str]:
     """Lower-cased, stop words removed, stemmed word tokens, exactly as bm25s indexes them."""
-    words = [w for w in _WORD.findall(text.lower()) if w not in _STOPWORDS]
+    words = [w for w in WORD.findall(text.lower()) if w not in STOPWORDS]
     return _STEMMER.stemWords(words)
 
 
@@ -44,7 +44,7 @@ class KeywordIndex:
         self._vocab: dict[str, int] = {}
         self._doc_freq = np.zeros(0)
         if self.ids:
-            corpus = bm25s.tokenize(list(texts), stopwords=list(_STOPWORDS), stemmer=_STEMMER, show_progress=False)
+            corpus = bm25s.tokenize(list(texts), stopwords=list(STOPWORDS), stemmer=_STEMMER, show_progress=False)
             self._bm25.index(corpus, show_progress=False)
             self._vocab = corpus.vocab
             self._doc_freq = np.zeros(len(corpus.vocab))

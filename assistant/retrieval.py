@@ -12,16 +12,17 @@ instead of quoting an unrelated passage.
 
 from __future__ import annotations
 
-import math
 import time
 from dataclasses import dataclass, field
 from typing import Literal
 
+import numpy as np
 from langchain_core.callbacks import CallbackManagerForRetrieverRun
 from langchain_core.documents import Document
 from langchain_core.retrievers import BaseRetriever
 from pydantic import BaseModel, ConfigDict, Field
 
+from assistant.answerability import AbstentionConfig, Answerability, judge
 from assistant.errors import IndexEmpty
 from assistant.keyword import Filter, KeywordIndex, chroma_where, tokenize
 from assistant.store import PassageStore
@@ -43,20 +44,9 @@ class RetrievalConfig(BaseModel):
     #: Share of the dense list in reciprocal rank fusion.
     dense_weight: float = Field(0.7, ge=0.0, le=1.0)
     rrf_k: int = Field(60, ge=1)
-    #: Abstain when the answerability score falls below this.
-    min_confidence: float = Field(0.5, ge=0.0, le=1.0)
+    abstention: AbstentionConfig = AbstentionConfig()
     #: Seconds between checks for a newer index version.
     refresh_s: float = Field(5.0, ge=0.0)
-
-
-@dataclass
-class Answerability:
-    """Whether the passages can answer the question, with the evidence for it."""
-
-    answerable: bool
-    confidence: float
-    reason: str
-    signals: dict[str, float] = field(default_factory=dict)
 
 
 @dataclass
@@ -142,20 +132,21 @@ class KnowledgeBase:
             raise IndexEmpty("The knowledge base is empty: run `onboard ingest PATH` first.")
         timings: dict[str, float] = {}
         start = time.perf_counter()
+        vector = np.asarray(self.embeddings.embed_query(query), dtype=np.float32)
+        timings["embed_ms"] = (time.perf_counter() - start) * 1000
         hits: dict[str, _Hit] = {}
         if mode in ("hybrid", "dense"):
-            vector = self.embeddings.embed_query(query)
-            timings["embed_ms"] = (time.perf_counter() - start) * 1000
-            self._dense(vector, max(cfg.candidates, k), where, hits)
-            timings["dense_ms"] = (time.perf_counter() - start) * 1000 - timings["embed_ms"]
-        mark = time.perf_counter()
-        query_tokens = tokenize(query)
+            mark = time.perf_counter()
+            self._dense(vector.tolist(), max(cfg.candidates, k), where, hits)
+            timings["dense_ms"] = (time.perf_counter() - mark) * 1000
         if mode in ("hybrid", "keyword"):
-            self._lexical(query_tokens, max(cfg.candidates, k), where, hits)
+            mark = time.perf_counter()
+            self._lexical(tokenize(query), max(cfg.candidates, k), where, hits)
             timings["keyword_ms"] = (time.perf_counter() - mark) * 1000
-        ranked = self._fuse(hits.values(), mode)
-        top = _dedupe(ranked)[:k]
-        verdict = self.judge(query_tokens, top, mode)
+        top = _dedupe(self._fuse(hits.values(), mode))[:k]
+        mark = time.perf_counter()
+        verdict = self._judge(query, vector, top)
+        timings["judge_ms"] = (time.perf_counter() - mark) * 1000
         timings["total_ms"] = (time.perf_counter() - start) * 1000
         return Retrieval(query, [_to_document(h, rank) for rank, h in enumerate(top, 1)], verdict, version, timings)
 
@@ -205,37 +196,19 @@ class KnowledgeBase:
 
     # -- abstention ---------------------------------------------------------------
 
-    def judge(self, query_tokens: list[str], top: list[_Hit], mode: Mode) -> Answerability:
-        """Decide whether ``top`` can answer the question (see ``docs/architecture.md``)."""
-        if not top:
-            return Answerability(False, 0.0, "no passage matches the question")
-        signals = self.signals(query_tokens, top)
-        confidence = _logistic(signals)
-        if confidence >= self.config.min_confidence:
-            return Answerability(True, confidence, "the passages match the question", signals)
-        missing = signals.pop("_missing", "")
-        reason = "the best passages are only loosely related to the question"
-        if missing:
-            reason += f"; nothing in them mentions: {missing}"
-        return Answerability(False, confidence, reason, signals)
-
-    def signals(self, query_tokens: list[str], top: list[_Hit]) -> dict:
-        index = self._keyword
-        dense = max((h.dense for h in top if h.dense is not None), default=0.0)
-        terms = sorted(set(query_tokens))
-        evidence = set()
-        for hit in top:
-            evidence.update(tokenize(_index_text(hit.metadata, hit.text)))
-        weights = {t: index.idf(t) for t in terms}
-        total = sum(weights.values()) or 1.0
-        missing = [t for t in terms if t not in evidence]
-        coverage = 1.0 - sum(weights[t] for t in missing) / total
-        return {"dense": dense, "coverage": coverage, "_missing": ", ".join(missing[:5])}
-
-
-def _logistic(signals: dict) -> float:
-    z = 20.0 * (signals["dense"] - 0.6) + 4.0 * (signals["coverage"] - 0.5)
-    return 1.0 / (1.0 + math.exp(-z))
+    def _judge(self, query: str, vector: np.ndarray, top: list[_Hit]) -> Answerability:
+        """Can the best passages answer the question? (see :mod:`assistant.answerability`)"""
+        cfg = self.config.abstention
+        similarity = None
+        if top:
+            similarity = top[0].dense
+            if similarity is None:  # found by keywords only: compare with its stored vector
+                stored = self.store.collection.get(ids=[top[0].id], include=["embeddings"])
+                similarity = float(np.asarray(stored["embeddings"][0], dtype=np.float32) @ vector)
+        tokens: set[str] = set()
+        for hit in top[: cfg.evidence_passages]:
+            tokens.update(tokenize(_index_text(hit.metadata, hit.text)))
+        return judge(config=cfg, question=query, similarity=similarity, evidence_tokens=tokens)
 
 
 def _index_text(meta: dict, text: str) -> str:

