@@ -105,3 +105,23 @@ def summarise(rows: list[dict]) -> dict:
         "latency_ms_p50": round(float(np.percentile(latencies, 50)), 3),
         "latency_ms_p95": round(float(np.percentile(latencies, 95)), 3),
     }
+
+
+def calibrate(rows: list[dict], answered_rate: float = 0.9) -> dict:
+    """The abstention threshold that answers ``answered_rate`` of the answerable questions.
+
+    Uses the similarity signal recorded per question (see :mod:`assistant.answerability`).
+    """
+    answerable = sorted(r["signals"]["similarity"] for r in rows if r["answerable"] and "similarity" in r["signals"])
+    unanswerable = [r["signals"]["similarity"] for r in rows if not r["answerable"] and "similarity" in r["signals"]]
+    if not answerable:
+        return {"answered_rate": answered_rate, "min_similarity": None}
+    # Answer everything at or above the value below which (1 - answered_rate) of the answerable fall.
+    index = min(int(np.floor(len(answerable) * (1 - answered_rate) + 1e-9)), len(answerable) - 1)
+    threshold = answerable[index]
+    abstained = sum(v < threshold for v in unanswerable)
+    return {
+        "answered_rate": round(sum(v >= threshold for v in answerable) / len(answerable), 4),
+        "min_similarity": round(threshold, 4),
+        "abstain_recall": round(abstained / len(unanswerable), 4) if unanswerable else None,
+    }

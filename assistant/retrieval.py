@@ -1,11 +1,17 @@
 """Hybrid retrieval over the knowledge base, and the decision to abstain.
 
 ``KnowledgeBase.retrieve`` embeds the question, asks Chroma (dense) and BM25
-(keyword) for candidates under the same metadata filter, fuses the two ranked
-lists with weighted reciprocal rank fusion, and returns the top passages as
-LangChain documents together with an :class:`Answerability` verdict: when the
-evidence is too weak the verdict says so, and why, so the chat can abstain
-instead of quoting an unrelated passage.
+(keyword) for candidates under the same metadata filter, fuses the two lists,
+and returns the top passages as LangChain documents together with an
+:class:`~assistant.answerability.Answerability` verdict: when the evidence is
+too weak the verdict says so, and why, so the chat can abstain instead of
+quoting an unrelated passage.
+
+Fusion: plain reciprocal rank fusion lets keyword hits pull paraphrased
+questions down (measured on the 18F set: below dense alone), so the default
+adds the BM25 score, relative to the best BM25 hit, to the cosine similarity
+with a small weight: keywords break ties between semantically close passages
+instead of overruling them. Weighted RRF remains available (``fusion="rrf"``).
 
 :class:`HandbookRetriever` wraps it as a LangChain retriever for LCEL chains.
 """

@@ -108,9 +108,13 @@ def evaluate(
     retriever: Annotated[str, typer.Option(help="hybrid, dense or keyword.")] = "hybrid",
     k: Annotated[int, typer.Option(help="Passages retrieved per question.", min=1)] = 5,
     out: Annotated[Path | None, typer.Option(help="Also write the figures and per-question rows here.")] = None,
+    calibrate: Annotated[
+        float | None,
+        typer.Option(help="Also print the abstention threshold that answers this share of answerable questions."),
+    ] = None,
 ) -> None:
     """Index CORPUS into a fresh temporary store and measure retrieval and abstention on DATASET."""
-    from assistant.evaluation import evaluate as run_eval, load_dataset
+    from assistant.evaluation import calibrate as run_calibration, evaluate as run_eval, load_dataset
     from assistant.ingest import ingest as run_ingest
     from onboard import factories
 
@@ -139,6 +143,8 @@ def evaluate(
         engine.dispose()
     summary = {"retriever": retriever, "k": k, "embedding_model": embeddings.model_id, **summary,
                "corpus_files_failed": len(report.failed)}
+    if calibrate is not None:
+        summary["calibration"] = run_calibration(rows, calibrate)
     typer.echo(json.dumps(summary))
     if out:
         out.write_text(json.dumps({"summary": summary, "questions": rows}, indent=1), encoding="utf-8")

@@ -50,19 +50,34 @@ class FakeEmbeddings:
         return self._vector(text)
 
 
+@pytest.fixture(scope="session")
+def model_cache(tmp_path_factory) -> Path:
+    """One folder for the quantised local model, shared by the whole run."""
+    return tmp_path_factory.mktemp("models")
+
+
 @pytest.fixture(autouse=True)
-def _isolated(tmp_path, monkeypatch):
+def _isolated(tmp_path, monkeypatch, model_cache):
     """No test reads the developer's .env or data folder."""
     for key in list(os.environ):
         if key.startswith("ONBOARD_"):
             monkeypatch.delenv(key)
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("ONBOARD_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.setenv("ONBOARD_EMBEDDING__CACHE_DIR", str(model_cache))
 
 
 @pytest.fixture
 def settings(tmp_path) -> Settings:
     return Settings(data_dir=tmp_path / "data")
+
+
+@pytest.fixture(scope="session")
+def local_embeddings(model_cache):
+    """The real default embedding model (built once per run)."""
+    from onboard.factories import make_embeddings
+
+    return make_embeddings(Settings(data_dir=model_cache.parent, embedding={"cache_dir": model_cache}))
 
 
 def _postgres_url() -> str | None:

@@ -239,9 +239,11 @@ def test_answerability_for_an_exact_question_and_for_nonsense(kb):
     good = kb.retrieve("Salary bands are reviewed by the compensation committee every quarter", where={"audience": ["all", "hr"]})
     assert good.answerable and good.answerability.confidence >= 0.5
 
-    bad = kb.retrieve("xylophone qwertyuiop glockenspiel")
+    strict = KnowledgeBase(kb.store, kb.embeddings, RetrievalConfig(abstention={"min_similarity": 1.0}))
+    bad = strict.retrieve("xylophone qwertyuiop glockenspiel")
     assert not bad.answerable
-    assert "xylophon" in bad.answerability.reason
+    assert "xylophone" in bad.answerability.reason and "glockenspiel" in bad.answerability.reason
+    assert bad.answerability.unmatched_terms == ["xylophone", "qwertyuiop", "glockenspiel"]
 
 
 # --- fusion ---------------------------------------------------------------------------------
