@@ -31,8 +31,13 @@ class Chunk:
 
     def embedding_text(self, title: str) -> str:
         """What the embedding model and keyword index read: headings, then the passage."""
-        heading = " > ".join(part for part in (title, self.section) if part)
-        return f"{heading}\n\n{self.text}" if heading else self.text
+        return passage_text(title, self.section, self.text)
+
+
+def passage_text(title: str, section: str, text: str) -> str:
+    """A passage preceded by its heading path, as it is embedded and keyword-indexed."""
+    heading = " > ".join(part for part in (title, section) if part)
+    return f"{heading}\n\n{text}" if heading else text
 
 
 def chunk_id(source: str, section: str, text: str) -> str:

@@ -160,7 +160,7 @@ def quantized_model(source: Path, cache_dir: Path) -> Path:
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
     digest = hashlib.sha256(source.read_bytes()).hexdigest()[:16]
-    target = cache_dir / f"{source.parent.name}-{digest}-qint8.onnx"
+    target = cache_dir / f"{source.parent.name}-{digest}-qint8-pc.onnx"
     if target.is_file():
         return target
     cache_dir.mkdir(parents=True, exist_ok=True)
@@ -175,7 +175,9 @@ def quantized_model(source: Path, cache_dir: Path) -> Path:
         root = logging.getLogger()
         root.addFilter(_drop_preprocessing_hint)
         try:
-            quantize_dynamic(folded, partial, weight_type=QuantType.QInt8)
+            # Per-channel scales keep every vector within cosine ~0.98 of the float model;
+            # one scale per tensor distorts a few passages badly (down to 0.76 measured).
+            quantize_dynamic(folded, partial, weight_type=QuantType.QInt8, per_channel=True)
         finally:
             root.removeFilter(_drop_preprocessing_hint)
         os.replace(partial, target)  # atomic: concurrent first starts never see half a file

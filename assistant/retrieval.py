@@ -29,6 +29,7 @@ from langchain_core.retrievers import BaseRetriever
 from pydantic import BaseModel, ConfigDict, Field
 
 from assistant.answerability import AbstentionConfig, Answerability, judge
+from assistant.chunking import passage_text
 from assistant.errors import IndexEmpty
 from assistant.keyword import Filter, KeywordIndex, chroma_where, tokenize
 from assistant.store import PassageStore
@@ -117,7 +118,7 @@ class KnowledgeBase:
             for cid, text, meta in zip(batch["ids"], batch["documents"], batch["metadatas"], strict=True):
                 ids.append(cid)
                 metadatas.append({**(meta or {}), "_text": text})
-                texts.append(_index_text(meta or {}, text))
+                texts.append(_keyword_text(meta or {}, text))
             if len(batch["ids"]) < page:
                 break
             offset += page
@@ -218,8 +219,12 @@ class KnowledgeBase:
 
 
 def _index_text(meta: dict, text: str) -> str:
-    heading = " > ".join(part for part in (meta.get("title", ""), meta.get("section", "")) if part)
-    return f"{heading}\n\n{text}" if heading else text
+    return passage_text(meta.get("title", ""), meta.get("section", ""), text)
+
+
+def _keyword_text(meta: dict, text: str) -> str:
+    """What BM25 indexes: the headings count twice, as a field boost (measured: +1 hit in 80 on 18F)."""
+    return f"{meta.get('title', '')} {meta.get('section', '')}\n{_index_text(meta, text)}"
 
 
 def _dedupe(hits: list[_Hit]) -> list[_Hit]:

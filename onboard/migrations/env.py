@@ -4,6 +4,7 @@ from alembic import context
 from sqlmodel import SQLModel
 
 import assistant.manifest  # noqa: F401  (registers the tables on SQLModel.metadata)
+import feedback.models  # noqa: F401
 
 engine = context.config.attributes["engine"]
 
