@@ -76,7 +76,11 @@ class _Pending:
 
 
 def discover(path: Path) -> Iterator[tuple[str, Path]]:
-    """``(source, file)`` pairs under ``path``: sources are relative to it, sorted, hidden files left out."""
+    """``(source, file)`` pairs under ``path``, sources relative to it, sorted.
+
+    Hidden files and folders are left out, and so are folders starting with ``_``:
+    in Jekyll and similar sites those hold templates and layouts, not documents.
+    """
     if path.is_file():
         yield path.name, path
         return

@@ -53,7 +53,11 @@ def ingest(
     rebuild: Annotated[bool, typer.Option(help="Drop the index first (needed after changing the embedding model).")] = False,
     collection: Annotated[str | None, typer.Option(help="Collection to index into (default: settings).")] = None,
 ) -> None:
-    """Index documents (Markdown, text, HTML, PDF, DOCX); unchanged files are skipped."""
+    """Index documents (Markdown, text, HTML, PDF, DOCX); unchanged files are skipped.
+
+    Folders are walked recursively; hidden files and folders starting with "." or "_"
+    (site templates) are left out. Citations show paths relative to the folder given.
+    """
     from onboard import factories
     from assistant.ingest import forget, ingest as run_ingest
     from assistant.store import drop_collection, make_client

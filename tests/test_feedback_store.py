@@ -96,6 +96,22 @@ def test_downgrade_drops_the_feedback_tables_and_upgrade_restores_them(empty_eng
     assert FEEDBACK_TABLES <= set(inspect(empty_engine).get_table_names())
 
 
+def test_upgrade_from_the_knowledge_base_schema_keeps_its_rows(empty_engine):
+    from assistant.manifest import IngestRun
+
+    db.upgrade(empty_engine, "0001")
+    with Session(empty_engine) as session:
+        session.add(IngestRun(collection="handbook", roots=["/docs"]))
+        session.commit()
+
+    db.upgrade(empty_engine)
+
+    assert FEEDBACK_TABLES <= set(inspect(empty_engine).get_table_names())
+    with Session(empty_engine) as session:
+        assert [run.roots for run in session.exec(select(IngestRun)).all()] == [["/docs"]]
+        store.get_or_create_user(session=session, subject="alice")
+
+
 def test_migrations_match_the_models(engine):
     """Nothing in the feedback models is missing from (or different in) the migrations."""
     from alembic.autogenerate import compare_metadata
