@@ -94,6 +94,11 @@ class KeywordIndex:
         return self._masks[key]
 
 
+def matches(metadata: Mapping, where: Filter | None) -> bool:
+    """Whether one passage's metadata passes ``where`` (the same rule as :meth:`KeywordIndex.mask`)."""
+    return not where or all(_matches(metadata.get(field), set(_values(allowed))) for field, allowed in where.items())
+
+
 def _values(allowed: str | Sequence[str]) -> tuple[str, ...]:
     return (allowed,) if isinstance(allowed, str) else tuple(sorted(str(a) for a in allowed))
 

@@ -31,7 +31,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from assistant.answerability import AbstentionConfig, Answerability, judge
 from assistant.chunking import passage_text
 from assistant.errors import IndexEmpty
-from assistant.keyword import Filter, KeywordIndex, chroma_where, tokenize
+from assistant.keyword import Filter, KeywordIndex, chroma_where, matches, tokenize
 from assistant.store import PassageStore
 
 Mode = Literal["hybrid", "dense", "keyword"]
@@ -158,16 +158,30 @@ class KnowledgeBase:
         return Retrieval(query, [_to_document(h, rank) for rank, h in enumerate(top, 1)], verdict, version, timings)
 
     def _dense(self, vector, n: int, where: Filter | None, hits: dict[str, _Hit]) -> None:
-        result = self.store.collection.query(
-            query_embeddings=[vector],
-            n_results=n,
-            where=chroma_where(where),
-            include=["documents", "metadatas", "distances"],
-        )
-        rows = zip(result["ids"][0], result["documents"][0], result["metadatas"][0], result["distances"][0], strict=True)
-        for rank, (cid, text, meta, distance) in enumerate(rows, 1):
+        for rank, (cid, text, meta, distance) in enumerate(self._nearest(vector, n, where), 1):
             hit = hits.setdefault(cid, _Hit(cid, text, dict(meta or {})))
             hit.dense, hit.dense_rank = 1.0 - float(distance), rank
+
+    def _nearest(self, vector, n: int, where: Filter | None) -> list[tuple]:
+        """The ``n`` nearest passages that pass ``where``.
+
+        Chroma filters before searching, which costs ~200 ms at 100,000 passages
+        whatever the filter; most users may see most passages, so we first search
+        a few times wider without the filter and drop what the filter refuses,
+        and ask Chroma to filter only when too few passages are left.
+        """
+        if where:
+            rows = self._query(vector, n * 4, None)
+            allowed = [row for row in rows if matches(row[2] or {}, where)]
+            if len(allowed) >= n or len(rows) < n * 4:
+                return allowed[:n]
+        return self._query(vector, n, chroma_where(where))
+
+    def _query(self, vector, n: int, where: dict | None) -> list[tuple]:
+        result = self.store.collection.query(
+            query_embeddings=[vector], n_results=n, where=where, include=["documents", "metadatas", "distances"]
+        )
+        return list(zip(result["ids"][0], result["documents"][0], result["metadatas"][0], result["distances"][0], strict=True))
 
     def _lexical(self, tokens: list[str], n: int, where: Filter | None, hits: dict[str, _Hit]) -> None:
         index = self._keyword

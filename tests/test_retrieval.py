@@ -156,6 +156,17 @@ def test_document_for_several_audiences_is_visible_to_each(tmp_path, store, fake
     assert "reviews.md" in sources(result)
 
 
+def test_filter_holds_when_the_allowed_passages_are_few(tmp_path, store, fake_embeddings, sqlite_engine):
+    """Most passages hidden: the unfiltered wide search finds too few, and Chroma's own filter takes over."""
+    docs = {f"hr/policy-{i}.md": f"---\naudience: hr\n---\n# Leave policy {i}\n\nLeave rule number {i} for HR.\n" for i in range(40)}
+    docs |= {f"public-{i}.md": f"# Leave {i}\n\nPublic leave note {i}.\n" for i in range(3)}
+    ingest([write_docs(tmp_path / "docs", docs)], store=store, embeddings=fake_embeddings, engine=sqlite_engine)
+    kb = KnowledgeBase(store, fake_embeddings, RetrievalConfig(candidates=2, k=5))
+    for mode in ("dense", "hybrid"):
+        result = kb.retrieve("leave policy rule for HR", mode=mode, where={"audience": ["all"]})
+        assert sorted(sources(result)) == ["public-0.md", "public-1.md", "public-2.md"], mode
+
+
 # --- dedupe, retriever, refresh, empty -------------------------------------------------------
 
 

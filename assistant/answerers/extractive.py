@@ -1,0 +1,347 @@
+"""The offline answer: the retrieved passages' own sentences that best answer the question.
+
+Each passage (a Markdown chunk) is cut into quotable units: the sentences of
+its prose and list items, each row of its tables (with the table's header, so
+a row is never shown without its columns) and each code block whole. Nothing
+is paraphrased or cut mid-sentence: a unit is quoted as it stands in the
+source, only its line breaks collapsed.
+
+A unit's score adds three signals:
+
+- meaning: cosine similarity between the unit and the question, with the
+  knowledge base's own embedding model (a table row is embedded as
+  ``column: value`` pairs so its numbers keep their meaning);
+- words: BM25 of the question's terms over the candidate units, relative to
+  the best unit, so a sentence naming the thing asked about wins a tie;
+- position: a bonus for the passage retrieval ranked first, smaller for the
+  next ones, because the fused retrieval score already weighed the whole
+  passage's headings and text.
+
+Only the ``candidates`` units that words and passage score rank highest are
+embedded: a cold unit costs several milliseconds on a CPU, and the rest
+rarely win. The best units are kept, up to ``max_units``, while they stay within a margin
+of the best one; at most ``per_passage`` come from one passage so a second
+source can answer the other half of a two-part question. They are shown
+grouped by passage (in retrieval order, the top passage first) in the order of the source, and a run
+of adjacent sentences carries one citation marker, so a quote that spans two
+sentences stays intact.
+
+Unit vectors are cached by text (the same passages come back for related
+questions), so a warm turn costs one question embedding.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+from collections import OrderedDict
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Literal
+
+import numpy as np
+from langchain_core.documents import Document
+
+from assistant.keyword import tokenize
+
+UnitKind = Literal["sentence", "row", "code"]
+
+_FENCE = re.compile(r"^\s*(`{3,}|~{3,})")
+_TABLE_SEPARATOR = re.compile(r"^\s*\|?\s*:?-{3,}:?\s*(\|\s*:?-{3,}:?\s*)*\|?\s*$")
+_LIST_ITEM = re.compile(r"^\s*(?:[-*+]|\d{1,3}[.)])\s+")
+_HEADING = re.compile(r"^\s{0,3}#{1,6}\s")
+_QUOTE = re.compile(r"^\s*>\s?")
+# A sentence ends at . ! or ? (closing quotes and brackets stay with it) before a space and a capital or digit.
+_SENTENCE_END = re.compile(r"""[.!?]["'\u201d\u2019)\]]*(?=\s+["'\u201c\u2018(\[*_]*[A-Z0-9])""")
+_ABBREVIATIONS = frozenset(
+    "e.g. i.e. vs. mr. mrs. ms. dr. jr. sr. st. no. nos. approx. inc. ltd. co. u.s. a.m. p.m. fig. cf. dept.".split()
+)
+#: Units shorter than this many words are not worth quoting on their own ("Page last reviewed by:").
+MIN_WORDS = 3
+
+
+@dataclass(frozen=True)
+class Unit:
+    """One quotable piece of a passage."""
+
+    passage: int  # index of the passage in the retrieved list
+    block: int  # paragraph, list item, table or code block within the passage
+    position: int  # order within the passage
+    kind: UnitKind
+    text: str  # as quoted (a table row: the row line)
+    header: tuple[str, ...] = ()  # a table row's header and separator lines
+
+    @property
+    def embedding_text(self) -> str:
+        if self.kind == "row" and self.header:
+            columns, cells = _cells(self.header[0]), _cells(self.text)
+            return "; ".join(f"{c}: {v}" if c else v for c, v in zip(columns, cells, strict=False))
+        return self.text
+
+
+@dataclass
+class Scored:
+    unit: Unit
+    score: float
+    signals: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Weights:
+    """How the signals add up (tuned on ``eval/sample_qa.jsonl``; see the module docstring)."""
+
+    keyword: float = 0.1
+    passage: float = 0.15
+    #: Keep units scoring within this much of the best one.
+    margin: float = 0.5
+    per_passage: int = 3
+    #: Units embedded per turn: the best by words and passage score (the rest cost time, rarely win).
+    candidates: int = 10
+
+
+# -- cutting passages into units -------------------------------------------------------------
+
+
+def split_sentences(text: str) -> list[str]:
+    """Sentences of one paragraph, verbatim (common abbreviations do not end a sentence)."""
+    sentences: list[str] = []
+    start = 0
+    for match in _SENTENCE_END.finditer(text):
+        last_word = text[start : match.start() + 1].rsplit(None, 1)[-1].lstrip("(\"'*_").lower()
+        if last_word in _ABBREVIATIONS or re.fullmatch(r"[a-z]\.", last_word):
+            continue
+        sentences.append(text[start : match.end()].strip())
+        start = match.end()
+    rest = text[start:].strip()
+    if rest:
+        sentences.append(rest)
+    return [s for s in sentences if s]
+
+
+def split_passage(text: str, passage: int = 0) -> list[Unit]:
+    """The quotable units of one Markdown passage, in source order."""
+    units: list[Unit] = []
+    for block, (kind, lines) in enumerate(_blocks(text)):
+        if kind == "code":
+            units.append(Unit(passage, block, len(units), "code", "\n".join(lines)))
+        elif kind == "table":
+            header: tuple[str, ...] = ()
+            rows = lines
+            if len(lines) >= 2 and _TABLE_SEPARATOR.match(lines[1]):
+                header, rows = (lines[0], lines[1]), lines[2:]
+            for row in rows:
+                units.append(Unit(passage, block, len(units), "row", row, header))
+        else:
+            paragraph = " ".join(" ".join(lines).split())
+            for sentence in split_sentences(paragraph):
+                units.append(Unit(passage, block, len(units), "sentence", sentence))
+    return units
+
+
+def _blocks(text: str) -> list[tuple[str, list[str]]]:
+    """``(kind, lines)`` for each paragraph, list item, table and code block; headings dropped."""
+    blocks: list[tuple[str, list[str]]] = []
+    kind, lines = "prose", []
+    fence: str | None = None
+
+    def flush() -> None:
+        nonlocal lines
+        if any(line.strip() for line in lines):
+            blocks.append((kind, lines))
+        lines = []
+
+    for raw in text.splitlines():
+        fence_match = _FENCE.match(raw)
+        if fence is not None:
+            lines.append(raw)
+            if fence_match and fence_match.group(1)[0] == fence[0] and len(fence_match.group(1)) >= len(fence):
+                flush()
+                fence, kind = None, "prose"
+            continue
+        if fence_match:
+            flush()
+            fence, kind, lines = fence_match.group(1), "code", [raw]
+            continue
+        line = raw.strip()
+        if not line or _HEADING.match(raw):
+            flush()
+            kind = "prose"
+        elif line.startswith("|"):
+            if kind != "table":
+                flush()
+                kind = "table"
+            lines.append(line)
+        elif _LIST_ITEM.match(raw):
+            flush()
+            kind = "prose"
+            lines.append(_LIST_ITEM.sub("", raw, count=1).strip())
+        else:
+            if kind == "table":
+                flush()
+                kind = "prose"
+            lines.append(_QUOTE.sub("", line, count=1))
+    if fence is not None:  # an unclosed fence: keep what was there
+        kind = "code"
+    flush()
+    return blocks
+
+
+def _cells(row: str) -> list[str]:
+    return [cell.strip() for cell in row.strip().strip("|").split("|")]
+
+
+# -- choosing ------------------------------------------------------------------------------------
+
+
+class UnitVectors:
+    """Unit embeddings by text, in a bounded, thread-safe LRU cache."""
+
+    def __init__(self, embed: Callable[[list[str]], list[list[float]]], size: int = 4096) -> None:
+        self._embed = embed
+        self._size = size
+        self._cache: OrderedDict[str, np.ndarray] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def __call__(self, texts: Sequence[str]) -> np.ndarray:
+        with self._lock:
+            missing = list(dict.fromkeys(t for t in texts if t not in self._cache))
+        for group in _similar_lengths(missing):
+            vectors = np.asarray(self._embed(group), dtype=np.float32)
+            with self._lock:
+                for text, vector in zip(group, vectors, strict=True):
+                    self._cache[text] = vector
+                while len(self._cache) > self._size:
+                    self._cache.popitem(last=False)
+        with self._lock:
+            rows = []
+            for text in texts:
+                vector = self._cache.get(text)
+                if vector is None:  # evicted by a concurrent turn in the meantime
+                    vector = np.asarray(self._embed([text])[0], dtype=np.float32)
+                else:
+                    self._cache.move_to_end(text)
+                rows.append(vector)
+        return np.vstack(rows) if rows else np.zeros((0, 0), dtype=np.float32)
+
+
+def _similar_lengths(texts: list[str], ratio: float = 1.6) -> list[list[str]]:
+    """Texts in batches of similar length: a batch is padded to its longest text (measured: ~15% faster)."""
+    groups: list[list[str]] = []
+    for text in sorted(texts, key=len):
+        if groups and len(text) <= ratio * len(groups[-1][0]) + 16:
+            groups[-1].append(text)
+        else:
+            groups.append([text])
+    return groups
+
+
+def choose(
+    question: str,
+    question_vector: Sequence[float],
+    documents: Sequence[Document],
+    vectors: UnitVectors,
+    *,
+    max_units: int,
+    weights: Weights = Weights(),
+) -> list[Scored]:
+    """The units that best answer ``question``, best first."""
+    units = [u for i, doc in enumerate(documents) for u in split_passage(doc.page_content, i) if _worth_quoting(u)]
+    if not units or max_units <= 0:
+        return []
+    keyword = _bm25([tokenize(u.embedding_text) for u in units], tokenize(question))
+    keyword = keyword / (float(keyword.max()) or 1.0)
+    passage = _relative_passage_scores(documents)
+    if weights.candidates and len(units) > weights.candidates:
+        cheap = np.array([kw + passage[u.passage] for u, kw in zip(units, keyword, strict=True)])
+        keep = np.sort(np.argsort(-cheap, kind="stable")[: weights.candidates])
+        units, keyword = [units[i] for i in keep], keyword[keep]
+    similarity = vectors([u.embedding_text for u in units]) @ np.asarray(question_vector, dtype=np.float32)
+    scored = []
+    for unit, sim, kw in zip(units, similarity, keyword, strict=True):
+        signals = {"similarity": float(sim), "keyword": float(kw), "passage": passage[unit.passage]}
+        score = signals["similarity"] + weights.keyword * signals["keyword"] + weights.passage * signals["passage"]
+        scored.append(Scored(unit, score, signals))
+    scored.sort(key=lambda s: s.score, reverse=True)
+    chosen: list[Scored] = []
+    per_passage: dict[int, int] = {}
+    for item in scored:
+        if len(chosen) >= max_units or item.score < scored[0].score - weights.margin:
+            break
+        if per_passage.get(item.unit.passage, 0) < weights.per_passage:
+            per_passage[item.unit.passage] = per_passage.get(item.unit.passage, 0) + 1
+            chosen.append(item)
+    return chosen
+
+
+def _relative_passage_scores(documents: Sequence[Document]) -> list[float]:
+    """Each passage's retrieval score relative to the first one's, in [0, 1]; by rank when scores are missing."""
+    scores = [doc.metadata.get("score") for doc in documents]
+    if any(not isinstance(s, int | float) for s in scores) or not scores or scores[0] <= 0:
+        return [1.0 / (rank + 1) for rank in range(len(documents))]
+    return [min(max(float(s) / scores[0], 0.0), 1.0) for s in scores]
+
+
+def _worth_quoting(unit: Unit) -> bool:
+    return unit.kind != "sentence" or len(unit.text.split()) >= MIN_WORDS
+
+
+def _bm25(units: list[list[str]], query: list[str], k1: float = 1.2, b: float = 0.75) -> np.ndarray:
+    """BM25 of ``query`` over the candidate units as a small corpus."""
+    scores = np.zeros(len(units))
+    terms = set(query)
+    if not terms or not units:
+        return scores
+    lengths = np.array([len(u) for u in units], dtype=float)
+    average = lengths.mean() or 1.0
+    counts = [{t: u.count(t) for t in terms} for u in units]
+    for term in terms:
+        df = sum(1 for c in counts if c[term])
+        if not df:
+            continue
+        idf = np.log(1 + (len(units) - df + 0.5) / (df + 0.5))
+        tf = np.array([c[term] for c in counts], dtype=float)
+        scores += idf * tf * (k1 + 1) / (tf + k1 * (1 - b + b * lengths / average))
+    return scores
+
+
+# -- showing ---------------------------------------------------------------------------------------
+
+
+def render(chosen: Sequence[Scored], marker: Callable[[int], str], heading: Callable[[int], str]) -> list[str]:
+    """Markdown paragraphs quoting ``chosen``: passages in retrieval order, units in source order.
+
+    ``marker(passage)`` gives the citation marker of a passage, ``heading(passage)``
+    the caption put above a table or code block quoted from it.
+    """
+    order = sorted({item.unit.passage for item in chosen})
+    paragraphs: list[str] = []
+    for passage in order:
+        units = sorted((s.unit for s in chosen if s.unit.passage == passage), key=lambda u: u.position)
+        for group in _runs(units):
+            cite = marker(passage)
+            if group[0].kind == "sentence":
+                paragraphs.append(" ".join(u.text for u in group) + f" {cite}")
+            elif group[0].kind == "row":
+                table = "\n".join([*group[0].header, *(u.text for u in group)])
+                paragraphs.append(f"{heading(passage)} {cite}\n\n{table}".strip())
+            else:
+                paragraphs.append(f"{heading(passage)} {cite}\n\n{group[0].text}".strip())
+    return paragraphs
+
+
+def _runs(units: list[Unit]) -> list[list[Unit]]:
+    """Adjacent sentences of one paragraph, and rows of one table, go together."""
+    runs: list[list[Unit]] = []
+    for unit in units:
+        last = runs[-1][-1] if runs else None
+        together = (
+            last is not None
+            and last.block == unit.block
+            and last.kind == unit.kind
+            and (unit.kind == "row" or (unit.kind == "sentence" and unit.position == last.position + 1))
+        )
+        if together:
+            runs[-1].append(unit)
+        else:
+            runs.append([unit])
+    return runs

@@ -1,0 +1,529 @@
+"""Answer a new employee's question from the handbook, with citations: the chat's one entry point.
+
+``Assistant.ask(question, history=..., where=...)`` returns an
+:class:`AnswerStream`: iterate it for the answer's text as it is produced, then
+read ``stream.answer`` (an :class:`Answer`: the Markdown text with ``[n]``
+markers, the citations they point to, whether the assistant abstained, and what
+it cost). A turn runs:
+
+1. *rewrite* (``llm`` mode, only when there is a history): the chat model turns
+   a follow-up into a standalone question (prompt ``rewrite-{version}.md``);
+2. *retrieve*: :meth:`KnowledgeBase.retrieve` finds the passages and judges
+   whether they can answer;
+3. *abstain* when they cannot, saying why and whom to ask (no model call);
+4. *answer*: ``extractive`` (the default, offline) quotes the passages' best
+   sentences verbatim (:mod:`assistant.answerers.extractive`); ``llm`` streams
+   an answer grounded in the numbered passages (prompt ``answer-{version}.md``,
+   :mod:`assistant.answerers.generative`).
+
+The model calls are LCEL chains (``prompt | chat_model``); the turn around them
+is plain Python because what it must do does not fit ``with_retry`` /
+``with_fallbacks``: a stream may be retried only until its first token has been
+shown, a failure after that must end the stream with the text so far, and every
+path has to leave the same status record behind.
+
+Provider errors never reach the caller. Transient ones (timeout, connection,
+429, 5xx) are retried ``max_retries`` times with exponential backoff; when the
+model stays unavailable the turn falls back to the extractive answer with a
+notice for the person and the full error in ``Answer.error`` and the log.
+
+Citations: an extractive answer cites only the passages it quotes, numbered in
+order of appearance. A generated answer numbers every passage shown to the
+model (``[n]`` is the n-th passage), keeps them all in ``Answer.citations``, and
+marks the ones the text cites with ``Citation.cited``; ``Answer.cited`` lists
+those. The text streamed already, so it cannot be renumbered afterwards.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field, replace
+from typing import Literal
+
+from langchain_core.language_models import BaseChatModel
+from langchain_core.messages import BaseMessage
+from pydantic import BaseModel, Field, SecretStr, model_validator
+from tenacity import Retrying, retry_if_exception, stop_after_attempt
+
+from assistant.answerers import extractive, generative
+from assistant.errors import AssistantError
+from assistant.keyword import Filter
+from assistant.retrieval import KnowledgeBase, Retrieval
+
+log = logging.getLogger(__name__)
+
+#: Recorded as ``Answer.prompt_version`` of extractive answers: bump it when the sentence choice changes.
+EXTRACTIVE_VERSION = "extractive-v1"
+
+
+class AnswerConfig(BaseModel):
+    """How questions are answered (``ONBOARD_ANSWER__*``)."""
+
+    mode: Literal["extractive", "llm"] = "extractive"
+    #: An OpenAI-compatible endpoint (``http://localhost:11434/v1``); default: OpenAI's.
+    base_url: str | None = None
+    api_key: SecretStr | None = None
+    model: str = "gpt-4o-mini"
+    #: Azure OpenAI: set the endpoint, the deployment (default: ``model``) and the API version.
+    azure_endpoint: str | None = None
+    azure_deployment: str | None = None
+    api_version: str | None = None
+    #: Seconds to wait for the connection and for each piece of the streamed reply.
+    timeout_s: float = Field(30.0, gt=0)
+    #: Retries after a transient failure (timeout, connection, 429, 5xx), before the first token.
+    max_retries: int = Field(2, ge=0, le=10)
+    #: First backoff delay; it doubles on each retry (with jitter), up to ``retry_max_s``.
+    retry_initial_s: float = Field(0.5, ge=0)
+    retry_max_s: float = Field(8.0, ge=0)
+    temperature: float = Field(0.0, ge=0.0, le=2.0)
+    #: Prompt files ``assistant/prompts/answer-{version}.md`` and ``rewrite-{version}.md``.
+    prompt_version: str = Field("v1", pattern=r"^[A-Za-z0-9._-]+$")
+    #: Who to ask when the handbook does not answer.
+    contact: str = "People Ops (#people-ops, people@northwind.example)"
+    #: Extractive answers quote at most this many sentences (or table rows).
+    max_sentences: int = Field(4, ge=1, le=20)
+
+    @model_validator(mode="after")
+    def _check_endpoint(self) -> AnswerConfig:
+        if self.mode == "llm":
+            if self.azure_endpoint and not self.api_version:
+                raise ValueError("ONBOARD_ANSWER__API_VERSION is required with ONBOARD_ANSWER__AZURE_ENDPOINT")
+            if not (self.base_url or self.azure_endpoint or self.api_key):
+                raise ValueError(
+                    "answer mode 'llm' needs ONBOARD_ANSWER__API_KEY, ONBOARD_ANSWER__BASE_URL "
+                    "or ONBOARD_ANSWER__AZURE_ENDPOINT"
+                )
+        return self
+
+
+@dataclass(frozen=True)
+class Citation:
+    """The passage a ``[n]`` marker points to (``Answer.citations[n - 1]``)."""
+
+    n: int
+    source: str
+    title: str
+    section: str
+    url: str | None
+    chunk_id: str
+    passage: str
+    #: Whether the answer's text cites it (a generated answer keeps every passage it was shown).
+    cited: bool = True
+
+
+@dataclass
+class Answer:
+    """One reply, with what it rests on and what it cost."""
+
+    text: str  # Markdown with [n] citation markers that map to citations[n-1]
+    citations: list[Citation]
+    abstained: bool
+    answerer: str  # "extractive" or "llm": what produced the text
+    model: str | None
+    prompt_version: str
+    index_version: int
+    input_tokens: int | None
+    output_tokens: int | None
+    latency_ms: float
+    ttft_ms: float | None
+    notice: str | None = None  # shown to the person, e.g. the model failed and this is the fallback
+    error: str | None = None  # the full error, for the log and storage; never shown raw
+    retrieval: Retrieval | None = None
+
+    @property
+    def cited(self) -> list[Citation]:
+        """The citations the text refers to."""
+        return [c for c in self.citations if c.cited]
+
+
+class AnswerStream:
+    """Iterate for the answer's text deltas; ``answer`` is set once the iteration ends.
+
+    Single use. ``result()`` runs the stream to its end and returns the answer.
+    """
+
+    def __init__(self, run: Callable[[AnswerStream], Iterator[str]]) -> None:
+        self.answer: Answer | None = None
+        self._run = run
+        self._started = False
+
+    def __iter__(self) -> Iterator[str]:
+        if self._started:
+            raise RuntimeError("an AnswerStream can be iterated only once; read .answer")
+        self._started = True
+        return self._run(self)
+
+    def result(self) -> Answer:
+        if not self._started:
+            for _ in self:
+                pass
+        if self.answer is None:
+            raise RuntimeError("the answer is not finished: iterate the stream to its end first")
+        return self.answer
+
+
+class Assistant:
+    """Answers questions from a knowledge base, offline or with a chat model (see the module docstring)."""
+
+    def __init__(
+        self, *, knowledge_base: KnowledgeBase, config: AnswerConfig, chat_model: BaseChatModel | None = None
+    ) -> None:
+        self.knowledge_base = knowledge_base
+        self.config = config
+        self.chat_model = chat_model
+        self._unit_vectors = extractive.UnitVectors(knowledge_base.embeddings.embed_documents)
+        if config.mode == "llm":
+            if chat_model is None:
+                raise AssistantError("Answer mode 'llm' needs a chat model: build the assistant with make_assistant().")
+            self.answer_chain = generative.load_prompt("answer", config.prompt_version) | chat_model
+            self.rewrite_chain = generative.load_prompt("rewrite", config.prompt_version) | chat_model
+
+    def ask(
+        self, question: str, *, history: Sequence[tuple[str, str]] = (), where: Filter | None = None
+    ) -> AnswerStream:
+        """Answer ``question``; ``history`` holds the earlier ``(role, text)`` messages, oldest first.
+
+        Roles are ``user``/``assistant`` (``human``/``ai`` work too). ``where``
+        restricts the passages, as in :meth:`KnowledgeBase.retrieve`.
+        """
+        return AnswerStream(lambda stream: self._turn(stream, question, history, where))
+
+    def answer(self, question: str, **kwargs) -> Answer:
+        """:meth:`ask`, run to its end."""
+        return self.ask(question, **kwargs).result()
+
+    # -- one turn --------------------------------------------------------------------------------
+
+    def _turn(self, stream: AnswerStream, question: str, history, where: Filter | None) -> Iterator[str]:
+        turn = _Turn(self.config)
+        try:
+            yield from self._steps(turn, question, history, where)
+            turn.done = True
+        except Exception as exc:  # not a provider error (those are handled): record it, and let it through
+            turn.error = turn.error or generative.describe(exc, turn.attempts)
+            raise
+        finally:
+            stream.answer = turn.answer()
+            _log_turn(stream.answer, turn.done)
+
+    def _steps(self, turn: _Turn, question: str, history, where: Filter | None) -> Iterator[str]:
+        llm = self.config.mode == "llm"
+        standalone = question
+        if llm and history:
+            standalone = self._rewrite(turn, question, history)
+        retrieval = self.knowledge_base.retrieve(standalone, where=where)
+        turn.retrieval = retrieval
+        if not retrieval.answerable:
+            yield from self._abstain(turn, retrieval.answerability.reason)
+        elif llm and turn.error is None:
+            yield from self._generate(turn, standalone, retrieval)
+            if turn.fallback:
+                yield from self._extract(turn, standalone, retrieval)
+        else:
+            yield from self._extract(turn, standalone, retrieval)
+
+    def _abstain(self, turn: _Turn, reason: str) -> Iterator[str]:
+        turn.abstained = True
+        if turn.notice:  # the model failed on the rewrite: there are no passages to show instead
+            turn.notice = generative.UNAVAILABLE_SHORT
+        turn.answerer = self.config.mode
+        turn.prompt_version = self.config.prompt_version if self.config.mode == "llm" else EXTRACTIVE_VERSION
+        reason = reason.rstrip(".")
+        yield turn.emit(f"The handbook doesn't seem to cover this: {reason}. Please ask {self.config.contact}.")
+
+    # -- extractive ------------------------------------------------------------------------------
+
+    def _extract(self, turn: _Turn, question: str, retrieval: Retrieval) -> Iterator[str]:
+        documents = retrieval.documents
+        vector = self.knowledge_base.embeddings.embed_query(question)
+        chosen = extractive.choose(
+            question, vector, documents, self._unit_vectors, max_units=self.config.max_sentences
+        )
+        if not chosen:
+            yield from self._abstain(turn, "the passages found contain no text that can be quoted")
+            return
+        numbers: dict[int, int] = {}
+
+        def marker(passage: int) -> str:
+            return f"[{numbers.setdefault(passage, len(numbers) + 1)}]"
+
+        def heading(passage: int) -> str:
+            section = documents[passage].metadata.get("section") or documents[passage].metadata.get("title") or ""
+            return f"**{section.split(' > ')[-1]}**" if section else ""
+
+        paragraphs = extractive.render(chosen, marker, heading)
+        prose = [p for p in paragraphs if "\n" not in p]
+        if len(prose) > 1:  # several quotes read best as a list
+            paragraphs = [f"- {p}" if "\n" not in p else f"\n{p}\n" for p in paragraphs]
+            pieces = _join(paragraphs, "\n")
+        else:
+            pieces = _join(paragraphs, "\n\n")
+        turn.answerer = "extractive"
+        turn.prompt_version = EXTRACTIVE_VERSION
+        turn.citations = [_citation(n, documents[p]) for p, n in sorted(numbers.items(), key=lambda item: item[1])]
+        for piece in pieces:
+            yield turn.emit(piece)
+
+    # -- generated -------------------------------------------------------------------------------
+
+    def _retrying(self, turn: _Turn) -> Retrying:
+        cfg = self.config
+
+        def before_sleep(state) -> None:
+            turn.attempts = state.attempt_number + 1
+            log.warning(
+                "chat model call failed (attempt %d of %d), retrying in %.2fs: %r",
+                state.attempt_number,
+                cfg.max_retries + 1,
+                state.next_action.sleep if state.next_action else 0.0,
+                state.outcome.exception() if state.outcome else None,
+            )
+
+        return Retrying(
+            stop=stop_after_attempt(cfg.max_retries + 1),
+            wait=generative.backoff(cfg.retry_initial_s, cfg.retry_max_s),
+            retry=retry_if_exception(lambda exc: generative.classify(exc).retryable),
+            before_sleep=before_sleep,
+            reraise=True,
+        )
+
+    def _rewrite(self, turn: _Turn, question: str, history) -> str:
+        inputs = {"history": generative.format_history(history), "question": question}
+        turn.attempts = 1
+        try:
+            reply = self._retrying(turn)(self.rewrite_chain.invoke, inputs)
+        except Exception as exc:  # any provider failure: answer without the model
+            turn.fail(exc, generative.classify(exc).notice)
+            return question
+        turn.observe(reply)
+        standalone = generative.clean_rewrite(str(reply.text), question)
+        log.info("rewrote %r as %r", question, standalone)
+        return standalone
+
+    def _generate(self, turn: _Turn, question: str, retrieval: Retrieval) -> Iterator[str]:
+        documents = retrieval.documents
+        inputs = {
+            "passages": generative.format_passages(documents),
+            "question": question,
+            "contact": self.config.contact,
+        }
+        turn.attempts = 1
+        turn.answerer = "llm"
+        turn.prompt_version = self.config.prompt_version
+        turn.citations = [_citation(n, doc) for n, doc in enumerate(documents, 1)]
+        turn.finish_reason = turn.refusal = None
+        try:
+            chunks, pending = self._retrying(turn)(self._open_stream, inputs)
+        except Exception as exc:  # any provider failure before the first token: fall back
+            turn.fail(exc, generative.classify(exc).notice)
+            return
+        try:
+            for chunk in _chain(pending, chunks):
+                turn.observe(chunk)
+                delta = _text(chunk)
+                if delta:
+                    yield turn.emit(delta)
+        except Exception as exc:  # the stream broke after the first token: keep what was said
+            if turn.text:
+                turn.fail(exc, generative.INTERRUPTED, fallback=False)
+            else:
+                turn.fail(exc, generative.classify(exc).notice)
+        finally:
+            close = getattr(chunks, "close", None)
+            if close:
+                close()
+        self._check_finish(turn)
+        turn.mark_cited()
+
+    def _open_stream(self, inputs: dict) -> tuple[Iterator[BaseMessage], list[BaseMessage]]:
+        """Start the model's stream and read up to its first text, so a failure before it can be retried."""
+        chunks = iter(self.answer_chain.stream(inputs))
+        pending = []
+        for chunk in chunks:
+            pending.append(chunk)
+            if _text(chunk):
+                break
+        return chunks, pending
+
+    def _check_finish(self, turn: _Turn) -> None:
+        if turn.error is not None:
+            return
+        reason = turn.finish_reason
+        if turn.refusal and not turn.text:
+            turn.fail(AssistantError(f"the model refused: {turn.refusal}"), generative.REFUSED_FALLBACK)
+        elif turn.refusal:
+            turn.notice = generative.REFUSED
+        elif reason == "content_filter":
+            if turn.text:
+                turn.notice = generative.FILTERED_MIDWAY
+            else:
+                turn.fail(AssistantError("the content filter stopped the answer"), generative.CONTENT_FILTER)
+        elif reason == "length":
+            turn.notice = generative.CUT_SHORT
+        elif not turn.text:
+            turn.fail(AssistantError("the language model returned an empty answer"), generative.UNAVAILABLE)
+
+
+# -- the record of one turn -------------------------------------------------------------------------
+
+
+@dataclass
+class _Turn:
+    config: AnswerConfig
+    start: float = field(default_factory=time.perf_counter)
+    parts: list[str] = field(default_factory=list)
+    first_at: float | None = None
+    retrieval: Retrieval | None = None
+    citations: list[Citation] = field(default_factory=list)
+    abstained: bool = False
+    answerer: str = "extractive"
+    model: str | None = None
+    prompt_version: str = EXTRACTIVE_VERSION
+    input_tokens: int | None = None
+    output_tokens: int | None = None
+    notice: str | None = None
+    error: str | None = None
+    finish_reason: str | None = None
+    refusal: str | None = None
+    attempts: int = 0
+    fallback: bool = False
+    done: bool = False
+
+    @property
+    def text(self) -> str:
+        return "".join(self.parts)
+
+    def emit(self, delta: str) -> str:
+        if self.first_at is None:
+            self.first_at = time.perf_counter()
+        self.parts.append(delta)
+        return delta
+
+    def observe(self, message: BaseMessage) -> None:
+        """Take usage, model name, finish reason and refusal from a reply or a streamed chunk."""
+        usage = getattr(message, "usage_metadata", None)
+        if usage:
+            self.input_tokens = (self.input_tokens or 0) + int(usage.get("input_tokens") or 0)
+            self.output_tokens = (self.output_tokens or 0) + int(usage.get("output_tokens") or 0)
+        meta = message.response_metadata or {}
+        self.model = meta.get("model_name") or self.model or _configured_model(self.config)
+        self.finish_reason = meta.get("finish_reason") or self.finish_reason
+        self.refusal = message.additional_kwargs.get("refusal") or self.refusal
+
+    def fail(self, exc: BaseException, notice: str, *, fallback: bool = True) -> None:
+        """Record a provider failure; with ``fallback`` the extractive answer follows."""
+        self.error = generative.describe(exc, self.attempts)
+        self.notice = notice
+        self.fallback = fallback
+        self.model = self.model or _configured_model(self.config)
+        log.error("chat model failed: %s", self.error, exc_info=exc)
+
+    def mark_cited(self) -> None:
+        used = generative.cited_numbers(self.text)
+        self.citations = [replace(c, cited=c.n in used) for c in self.citations]
+
+    def answer(self) -> Answer:
+        now = time.perf_counter()
+        error = self.error
+        if not self.done and error is None:
+            error = "the turn did not finish (stopped by the caller or failed)"
+        retrieval = self.retrieval
+        return Answer(
+            text=self.text,
+            citations=self.citations,
+            abstained=self.abstained,
+            answerer=self.answerer,
+            model=self.model if self.answerer == "llm" or self.error else None,
+            prompt_version=self.prompt_version,
+            index_version=retrieval.index_version if retrieval else -1,
+            input_tokens=self.input_tokens,
+            output_tokens=self.output_tokens,
+            latency_ms=(now - self.start) * 1000,
+            ttft_ms=(self.first_at - self.start) * 1000 if self.first_at is not None else None,
+            notice=self.notice,
+            error=error,
+            retrieval=retrieval,
+        )
+
+
+# -- helpers ------------------------------------------------------------------------------------------
+
+
+def _citation(n: int, doc) -> Citation:
+    meta = doc.metadata
+    return Citation(
+        n=n,
+        source=str(meta.get("source", "")),
+        title=str(meta.get("title", "")),
+        section=str(meta.get("section", "")),
+        url=meta.get("url") or None,
+        chunk_id=str(meta.get("id") or doc.id or ""),
+        passage=doc.page_content,
+    )
+
+
+def _text(message: BaseMessage) -> str:
+    return str(message.text)
+
+
+def _chain(first: list, rest: Iterator) -> Iterator:
+    yield from first
+    yield from rest
+
+
+def _join(paragraphs: list[str], separator: str) -> list[str]:
+    return [p if i == 0 else separator + p for i, p in enumerate(paragraphs)]
+
+
+def _configured_model(config: AnswerConfig) -> str:
+    if config.azure_endpoint and config.azure_deployment:
+        return config.azure_deployment
+    return config.model
+
+
+def _log_turn(answer: Answer, done: bool) -> None:
+    log.info(
+        "answer: answerer=%s abstained=%s citations=%d cited=%d latency=%.0fms ttft=%s tokens=%s/%s%s",
+        answer.answerer,
+        answer.abstained,
+        len(answer.citations),
+        len(answer.cited),
+        answer.latency_ms,
+        f"{answer.ttft_ms:.0f}ms" if answer.ttft_ms is not None else "-",
+        answer.input_tokens,
+        answer.output_tokens,
+        "" if done else " (unfinished)",
+    )
+
+
+def make_chat_model(config: AnswerConfig) -> BaseChatModel:
+    """The chat model for ``mode == "llm"``: OpenAI or any compatible endpoint, or Azure OpenAI.
+
+    Streaming, with the usage report requested (a custom ``base_url`` sends it
+    only when asked), and no retries of its own: :class:`Assistant` retries.
+    """
+    common = {
+        "model": config.model,
+        "temperature": config.temperature,
+        "timeout": config.timeout_s,
+        "max_retries": 0,
+        "streaming": True,
+        "stream_usage": True,
+    }
+    if config.azure_endpoint:
+        from langchain_openai import AzureChatOpenAI
+
+        return AzureChatOpenAI(
+            azure_endpoint=config.azure_endpoint,
+            azure_deployment=config.azure_deployment or config.model,
+            api_version=config.api_version,
+            api_key=config.api_key,
+            **common,
+        )
+    from langchain_openai import ChatOpenAI
+
+    # Local OpenAI-compatible servers accept any key, but the client insists on one.
+    api_key = config.api_key or (SecretStr("not-needed") if config.base_url else None)
+    return ChatOpenAI(base_url=config.base_url, api_key=api_key, **common)
