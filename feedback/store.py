@@ -233,11 +233,24 @@ def finish_answer(
     latency_ms: int | None = None,
     ttft_ms: int | None = None,
     abstained: bool = False,
+    answerer: str | None = None,
+    model: str | None = None,
+    prompt_version: str | None = None,
+    index_version: int | None = None,
 ) -> Message:
-    """Close a pending answer as ``complete`` (or ``abstained``: the handbook did not answer it)."""
+    """Close a pending answer as ``complete`` (or ``abstained``: the handbook did not answer it).
+
+    ``answerer`` (with its ``model``, which may be None), ``prompt_version`` and
+    ``index_version``, when given, replace what :func:`start_answer` recorded: a
+    failing chat model may fall back to quoting passages.
+    """
+    provenance = {"prompt_version": prompt_version, "index_version": index_version}
+    if answerer is not None:
+        provenance |= {"answerer": answerer, "model": model}
     return _close(
         session,
         answer_id,
+        **{key: value for key, value in provenance.items() if value is not None or key == "model"},
         status="abstained" if abstained else "complete",
         content=content,
         sources=[dict(source) for source in sources],

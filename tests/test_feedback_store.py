@@ -413,3 +413,17 @@ def test_a_conversation_exports_to_json_and_back(session, alice):
     assert loaded["messages"][1]["rating"]["comment"] == "28 now"
     assert loaded["messages"][3]["error"] == "The model service is unavailable."
     assert loaded["messages"][1]["reply_to"] == loaded["messages"][0]["id"]
+
+
+def test_a_fallback_answer_records_what_actually_answered(session, alice):
+    conversation = store.create_conversation(session=session, user=alice)
+    question = ask(session, alice, conversation, "How do I book travel?")
+    pending = store.start_answer(
+        session=session, question_id=question.id, answerer="llm", model="gpt-x", prompt_version="v1", index_version=3
+    )
+    done = store.finish_answer(
+        session=session, answer_id=pending.id, content="Quoted passages [1]", answerer="extractive", model=None,
+        prompt_version="extractive-v1",
+    )
+    # the quoting answerer used no model; index_version=None keeps what start_answer recorded
+    assert (done.answerer, done.model, done.prompt_version, done.index_version) == ("extractive", None, "extractive-v1", 3)

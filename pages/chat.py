@@ -1,0 +1,250 @@
+"""Chat with the handbook: ask, read the cited answer, rate it; past conversations in the sidebar.
+
+What happens to a question (storing it, the pending answer, streaming, failures)
+is in :mod:`onboard.web`; this page reads input, calls it and renders. Text
+written by people and documents goes through ``web.plain`` (shown exactly as
+typed) or ``web.safe_markdown`` (formatting kept, links/images/HTML not).
+"""
+
+from __future__ import annotations
+
+import logging
+
+import streamlit as st
+
+from assistant.errors import AssistantError
+from feedback.store import FeedbackError
+from onboard import web
+
+log = logging.getLogger(__name__)
+
+state = st.session_state
+state.setdefault("conversation_id", None)
+
+
+# --- callbacks (they run before the page, so the page shows their result) -----------------------------------------
+
+
+def _flash(kind: str, text: str) -> None:
+    state.setdefault("flash", []).append((kind, text))
+
+
+def _open(conversation_id: str | None) -> None:
+    state.conversation_id = conversation_id
+    state.pop("regenerate", None)
+
+
+def _ask(question: str) -> None:
+    state.pending_question = question
+
+
+def _regenerate(question_id: int) -> None:
+    state.regenerate = question_id
+
+
+def _rename(conversation_id: str) -> None:
+    try:
+        web.rename(conversation_id, state.get(f"title-{conversation_id}", ""))
+    except FeedbackError as exc:
+        _flash("error", str(exc))
+
+
+def _delete(conversation_id: str) -> None:
+    try:
+        web.delete(conversation_id)
+    except FeedbackError as exc:
+        _flash("error", str(exc))
+    if state.conversation_id == conversation_id:
+        _open(None)
+
+
+def _rate(message_id: int) -> None:
+    thumb = state.get(f"thumb-{message_id}")
+    if thumb is None:  # un-selecting keeps the stored rating: a rating can be changed, not withdrawn
+        return
+    try:
+        web.rate(message_id, thumb)
+    except FeedbackError as exc:
+        _flash("error", str(exc))
+
+
+def _send_draft() -> None:
+    text = state.get("draft", "")
+    if web.check_message(text) is None:
+        del state["draft"]
+        if text.strip():
+            state.pending_question = text
+
+
+def _discard_draft() -> None:
+    del state["draft"]
+
+
+# --- rendering -----------------------------------------------------------------------------------------------------
+
+
+def _sidebar(chat: web.ChatState) -> None:
+    with st.sidebar:
+        st.button("New conversation", icon=":material/add:", on_click=_open, args=(None,), width="stretch",
+                  key="new-conversation")
+        if chat.conversations:
+            st.caption("Your conversations")
+        for conversation in chat.conversations:
+            current = chat.conversation is not None and conversation.id == chat.conversation.id
+            title, menu = st.columns([5, 1], vertical_alignment="center", gap="small")
+            title.button(web.plain(conversation.title or "Untitled"), key=f"open-{conversation.id}",
+                         type="primary" if current else "tertiary", width="stretch",
+                         on_click=_open, args=(conversation.id,))
+            with menu.popover("", icon=":material/more_vert:", key=f"menu-{conversation.id}",
+                              help="Rename or delete"):
+                st.text_input("Title", value=conversation.title, key=f"title-{conversation.id}", max_chars=200)
+                st.button("Rename", key=f"rename-{conversation.id}", icon=":material/edit:",
+                          on_click=_rename, args=(conversation.id,))
+                st.button("Delete", key=f"delete-{conversation.id}", icon=":material/delete:",
+                          on_click=_delete, args=(conversation.id,))
+
+
+def _sources(sources: list[dict]) -> None:
+    """The cited passages, each expanding to its title, section and text, with its link if it has one."""
+    cited = [source for source in sources if source.get("cited", True)]
+    if not sources:
+        return
+    st.caption("Sources" if cited else "Passages consulted (none is cited)")
+    for source in cited or sources:
+        title = source.get("title") or source.get("source") or "Untitled"
+        heading = str(source.get("section") or "").split(" > ")[-1]
+        label = f"[{source.get('n', '?')}] {title}" + (f" › {heading}" if heading and heading != title else "")
+        with st.expander(web.plain(label)):
+            where = " › ".join(str(part) for part in (source.get("source"), source.get("section")) if part)
+            if where:
+                st.caption(web.plain(where))
+            if source.get("passage"):
+                st.markdown(web.plain(source["passage"]))
+            url = web.safe_url(source.get("url"))
+            if url:
+                st.link_button("Open the document", url, icon=":material/open_in_new:", type="tertiary")
+
+
+def _why(answer_id: int, rating) -> None:
+    """After a thumbs down: optional reasons and a comment."""
+    told = bool(rating.reasons or rating.comment)
+    with st.expander("What was wrong? (optional)", expanded=not told), st.form(f"why-{answer_id}", border=False):
+        reasons = st.pills("Reasons", web.REASONS, selection_mode="multi", default=rating.reasons,
+                           format_func=web.reason_label, key=f"reasons-{answer_id}")
+        comment = st.text_area("Comment", value=rating.comment or "", max_chars=web.MAX_COMMENT_CHARS,
+                               key=f"comment-{answer_id}")
+        if st.form_submit_button("Send"):
+            try:
+                web.rate(answer_id, 0, reasons, comment)
+            except FeedbackError as exc:
+                st.error(str(exc))
+            else:
+                st.toast("Thank you: this helps us improve the answers.", icon=":material/favorite:")
+
+
+def _answer(turn: web.Turn, *, last: bool) -> None:
+    answer = turn.answer
+    with st.chat_message("assistant"):
+        if answer is None:
+            st.caption("This question has no answer yet.")
+        elif answer.status == "pending":
+            st.caption("This answer is still being written, or was cut off.")
+        else:
+            if answer.content:
+                st.markdown(web.safe_markdown(answer.content))
+            if answer.status in web.ANSWERED:
+                _sources(answer.sources)
+            else:
+                st.error(answer.error or web.UNEXPECTED, icon=":material/error:")
+        with st.container(horizontal=True, vertical_alignment="center", gap="small"):
+            if answer is not None and answer.status in web.ANSWERED:
+                st.feedback("thumbs", key=f"thumb-{answer.id}", default=turn.rating.thumb if turn.rating else None,
+                            on_change=_rate, args=(answer.id,))
+                with st.popover("Copy", icon=":material/content_copy:", key=f"copy-{answer.id}", type="tertiary"):
+                    st.code(answer.content, language=None, wrap_lines=True)
+            if last:
+                st.button("Regenerate", icon=":material/refresh:", type="tertiary",
+                          key=f"regenerate-{turn.question.id}", on_click=_regenerate, args=(turn.question.id,))
+            if turn.attempts > 1:
+                st.caption(f"Answer {turn.attempts} of {turn.attempts}")
+        if answer is not None and turn.rating is not None and turn.rating.thumb == 0:
+            _why(answer.id, turn.rating)
+
+
+def _question(text: str) -> None:
+    with st.chat_message("user"):
+        st.markdown(web.plain(text))
+
+
+def _starters() -> None:
+    st.markdown("Ask anything about working here. For example:")
+    with st.container(horizontal=True, gap="small"):
+        for number, question in enumerate(web.STARTER_QUESTIONS):
+            st.button(web.plain(question), key=f"starter-{number}", on_click=_ask, args=(question,))
+
+
+def _draft() -> None:
+    """A refused message, kept for editing (the chat box clears itself on send)."""
+    st.error(web.check_message(state.draft) or "Your message was not sent.", icon=":material/block:")
+    st.text_area("Your message", key="draft", height=200)
+    with st.container(horizontal=True, gap="small"):
+        st.button("Send", icon=":material/send:", key="send-draft", on_click=_send_draft)
+        st.button("Discard", key="discard-draft", on_click=_discard_draft)
+
+
+# --- the page ------------------------------------------------------------------------------------------------------
+
+st.title("Ask the handbook")
+for kind, text in state.pop("flash", []):
+    (st.error if kind == "error" else st.toast)(text)
+
+try:
+    web.assistant()  # the very first start indexes the sample handbook
+except Exception as exc:
+    log.exception("the assistant could not start")
+    st.error(web.STARTUP_FAILED + (f" ({exc})" if isinstance(exc, AssistantError) else ""), icon=":material/error:")
+    st.stop()
+
+prompt = st.chat_input("Ask about the handbook…", key="prompt")
+if prompt is not None and web.check_message(prompt):
+    state.draft = prompt
+    prompt = None
+pending = state.pop("pending_question", None)  # a starter question, or an edited draft
+question = prompt if prompt and prompt.strip() else pending  # an empty message is ignored
+regenerate = None if question else state.pop("regenerate", None)
+
+chat = web.chat_state(state.conversation_id)
+if chat.conversation is None:
+    state.conversation_id = None
+_sidebar(chat)
+
+if not chat.turns and question is None and "draft" not in state:
+    _starters()
+for index, turn in enumerate(chat.turns):
+    _question(turn.question.content)
+    if turn.question.id != regenerate:
+        _answer(turn, last=index == len(chat.turns) - 1 and question is None)
+if "draft" in state:
+    _draft()
+
+if question is not None or regenerate is not None:
+    if question is not None:
+        _question(question)
+        try:
+            state.conversation_id, stored = web.store_question(conversation_id=state.conversation_id, text=question)
+        except Exception as exc:
+            log.exception("could not store a question")
+            st.error(str(exc) if isinstance(exc, FeedbackError) else web.UNEXPECTED, icon=":material/error:")
+            st.stop()
+        history = web.history_before(chat.turns)
+    else:
+        stored = next((turn.question for turn in chat.turns if turn.question.id == regenerate), None)
+        history = web.history_before(chat.turns, regenerate)
+    if stored is not None:
+        with st.chat_message("assistant"):
+            outcome = web.answer(question=stored, history=history, write=st.write_stream)
+        if outcome.answer_id is None:  # nothing stored to show the error from
+            _flash("error", outcome.error or web.UNEXPECTED)
+        if outcome.notice:
+            _flash("notice", outcome.notice)
+        st.rerun()

@@ -1,0 +1,155 @@
+"""One flow of the chat in a real browser: ask, see the cited answer, rate it, reload, resume, see the rating.
+
+Streamlit runs as it does in production (``streamlit run``) on a free port with
+its data in the test's folder; Debian's Chromium (``apt-get install chromium``)
+is driven by Playwright's sync API (Playwright's own browser download does not
+work offline). The rating is checked in the database through
+:mod:`feedback.store`. A screenshot of the end state is saved in the test's folder.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+from sqlmodel import Session
+
+from feedback import store
+from onboard import factories, web
+from onboard.settings import Settings
+
+ROOT = Path(__file__).resolve().parent.parent
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--disable-features=AsyncDns,DnsOverHttps",
+    "--host-resolver-rules=MAP * ~NOTFOUND , EXCLUDE 127.0.0.1",
+]
+QUESTION = "How much time off do I get?"
+#: The first start indexes the sample handbook (and may quantise the embedding model) before the page shows.
+FIRST_LOAD_MS = 180_000
+STEP_MS = 60_000
+
+pytestmark = [
+    pytest.mark.server,
+    pytest.mark.skipif(not CHROMIUM.exists(), reason="needs Debian's Chromium: apt-get install chromium"),
+]
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture
+def server(tmp_path):
+    """``streamlit run`` on a free port, data in this test's folder; yields its base URL."""
+    port = _free_port()
+    command = [sys.executable, "-m", "streamlit", "run", str(ROOT / "streamlit_app.py"),
+               "--server.headless", "true", "--server.address", "127.0.0.1", "--server.port", str(port),
+               "--browser.gatherUsageStats", "false", "--server.fileWatcherType", "none"]
+    log_path = tmp_path / "streamlit.log"
+    with log_path.open("wb") as log:
+        # The autouse fixture has pointed ONBOARD_DATA_DIR (and the model cache) at this test's folders.
+        process = subprocess.Popen(command, cwd=tmp_path, env=os.environ.copy(), stdout=log, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        _wait_healthy(url, process, log_path)
+        yield url
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout=15)
+
+
+def _wait_healthy(url: str, process: subprocess.Popen, log_path: Path, timeout_s: float = 60) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            pytest.fail(f"streamlit exited with {process.returncode}:\n{log_path.read_text(errors='replace')}")
+        try:
+            with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as response:
+                if response.status == 200:
+                    return
+        except OSError:
+            pass
+        time.sleep(0.25)
+    pytest.fail(f"streamlit was not healthy after {timeout_s:.0f}s:\n{log_path.read_text(errors='replace')}")
+
+
+def _stored_thumb(timeout_s: float = 15) -> int | None:
+    """The local user's rating of the first answer of their only conversation, waiting for it to arrive."""
+    engine = factories.make_engine(Settings())
+    deadline = time.monotonic() + timeout_s
+    try:
+        while True:
+            with Session(engine) as session:
+                user = store.get_or_create_user(session=session, **web.LOCAL_USER)
+                conversations = store.list_conversations(session=session, user=user)
+                if conversations:
+                    entries = store.history(session=session, user=user, conversation_id=conversations[0].id)
+                    ratings = [entry.rating for entry in entries if entry.rating is not None]
+                    if ratings or time.monotonic() > deadline:
+                        return ratings[0].thumb if ratings else None
+            if time.monotonic() > deadline:
+                return None
+            time.sleep(0.2)
+    finally:
+        engine.dispose()
+
+
+def test_ask_rate_reload_and_resume_in_a_browser(server, tmp_path):
+    try:
+        from playwright.sync_api import expect, sync_playwright
+    except ImportError:
+        pytest.fail("playwright is not installed: it belongs in the test extras (pip install playwright)")
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_FLAGS)
+        try:
+            page = browser.new_page(viewport={"width": 1280, "height": 900})
+            page.set_default_timeout(STEP_MS)
+            page.goto(server)
+            chat_box = page.get_by_test_id("stChatInputTextArea")
+            chat_box.wait_for(timeout=FIRST_LOAD_MS)
+            expect(page.get_by_text(web.LOCAL_MODE_NOTICE)).to_be_visible()
+
+            chat_box.fill(QUESTION)
+            chat_box.press("Enter")
+            answer = page.get_by_test_id("stChatMessage").nth(1)
+            expect(answer.get_by_test_id("stExpander").first).to_contain_text("[1]")
+            thumbs_up = answer.get_by_role("radio", name="Thumbs up")
+            thumbs_up.click()
+            expect(thumbs_up).to_be_checked()
+            assert _stored_thumb() == 1
+
+            page.reload()
+            chat_box.wait_for()
+            expect(page.get_by_test_id("stChatMessage")).to_have_count(0)  # a reload opens a new chat
+            page.get_by_test_id("stSidebar").get_by_role("button", name=QUESTION).click()
+            resumed = page.get_by_test_id("stChatMessage")
+            expect(resumed).to_have_count(2)
+            expect(resumed.first).to_contain_text(QUESTION)
+            expect(resumed.nth(1).get_by_role("radio", name="Thumbs up")).to_be_checked()
+            expect(resumed.nth(1).get_by_role("radio", name="Thumbs down")).not_to_be_checked()
+            page.screenshot(path=str(tmp_path / "chat-resumed.png"), full_page=True)
+        finally:
+            browser.close()
+    assert _stored_thumb() == 1

@@ -1,0 +1,319 @@
+"""The chat page, driven with Streamlit's AppTest against the real assistant on the sample handbook.
+
+The sample handbook is indexed once per module in a subprocess (a clean,
+flushed Chroma folder and database) and copied into each test's data folder,
+so every test starts from the same state without paying for the indexing.
+What the page stores is checked through :mod:`feedback.store`.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from markdown_it import MarkdownIt
+from sqlmodel import Session, select
+from streamlit.testing.v1 import AppTest
+
+from assistant.answering import AnswerConfig
+from feedback import store
+from feedback.models import Conversation, Message
+from onboard import factories, web
+from onboard.settings import Settings
+
+APP = str(Path(__file__).resolve().parent.parent / "streamlit_app.py")
+QUESTION = "How much time off do I get?"
+
+
+@pytest.fixture(scope="module")
+def indexed_handbook(tmp_path_factory, model_cache) -> Path:
+    """A data folder with the sample handbook indexed, built once by a separate process."""
+    root = tmp_path_factory.mktemp("handbook")
+    env = {key: value for key, value in os.environ.items() if not key.startswith("ONBOARD_")}
+    env.update(ONBOARD_DATA_DIR=str(root / "data"), ONBOARD_EMBEDDING__CACHE_DIR=str(model_cache))
+    code = "from onboard.cli import bootstrap; from onboard.settings import Settings; bootstrap(Settings())"
+    subprocess.run([sys.executable, "-c", code], env=env, cwd=root, check=True, timeout=300, capture_output=True)
+    return root / "data"
+
+
+@pytest.fixture
+def data_dir(indexed_handbook) -> Path:
+    """This test's data folder (where the autouse fixture points ``ONBOARD_DATA_DIR``), pre-indexed."""
+    target = Path(os.environ["ONBOARD_DATA_DIR"])
+    shutil.copytree(indexed_handbook, target, ignore=shutil.ignore_patterns("models"))
+    return target
+
+
+@pytest.fixture
+def db(data_dir):
+    engine = factories.make_engine(Settings())
+    with Session(engine) as session:
+        yield session
+    engine.dispose()
+
+
+@pytest.fixture(autouse=True)
+def _fresh_resources():
+    """Each test's app builds its resources from its own settings; drop them afterwards."""
+    yield
+    web._assistant.clear()
+    web._engine.clear()
+
+
+@pytest.fixture
+def app(data_dir):
+    at = AppTest.from_file(APP, default_timeout=120)
+    return ok(at.run())
+
+
+def ok(at: AppTest) -> AppTest:
+    assert not at.exception, [e.value for e in at.exception]
+    assert not [e for e in at.error if "Traceback" in e.value]
+    return at
+
+
+def unescape(markdown: str) -> str:
+    return re.sub(r"\\(.)", r"\1", markdown)
+
+
+def local_user(session):
+    return store.get_or_create_user(session=session, **web.LOCAL_USER)
+
+
+def messages(session) -> list[Message]:
+    session.expire_all()
+    return list(session.exec(select(Message).order_by(Message.id)).all())
+
+
+def ask(at: AppTest, text: str) -> AppTest:
+    return ok(at.chat_input[0].set_value(text).run())
+
+
+class Recording:
+    """The real assistant, keeping the history it was given (or breaking mid-stream when told to)."""
+
+    def __init__(self, real, *, break_after: str | None = None) -> None:
+        self.real, self.config, self.knowledge_base = real, real.config, real.knowledge_base
+        self.break_after = break_after
+        self.histories: list[list[tuple[str, str]]] = []
+
+    def ask(self, question, *, history=(), where=None):
+        self.histories.append(list(history))
+        if self.break_after is not None:
+            return Broken(self.break_after)
+        return self.real.ask(question, history=history, where=where)
+
+
+class Broken:
+    answer = None
+
+    def __init__(self, partial: str) -> None:
+        self.partial = partial
+
+    def __iter__(self):
+        yield self.partial
+        raise RuntimeError("the index went away")
+
+
+def use(monkeypatch, **kwargs) -> dict:
+    """Swap the page's assistant for a Recording one (built lazily, inside the app run); holder["bot"] is it."""
+    original = web.assistant
+    holder: dict = {}
+
+    def fake():
+        if "bot" not in holder:
+            holder["bot"] = Recording(original(), **kwargs)
+        return holder["bot"]
+
+    monkeypatch.setattr(web, "assistant", fake)
+    return holder
+
+
+# --- the page ------------------------------------------------------------------------------------------------------
+
+
+def test_question_is_stored_answered_with_citations_rated_and_regenerated(app, db):
+    assert app.info[0].value == "Local mode: no login configured"
+    assert [unescape(b.label) for b in app.button if b.key.startswith("starter-")] == list(web.STARTER_QUESTIONS)
+
+    ask(app, QUESTION)
+    assert [m.name for m in app.chat_message] == ["user", "assistant"]
+    labels = [unescape(e.label) for e in app.expander]
+    assert labels and labels[0].startswith("[1] ") and any("Time Off" in label for label in labels), labels
+    question, answer = messages(db)
+    assert (question.role, question.content) == ("user", QUESTION)
+    assert (answer.role, answer.status, answer.reply_to) == ("assistant", "complete", question.id)
+    assert answer.sources and answer.sources[0]["n"] == 1 and answer.sources[0]["passage"]
+    assert "[1]" in answer.content and answer.answerer == "extractive" and answer.prompt_version
+    assert answer.index_version and answer.index_version > 0 and answer.latency_ms is not None
+    conversation = db.get(Conversation, question.conversation_id)
+    assert conversation.title == QUESTION and app.session_state["conversation_id"] == conversation.id
+    assert unescape(app.sidebar.button(key=f"open-{conversation.id}").label) == QUESTION
+
+    ok(app.feedback[0].set_value(1).run())
+    rating = store.history(session=db, user=local_user(db), conversation_id=conversation.id)[1].rating
+    assert rating is not None and rating.thumb == 1
+    assert not app.pills  # no reasons asked after a thumbs up
+
+    ok(app.feedback[0].set_value(0).run())
+    app.pills(key=f"reasons-{answer.id}").set_value(["incorrect", "outdated"])
+    app.text_area(key=f"comment-{answer.id}").input("The table is from last year.")
+    ok(next(b for b in app.button if b.label == "Send").click().run())
+    db.expire_all()
+    rating = store.history(session=db, user=local_user(db), conversation_id=conversation.id)[1].rating
+    assert (rating.thumb, rating.reasons) == (0, ["incorrect", "outdated"])
+    assert rating.comment == "The table is from last year."
+
+    assert [c.value for c in app.code] == [answer.content]  # in the "Copy" popover, with its copy button
+    ok(app.button(key=f"regenerate-{question.id}").click().run())
+    stored = messages(db)
+    expected = [("user", None), ("assistant", question.id), ("assistant", question.id)]
+    assert [(m.role, m.reply_to) for m in stored] == expected
+    assert stored[2].status == "complete" and stored[2].content
+    assert [m.name for m in app.chat_message] == ["user", "assistant"]  # the new answer replaces the old on screen
+    assert "Answer 2 of 2" in [c.value for c in app.caption]
+
+
+def test_empty_and_oversized_messages_are_not_sent_and_the_long_one_is_kept(app, db):
+    ask(app, "   ")
+    assert messages(db) == [] and not app.chat_message
+    assert any(b.key == "starter-0" for b in app.button)
+
+    too_long = "Please read this: " + "x" * web.MAX_MESSAGE_CHARS
+    ask(app, too_long)
+    assert messages(db) == [] and not app.chat_message
+    assert any(f"{len(too_long):,} characters" in e.value and "4,000" in e.value for e in app.error)
+    assert app.text_area(key="draft").value == too_long
+
+    app.text_area(key="draft").input(QUESTION)
+    ok(app.button(key="send-draft").click().run())
+    question, answer = messages(db)
+    assert question.content == QUESTION and answer.status == "complete"
+    assert "draft" not in app.session_state and not app.error
+
+
+def test_starter_question_is_asked_on_click(app, db):
+    ok(app.button(key="starter-2").click().run())
+    question, answer = messages(db)
+    assert question.content == web.STARTER_QUESTIONS[2] and answer.status in web.ANSWERED
+    assert [m.name for m in app.chat_message] == ["user", "assistant"]
+
+
+def test_a_conversation_is_resumed_with_its_rating_continued_renamed_and_deleted(data_dir, db, monkeypatch):
+    user = local_user(db)
+    conversation = store.create_conversation(session=db, user=user)
+    question = store.add_user_message(session=db, user=user, conversation_id=conversation.id, content=QUESTION)
+    pending = store.start_answer(session=db, question_id=question.id, answerer="extractive")
+    answer = store.finish_answer(session=db, answer_id=pending.id, content="You get **20 days** a year [1].",
+                                 sources=[{"n": 1, "source": "time-off/time-off.md", "title": "Time Off",
+                                           "section": "PTO", "url": "javascript:alert(1)", "chunk_id": "c1",
+                                           "passage": "![x](https://tracker.example/p.png) 20 days"},
+                                          {"n": 2, "source": "intranet", "title": "Leave", "section": "",
+                                           "url": "https://intranet.example/leave", "chunk_id": "c2",
+                                           "passage": "See the intranet."}])
+    store.rate(session=db, user=user, message_id=answer.id, thumb=1)
+    bot = use(monkeypatch)
+
+    at = AppTest.from_file(APP, default_timeout=120)
+    ok(at.run())
+    assert not at.chat_message  # a new chat until a conversation is picked
+    ok(at.sidebar.button(key=f"open-{conversation.id}").click().run())
+    assert [m.name for m in at.chat_message] == ["user", "assistant"]
+    assert at.chat_message[1].markdown[0].value == "You get **20 days** a year \\[1\\]."
+    assert [f.value for f in at.feedback] == [1]
+    assert [unescape(e.label) for e in at.expander] == ["[1] Time Off › PTO", "[2] Leave"]
+    assert at.expander[0].markdown[0].value == web.plain("![x](https://tracker.example/p.png) 20 days")
+    assert [b.proto.url for b in at.link_button] == ["https://intranet.example/leave"]  # never the javascript: one
+
+    ask(at, "And how many sick days?")
+    assert bot["bot"].histories == [[("user", QUESTION), ("assistant", "You get **20 days** a year [1].")]]
+    assert len(messages(db)) == 4 and at.session_state["conversation_id"] == conversation.id
+
+    at.text_input(key=f"title-{conversation.id}").input("Time off")
+    ok(at.button(key=f"rename-{conversation.id}").click().run())
+    db.expire_all()
+    assert store.get_conversation(session=db, user=user, conversation_id=conversation.id).title == "Time off"
+    assert unescape(at.sidebar.button(key=f"open-{conversation.id}").label) == "Time off"
+
+    ok(at.button(key=f"delete-{conversation.id}").click().run())
+    assert store.list_conversations(session=db, user=user) == []
+    assert not at.chat_message and at.session_state["conversation_id"] is None
+
+
+def test_a_failing_answer_is_stored_as_failed_and_shown_without_a_traceback(app, db, monkeypatch):
+    use(monkeypatch, break_after="Partial ")
+    ask(app, QUESTION)
+    question, answer = messages(db)
+    assert question.content == QUESTION  # stored before the answer was attempted
+    assert (answer.status, answer.content) == ("failed", "Partial ")
+    assert answer.error.startswith(web.UNEXPECTED) and "Traceback" not in answer.error
+    assert any(e.value.startswith(web.UNEXPECTED) for e in app.error)
+    assert not app.feedback  # a failed answer is not rated...
+    assert app.button(key=f"regenerate-{question.id}")  # ...but can be tried again
+
+
+def test_an_answer_cut_off_by_streamlit_is_stored_as_interrupted(data_dir, db, monkeypatch):
+    """Streamlit stops or reruns a script by raising a BaseException from inside ``st.write_stream``."""
+    from streamlit.runtime.scriptrunner_utils.exceptions import StopException
+
+    class Streaming:
+        config, knowledge_base = AnswerConfig(), None
+
+        def ask(self, question, *, history=(), where=None):
+            return iter(["The first words", " and more"])
+
+    def write_then_stop(deltas):
+        next(iter(deltas))
+        raise StopException()
+
+    monkeypatch.setattr(web, "assistant", Streaming)
+    _, question = web.store_question(conversation_id=None, text=QUESTION)
+    with pytest.raises(StopException):
+        web.answer(question=question, history=[], write=write_then_stop)
+    stored = messages(db)[-1]
+    assert (stored.status, stored.content, stored.error) == ("interrupted", "The first words", web.INTERRUPTED)
+    assert stored.answerer == "extractive" and stored.ttft_ms is not None
+
+
+# --- safe text -----------------------------------------------------------------------------------------------------
+
+HOSTILE = [
+    "[click](javascript:alert(1))",
+    "![pixel](https://tracker.example/p.png)",
+    "<img src=x onerror=alert(1)>",
+    "<javascript:alert(1)>",
+    "[ref]\n\n[ref]: javascript:alert(1)",
+    "```\ncode\n````\n[x](javascript:alert(1))\n```",
+    "- a\n\n  ```\n[x](javascript:alert(1))\n  ```",
+    "\\[x](javascript:alert(1))",
+    "``[x](javascript:alert(1))`",
+    "<script>alert(1)</script>",
+]
+
+
+def _tokens(markdown: str):
+    parser = MarkdownIt("commonmark")
+    for token in parser.parse(markdown):
+        yield token
+        yield from token.children or ()
+
+
+@pytest.mark.parametrize("text", HOSTILE)
+def test_safe_markdown_and_plain_never_produce_links_images_or_html(text):
+    for render in (web.safe_markdown, web.plain):
+        kinds = {token.type for token in _tokens(render(text))}
+        assert not kinds & {"link_open", "image", "html_inline", "html_block"}, (render.__name__, kinds)
+
+
+def test_plain_shows_text_as_typed_and_safe_markdown_keeps_formatting():
+    text = "# Not a heading\n1. not a list *nor emphasis* $5"
+    rendered = MarkdownIt("commonmark").render(web.plain(text))
+    assert rendered == "<p># Not a heading<br />\n1. not a list *nor emphasis* $5</p>\n"
+    assert "<strong>20 days</strong>" in MarkdownIt("commonmark").render(web.safe_markdown("**20 days** [1]"))
+    assert web.safe_url("https://handbook.example/pto") == "https://handbook.example/pto"
+    assert [web.safe_url(u) for u in ("javascript:alert(1)", "data:text/html,x", "//evil", "", None)] == [None] * 5
