@@ -26,6 +26,8 @@ class Case:
     id: str
     question: str
     gold_files: tuple[str, ...]
+    #: Exact passages of the gold files that answer the question (any one is enough).
+    gold_quotes: tuple[str, ...] = ()
 
     @property
     def answerable(self) -> bool:
@@ -43,7 +45,8 @@ def load_dataset(path: Path) -> list[Case]:
             gold = row.get("gold_files") or []
             if not isinstance(gold, list) or not all(isinstance(g, str) for g in gold):
                 raise TypeError("gold_files must be a list of paths")
-            cases.append(Case(str(row["id"]), str(row["question"]), tuple(gold)))
+            quotes = [row.get("gold_quote") or "", *(row.get("gold_quotes") or {}).values()]
+            cases.append(Case(str(row["id"]), str(row["question"]), tuple(gold), tuple(q for q in quotes if q)))
         except (json.JSONDecodeError, KeyError, TypeError, AttributeError) as exc:
             raise ValueError(f"{path}:{number}: not a valid case ({exc})") from None
     if not cases:
@@ -125,3 +128,49 @@ def calibrate(rows: list[dict], answered_rate: float = 0.9) -> dict:
         "min_similarity": round(threshold, 4),
         "abstain_recall": round(abstained / len(unanswerable), 4) if unanswerable else None,
     }
+
+
+def evaluate_answers(assistant, cases: Iterable[Case], *, where: Filter | None = None) -> tuple[dict, list[dict]]:
+    """Run the whole answering turn on every case: quote hits, abstention on final answers, turn latency.
+
+    ``assistant`` is an :class:`assistant.answering.Assistant`; an answer hits when it
+    contains one of the case's gold quotes, whitespace collapsed.
+    """
+    rows = []
+    for case in cases:
+        start = time.perf_counter()
+        answer = assistant.answer(case.question, where=where)
+        latency = (time.perf_counter() - start) * 1000
+        text = _collapse(answer.text)
+        rows.append(
+            {
+                "id": case.id,
+                "answerable": case.answerable,
+                "abstained": answer.abstained,
+                "quote_hit": any(_collapse(q) in text for q in case.gold_quotes) if case.gold_quotes else None,
+                "answerer": answer.answerer,
+                "text": answer.text,
+                "error": answer.error,
+                "latency_ms": round(latency, 3),
+            }
+        )
+    return summarise_answers(rows), rows
+
+
+def summarise_answers(rows: list[dict]) -> dict:
+    judged = [r for r in rows if r["answerable"] and r["quote_hit"] is not None]
+    abstention = summarise([{**r, "hits": {1: False, 3: False, 5: False}, "first_hit_rank": None} for r in rows])
+    latencies = np.array([r["latency_ms"] for r in rows]) if rows else np.zeros(1)
+    return {
+        "quote_hit_rate": round(sum(r["quote_hit"] for r in judged) / len(judged), 4) if judged else None,
+        "answers_abstain_precision": abstention["abstain_precision"],
+        "answers_abstain_recall": abstention["abstain_recall"],
+        "answers_answered_rate": abstention["answered_rate"],
+        "answers_failed": sum(1 for r in rows if r["error"]),
+        "turn_latency_ms_p50": round(float(np.percentile(latencies, 50)), 3),
+        "turn_latency_ms_p95": round(float(np.percentile(latencies, 95)), 3),
+    }
+
+
+def _collapse(text: str) -> str:
+    return " ".join(text.split())

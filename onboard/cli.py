@@ -117,9 +117,12 @@ def evaluate(
         float | None,
         typer.Option(help="Also print the abstention threshold that answers this share of answerable questions."),
     ] = None,
+    answers: Annotated[
+        bool, typer.Option("--answers", help="Also run the answerer on every question (quote_hit_rate, turn latency).")
+    ] = False,
 ) -> None:
     """Index CORPUS into a fresh temporary store and measure retrieval and abstention on DATASET."""
-    from assistant.evaluation import calibrate as run_calibration, evaluate as run_eval, load_dataset
+    from assistant.evaluation import calibrate as run_calibration, evaluate as run_eval, evaluate_answers, load_dataset
     from assistant.ingest import ingest as run_ingest
     from onboard import factories
 
@@ -130,7 +133,11 @@ def evaluate(
     except ValueError as exc:
         _fail(str(exc))
     with tempfile.TemporaryDirectory(prefix="onboard-eval-") as tmp:
-        settings = _settings(data_dir=Path(tmp), database_url=None, chroma_path=None, chroma_url=None, collection="eval")
+        configured = _settings()  # the configured model, and the folder its quantised copy is kept in
+        settings = _settings(
+            data_dir=Path(tmp), database_url=None, chroma_path=None, chroma_url=None, collection="eval",
+            embedding=configured.embedding, answer=configured.answer, retrieval=configured.retrieval,
+        )
         try:
             embeddings = factories.make_embeddings(settings)
             store = factories.make_store(settings, embeddings)
@@ -143,6 +150,11 @@ def evaluate(
             )
             kb = factories.make_knowledge_base(settings, embeddings, store)
             summary, rows = run_eval(kb, cases, mode=retriever, k=k)
+            if answers:
+                kb.config = kb.config.model_copy(update={"mode": retriever})
+                answer_summary, answer_rows = evaluate_answers(factories.make_assistant(settings, kb), cases)
+                summary |= answer_summary
+                rows = [r | {"answer": a} for r, a in zip(rows, answer_rows, strict=True)]
         except AssistantError as exc:
             _fail(str(exc))
         engine.dispose()

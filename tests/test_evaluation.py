@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 from helpers_kb import write_docs
@@ -277,3 +278,34 @@ def test_onboard_eval_refuses_an_unknown_retriever(tmp_path):
 
     assert result.exit_code == 2
     assert "--retriever must be hybrid, dense or keyword" in result.stderr
+
+
+def test_onboard_eval_answers_scores_quotes_on_the_sample_handbook(tmp_path):
+    """`--answers` runs the extractive answerer on every question and checks the gold quotes by hand."""
+    root = Path(__file__).resolve().parent.parent
+    dataset, corpus = root / "eval" / "sample_qa.jsonl", root / "onboard" / "sample_handbook"
+    out = tmp_path / "answers.json"
+    result = CliRunner().invoke(
+        app, ["eval", "--dataset", str(dataset), "--corpus", str(corpus), "--answers", "--out", str(out)]
+    )
+    assert result.exit_code == 0, result.output + repr(result.exception)
+    summary = json.loads(result.stdout.strip())
+    questions = json.loads(out.read_text(encoding="utf-8"))["questions"]
+    cases = {c.id: c for c in load_dataset(dataset)}
+
+    def collapse(text: str) -> str:
+        return " ".join(text.split())
+
+    hits = []
+    for row in questions:
+        case = cases[row["id"]]
+        if case.answerable:
+            hit = any(collapse(q) in collapse(row["answer"]["text"]) for q in case.gold_quotes)
+            assert row["answer"]["quote_hit"] == hit
+            hits.append(hit)
+        if row["answer"]["abstained"]:
+            assert "people" in row["answer"]["text"].lower()  # the abstention names the human contact
+    assert summary["quote_hit_rate"] == round(sum(hits) / len(hits), 4)
+    assert summary["quote_hit_rate"] > 0.3  # quoting real sentences finds many of the gold quotes
+    assert summary["answers_failed"] == 0
+    assert 0 <= summary["turn_latency_ms_p50"] <= summary["turn_latency_ms_p95"]
