@@ -40,10 +40,8 @@ import logging
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
-from langchain_core.language_models import BaseChatModel
-from langchain_core.messages import BaseMessage
 from pydantic import BaseModel, Field, SecretStr, model_validator
 from tenacity import Retrying, retry_if_exception, stop_after_attempt
 
@@ -51,6 +49,10 @@ from assistant.answerers import extractive, generative
 from assistant.errors import AssistantError
 from assistant.keyword import Filter
 from assistant.retrieval import KnowledgeBase, Retrieval
+
+if TYPE_CHECKING:  # settings import this module: keep its import light
+    from langchain_core.language_models import BaseChatModel
+    from langchain_core.messages import BaseMessage
 
 log = logging.getLogger(__name__)
 
@@ -115,7 +117,16 @@ class Citation:
 
 @dataclass
 class Answer:
-    """One reply, with what it rests on and what it cost."""
+    """One reply, with what it rests on and what it cost.
+
+    ``answerer`` names what produced the text: ``"llm"``, or ``"extractive"``
+    (the offline default, and the fallback when the model failed; then
+    ``error`` and ``notice`` are set and ``model`` names the model that failed).
+    An abstention carries the configured mode. ``prompt_version`` is the
+    prompt files' version for ``llm`` answers and :data:`EXTRACTIVE_VERSION`
+    for extractive ones. Token counts are the provider's own usage report
+    (rewrite and answer calls added up), ``None`` when no model was called.
+    """
 
     text: str  # Markdown with [n] citation markers that map to citations[n-1]
     citations: list[Citation]
@@ -183,16 +194,33 @@ class Assistant:
     def ask(
         self, question: str, *, history: Sequence[tuple[str, str]] = (), where: Filter | None = None
     ) -> AnswerStream:
-        """Answer ``question``; ``history`` holds the earlier ``(role, text)`` messages, oldest first.
+        """Answer ``question``; nothing runs until the stream is iterated.
 
-        Roles are ``user``/``assistant`` (``human``/``ai`` work too). ``where``
-        restricts the passages, as in :meth:`KnowledgeBase.retrieve`.
+        ``history`` holds the conversation so far, oldest first, as ``(role,
+        text)`` messages (roles ``user``/``assistant``, or ``human``/``ai``) or as
+        ``(question, answer)`` pairs; only ``llm`` mode uses it, to rewrite a
+        follow-up. ``where`` restricts the passages, as in
+        :meth:`KnowledgeBase.retrieve`. Provider errors end up in the answer,
+        never raised; retrieval errors (e.g. an empty index) are raised.
         """
         return AnswerStream(lambda stream: self._turn(stream, question, history, where))
 
     def answer(self, question: str, **kwargs) -> Answer:
         """:meth:`ask`, run to its end."""
         return self.ask(question, **kwargs).result()
+
+    def warm_up(self, *, limit: int = 1000) -> int:
+        """Embed the quotable sentences of up to ``limit`` stored passages ahead of the first questions.
+
+        Optional: a cold extractive turn embeds about ten sentences (tens of ms
+        on a CPU), a warm one none. Call it in a background thread at start-up
+        if first answers must be fast. Returns the number of sentences cached.
+        """
+        stored = self.knowledge_base.store.collection.get(include=["documents"], limit=limit)
+        texts = [u.embedding_text for doc in stored["documents"] for u in extractive.split_passage(doc or "")]
+        texts = list(dict.fromkeys(texts))[: self._unit_vectors.size]
+        self._unit_vectors(texts)
+        return len(texts)
 
     # -- one turn --------------------------------------------------------------------------------
 
@@ -253,13 +281,7 @@ class Assistant:
             section = documents[passage].metadata.get("section") or documents[passage].metadata.get("title") or ""
             return f"**{section.split(' > ')[-1]}**" if section else ""
 
-        paragraphs = extractive.render(chosen, marker, heading)
-        prose = [p for p in paragraphs if "\n" not in p]
-        if len(prose) > 1:  # several quotes read best as a list
-            paragraphs = [f"- {p}" if "\n" not in p else f"\n{p}\n" for p in paragraphs]
-            pieces = _join(paragraphs, "\n")
-        else:
-            pieces = _join(paragraphs, "\n\n")
+        pieces = extractive.layout(extractive.render(chosen, marker, heading))
         turn.answerer = "extractive"
         turn.prompt_version = EXTRACTIVE_VERSION
         turn.citations = [_citation(n, documents[p]) for p, n in sorted(numbers.items(), key=lambda item: item[1])]
@@ -471,10 +493,6 @@ def _text(message: BaseMessage) -> str:
 def _chain(first: list, rest: Iterator) -> Iterator:
     yield from first
     yield from rest
-
-
-def _join(paragraphs: list[str], separator: str) -> list[str]:
-    return [p if i == 0 else separator + p for i, p in enumerate(paragraphs)]
 
 
 def _configured_model(config: AnswerConfig) -> str:

@@ -73,3 +73,12 @@ def ingest_options(settings: Settings) -> IngestOptions:
         chunk_tokens=cfg.chunk_tokens,
         chunk_overlap_tokens=cfg.chunk_overlap_tokens,
     )
+
+
+def make_assistant(settings: Settings, knowledge_base: KnowledgeBase | None = None):
+    """The question-answering assistant; with ``answer.mode == "llm"``, its chat model too."""
+    from assistant.answering import Assistant, make_chat_model
+
+    knowledge_base = knowledge_base or make_knowledge_base(settings)
+    chat_model = make_chat_model(settings.answer) if settings.answer.mode == "llm" else None
+    return Assistant(knowledge_base=knowledge_base, config=settings.answer, chat_model=chat_model)

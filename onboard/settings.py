@@ -14,6 +14,7 @@ from typing import Literal
 from pydantic import BaseModel, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from assistant.answering import AnswerConfig
 from assistant.retrieval import RetrievalConfig
 
 
@@ -65,6 +66,7 @@ class Settings(BaseSettings):
     embedding: EmbeddingSettings = EmbeddingSettings()
     retrieval: RetrievalConfig = RetrievalConfig()
     ingest: IngestSettings = IngestSettings()
+    answer: AnswerConfig = AnswerConfig()
 
     @model_validator(mode="after")
     def _fill_paths(self) -> Settings:

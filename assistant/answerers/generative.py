@@ -24,12 +24,15 @@ import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from langchain_core.documents import Document
-from langchain_core.prompts import ChatPromptTemplate
 from tenacity import RetryCallState, wait_exponential_jitter
 
 from assistant.errors import AssistantError
+
+if TYPE_CHECKING:
+    from langchain_core.documents import Document
+    from langchain_core.prompts import ChatPromptTemplate
 
 PROMPTS_DIR = Path(__file__).resolve().parent.parent / "prompts"
 
@@ -56,6 +59,8 @@ def load_prompt(name: str, version: str, directory: Path = PROMPTS_DIR) -> ChatP
 
 
 def parse_prompt(text: str, origin: str = "prompt") -> ChatPromptTemplate:
+    from langchain_core.prompts import ChatPromptTemplate
+
     parts = _ROLE_LINE.split(text)
     # parts = [header, role, body, role, body, ...]
     messages = [(role, body.strip("\n")) for role, body in zip(parts[1::2], parts[2::2], strict=True)]
@@ -100,7 +105,7 @@ def format_history(history: Sequence[tuple[str, str]], *, max_messages: int = 6,
     """The last messages of a conversation, citation markers removed, each inside ``<message>`` tags."""
     lines = []
     for role, text in normalise_history(history)[-max_messages:]:
-        text = _CITATION.sub("", text).strip()
+        text = re.sub(r"\s*" + _CITATION.pattern, "", text).strip()
         if len(text) > max_chars:
             text = text[:max_chars].rsplit(" ", 1)[0] + " …"
         lines.append(f'<message role="{role}">\n{neutralise(text)}\n</message>')
