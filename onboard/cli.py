@@ -58,9 +58,10 @@ def ingest(
     Folders are walked recursively; hidden files and folders starting with "." or "_"
     (site templates) are left out. Citations show paths relative to the folder given.
     """
-    from onboard import factories
-    from assistant.ingest import forget, ingest as run_ingest
+    from assistant.ingest import forget
+    from assistant.ingest import ingest as run_ingest
     from assistant.store import drop_collection, make_client
+    from onboard import factories
 
     settings = _settings(**({"collection": collection} if collection else {}))
     try:
@@ -122,7 +123,9 @@ def evaluate(
     ] = False,
 ) -> None:
     """Index CORPUS into a fresh temporary store and measure retrieval and abstention on DATASET."""
-    from assistant.evaluation import calibrate as run_calibration, evaluate as run_eval, evaluate_answers, load_dataset
+    from assistant.evaluation import calibrate as run_calibration
+    from assistant.evaluation import evaluate as run_eval
+    from assistant.evaluation import evaluate_answers, load_dataset
     from assistant.ingest import ingest as run_ingest
     from onboard import factories
 
@@ -184,7 +187,6 @@ def serve(
     address: Annotated[str, typer.Option(help="Address to bind.")] = "127.0.0.1",
 ) -> None:
     """Start the web app (indexes the sample handbook first if the index is empty)."""
-    from onboard import factories
 
     settings = _settings()
     bootstrap(settings)

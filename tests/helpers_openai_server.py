@@ -21,6 +21,8 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Literal
 
+from helpers_net import serving
+
 MODEL = "fake-gpt-1"
 
 
@@ -160,12 +162,5 @@ def chat_server(*steps: Step) -> Iterator[ChatServer]:
     httpd.daemon_threads = True
     server = ChatServer(httpd, steps=list(steps) or [Step()])
     httpd.RequestHandlerClass = _handler(server)
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-    thread.start()
-    try:
+    with serving(httpd, on_stop=server.stopping.set):
         yield server
-    finally:
-        server.stopping.set()
-        httpd.shutdown()
-        httpd.server_close()
-        thread.join(timeout=5)

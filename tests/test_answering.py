@@ -9,6 +9,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from helpers_openai_server import MODEL, Step, chat_server, pieces
 from langchain_core.documents import Document
 from langchain_core.exceptions import ModelAuthenticationError, ModelRateLimitError
 from langchain_core.language_models import BaseChatModel
@@ -22,7 +23,6 @@ from assistant.answering import EXTRACTIVE_VERSION, AnswerConfig, Assistant, mak
 from assistant.ingest import ingest
 from assistant.retrieval import KnowledgeBase, RetrievalConfig
 from assistant.store import ChromaLocation, PassageStore, make_client
-from helpers_openai_server import MODEL, Step, chat_server, pieces
 from onboard import db
 from onboard.factories import SAMPLE_HANDBOOK, make_assistant
 from onboard.settings import Settings

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -13,6 +12,7 @@ from pathlib import Path
 
 import pytest
 from helpers_kb import HANDBOOK, manifest_ids, write_docs
+from helpers_net import free_port
 
 from assistant.ingest import ingest
 from assistant.retrieval import KnowledgeBase
@@ -32,11 +32,6 @@ def chroma_binary() -> str:
         pytest.fail("the `chroma` command is not installed (it comes with the chromadb package)")
     return found
 
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @pytest.fixture

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import pytest
-
 from assistant.chunking import chunk_id, chunk_markdown, sections
 
 
