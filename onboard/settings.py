@@ -16,6 +16,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from assistant.answering import AnswerConfig
 from assistant.retrieval import RetrievalConfig
+from feedback.store import DEFAULT_REASONS
 
 
 class EmbeddingSettings(BaseModel):
@@ -42,6 +43,21 @@ class IngestSettings(BaseModel):
     chunk_overlap_tokens: int = Field(30, ge=0)
 
 
+class ChatSettings(BaseModel):
+    """What the chat page offers and accepts."""
+
+    #: Offered as buttons on an empty chat.
+    starter_questions: list[str] = [
+        "How much time off do I get?",
+        "Who do I ask about my laptop?",
+        "When do I get my first paycheck?",
+    ]
+    #: Longest question accepted; a longer one is refused and kept for editing.
+    max_message_chars: int = Field(4000, ge=100, le=100_000)
+    #: Reason tags offered after a thumbs down.
+    feedback_reasons: list[str] = list(DEFAULT_REASONS)
+
+
 class Settings(BaseSettings):
     """All configuration of the onboarding assistant."""
 
@@ -66,6 +82,7 @@ class Settings(BaseSettings):
     embedding: EmbeddingSettings = EmbeddingSettings()
     retrieval: RetrievalConfig = RetrievalConfig()
     ingest: IngestSettings = IngestSettings()
+    chat: ChatSettings = ChatSettings()
     answer: AnswerConfig = AnswerConfig()
 
     @model_validator(mode="after")

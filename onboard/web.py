@@ -40,19 +40,10 @@ from onboard.settings import Settings
 
 log = logging.getLogger(__name__)
 
-#: Longest question accepted from the chat box; a longer one is refused and kept for editing.
-MAX_MESSAGE_CHARS = 4000
-#: Offered on an empty chat (to move into the settings once they have a place for it).
-STARTER_QUESTIONS = (
-    "How much time off do I get?",
-    "Who do I ask about my laptop?",
-    "When do I get my first paycheck?",
-)
 #: Until login exists every visitor is this one user.
 LOCAL_USER = {"subject": "local", "name": "Local user"}
 LOCAL_MODE_NOTICE = "Local mode: no login configured"
 CONVERSATION_KIND = "assistant"
-REASONS = store.DEFAULT_REASONS
 MAX_COMMENT_CHARS = store.MAX_COMMENT_CHARS
 #: Statuses of an answer that can be rated and is worth sending back to the assistant as history.
 ANSWERED = ("complete", "abstained")
@@ -169,9 +160,10 @@ def history_before(shown: list[Turn], question_id: int | None = None) -> list[tu
 
 def check_message(text: str | None) -> str | None:
     """Why the message cannot be sent, or ``None`` if it can (an empty message is simply ignored)."""
-    if text is not None and len(text) > MAX_MESSAGE_CHARS:
+    limit = settings().chat.max_message_chars
+    if text is not None and len(text) > limit:
         return (
-            f"Your message is {len(text):,} characters long; the limit is {MAX_MESSAGE_CHARS:,}. "
+            f"Your message is {len(text):,} characters long; the limit is {limit:,}. "
             "It was not sent: shorten it below and send it again."
         )
     return None
@@ -209,7 +201,7 @@ def delete(conversation_id: str) -> None:
 def rate(message_id: int, thumb: int, reasons: Iterable[str] = (), comment: str | None = None) -> Rating:
     with db() as session:
         return store.rate(session=session, user=current_user(session), message_id=message_id, thumb=thumb,
-                          reasons=reasons, comment=comment, allowed_reasons=REASONS)
+                          reasons=reasons, comment=comment, allowed_reasons=settings().chat.feedback_reasons)
 
 
 def reason_label(reason: str) -> str:

@@ -129,7 +129,7 @@ def _why(answer_id: int, rating) -> None:
     """After a thumbs down: optional reasons and a comment."""
     told = bool(rating.reasons or rating.comment)
     with st.expander("What was wrong? (optional)", expanded=not told), st.form(f"why-{answer_id}", border=False):
-        reasons = st.pills("Reasons", web.REASONS, selection_mode="multi", default=rating.reasons,
+        reasons = st.pills("Reasons", web.settings().chat.feedback_reasons, selection_mode="multi", default=rating.reasons,
                            format_func=web.reason_label, key=f"reasons-{answer_id}")
         comment = st.text_area("Comment", value=rating.comment or "", max_chars=web.MAX_COMMENT_CHARS,
                                key=f"comment-{answer_id}")
@@ -179,7 +179,7 @@ def _question(text: str) -> None:
 def _starters() -> None:
     st.markdown("Ask anything about working here. For example:")
     with st.container(horizontal=True, gap="small"):
-        for number, question in enumerate(web.STARTER_QUESTIONS):
+        for number, question in enumerate(web.settings().chat.starter_questions):
             st.button(web.plain(question), key=f"starter-{number}", on_click=_ask, args=(question,))
 
 

@@ -139,7 +139,7 @@ def use(monkeypatch, **kwargs) -> dict:
 
 def test_question_is_stored_answered_with_citations_rated_and_regenerated(app, db):
     assert app.info[0].value == "Local mode: no login configured"
-    assert [unescape(b.label) for b in app.button if b.key.startswith("starter-")] == list(web.STARTER_QUESTIONS)
+    assert [unescape(b.label) for b in app.button if b.key.startswith("starter-")] == web.settings().chat.starter_questions
 
     ask(app, QUESTION)
     assert [m.name for m in app.chat_message] == ["user", "assistant"]
@@ -184,7 +184,7 @@ def test_empty_and_oversized_messages_are_not_sent_and_the_long_one_is_kept(app,
     assert messages(db) == [] and not app.chat_message
     assert any(b.key == "starter-0" for b in app.button)
 
-    too_long = "Please read this: " + "x" * web.MAX_MESSAGE_CHARS
+    too_long = "Please read this: " + "x" * web.settings().chat.max_message_chars
     ask(app, too_long)
     assert messages(db) == [] and not app.chat_message
     assert any(f"{len(too_long):,} characters" in e.value and "4,000" in e.value for e in app.error)
@@ -200,7 +200,7 @@ def test_empty_and_oversized_messages_are_not_sent_and_the_long_one_is_kept(app,
 def test_starter_question_is_asked_on_click(app, db):
     ok(app.button(key="starter-2").click().run())
     question, answer = messages(db)
-    assert question.content == web.STARTER_QUESTIONS[2] and answer.status in web.ANSWERED
+    assert question.content == web.settings().chat.starter_questions[2] and answer.status in web.ANSWERED
     assert [m.name for m in app.chat_message] == ["user", "assistant"]
 
 
