@@ -8,10 +8,9 @@ The only module outside ``pages/`` that imports Streamlit. It holds:
 - the chat's constants (starter questions, the message size limit, the one
   local user until login exists);
 - reading a conversation (:func:`chat_state`) and the path of one question
-  (:func:`store_question`, then :func:`answer`): the question is stored
-  first, then a ``pending`` answer, which is streamed through the writer the
-  page gives and closed as complete, abstained, failed or interrupted whatever
-  happens; the traceback goes to the log, a sentence to the person;
+  (:func:`store_question`, then :func:`answer`, which runs
+  :func:`onboard.turns.answer_turn`: the question is stored first, then a
+  ``pending`` answer, streamed and closed whatever happens);
 - the helpers that make text written by people and documents safe to show as
   Markdown (:func:`plain`, :func:`safe_markdown`, :func:`safe_url`): no link,
   image, HTML or math from a document or a question reaches the page.
@@ -19,10 +18,8 @@ The only module outside ``pages/`` that imports Streamlit. It holds:
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import re
-import time
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -32,11 +29,11 @@ import streamlit as st
 from sqlalchemy import Engine
 from sqlmodel import Session
 
-from assistant.errors import AssistantError
 from feedback import store
 from feedback.models import Conversation, Message, Rating, User
 from onboard import factories
 from onboard.settings import Settings
+from onboard.turns import INTERRUPTED, UNEXPECTED, Outcome, answer_turn  # noqa: F401  (the page shows these)
 
 log = logging.getLogger(__name__)
 
@@ -47,8 +44,6 @@ CONVERSATION_KIND = "assistant"
 MAX_COMMENT_CHARS = store.MAX_COMMENT_CHARS
 #: Statuses of an answer that can be rated and is worth sending back to the assistant as history.
 ANSWERED = ("complete", "abstained")
-UNEXPECTED = "Something went wrong while answering. Your question is saved: try again in a moment."
-INTERRUPTED = "The answer was interrupted before it finished."
 STARTUP_FAILED = "The assistant could not start. Please try again in a moment, or tell IT."
 
 
@@ -211,152 +206,11 @@ def reason_label(reason: str) -> str:
 # --- answering ---------------------------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class Outcome:
-    """How a turn ended: the stored answer (``None`` if none could be stored), its status, what to tell."""
-
-    answer_id: int | None
-    status: str
-    error: str | None = None
-    notice: str | None = None
-
-
 def answer(
     *, question: Message, history: list[tuple[str, str]], write: Callable[[Iterable[str]], object]
 ) -> Outcome:
-    """Answer a stored question: store a pending answer, stream it through ``write``, then close it.
-
-    ``write`` is ``st.write_stream`` in the page. An error closes the answer as
-    ``failed`` with a sentence for the person (returned too; the traceback is
-    logged). Anything that is not an ``Exception`` (Streamlit stopping or
-    rerunning the script, a shutdown) closes it as ``interrupted`` and is
-    raised again. Either way the text produced so far is kept.
-    """
-    try:
-        bot = assistant()
-        with db() as session:
-            pending = store.start_answer(session=session, question_id=question.id, **_provenance(bot))
-    except Exception as exc:
-        log.exception("could not start answering question %s", question.id)
-        return Outcome(None, "failed", error=_describe(exc)[0])
-    clock = _Clock()
-    try:
-        stream = bot.ask(question.content, history=history)
-        write(clock.record(stream))
-        return _close(pending.id, stream.answer, clock, question.id)
-    except Exception as exc:
-        log.exception("answering question %s failed", question.id)
-        message, stored = _describe(exc)
-        _fail(pending.id, error=stored, clock=clock)
-        return Outcome(pending.id, "failed", error=message)
-    except BaseException:
-        log.warning("answering question %s was interrupted", question.id)
-        _fail(pending.id, error=INTERRUPTED, clock=clock, interrupted=True)
-        raise
-
-
-def _close(answer_id: int, result, clock: _Clock, question_id: int) -> Outcome:
-    """Store the finished answer (or, if the answerer gave up without any text, its failure)."""
-    if result.error:  # the full error is for the log; the person gets the notice
-        log.error("answering question %s: %s", question_id, result.error)
-    if result.error and not result.text:
-        message = result.notice or UNEXPECTED
-        _fail(answer_id, error=message, clock=clock)
-        return Outcome(answer_id, "failed", error=message)
-    with db() as session:
-        done = store.finish_answer(
-            session=session,
-            answer_id=answer_id,
-            content=result.text,
-            sources=[as_dict(citation) for citation in result.citations],  # all shown to the answerer
-            input_tokens=result.input_tokens,
-            output_tokens=result.output_tokens,
-            latency_ms=_int(result.latency_ms) if result.latency_ms is not None else clock.latency_ms(),
-            ttft_ms=_int(result.ttft_ms) if result.ttft_ms is not None else clock.ttft_ms(),
-            abstained=bool(result.abstained),
-            answerer=result.answerer,
-            model=result.model,
-            prompt_version=result.prompt_version,
-            index_version=result.index_version,
-        )
-    return Outcome(done.id, done.status, notice=result.notice)
-
-
-def _provenance(bot) -> dict:
-    """How the answer is meant to be made, recorded on the pending answer before it starts.
-
-    ``finish_answer`` then records what actually made it (a failing chat model
-    falls back to the extractive answer).
-    """
-    from assistant.answering import EXTRACTIVE_VERSION
-
-    config = bot.config
-    if config.mode == "llm":
-        model = config.azure_deployment if config.azure_endpoint and config.azure_deployment else config.model
-        info = {"answerer": "llm", "model": model, "prompt_version": config.prompt_version}
-    else:
-        info = {"answerer": "extractive", "prompt_version": EXTRACTIVE_VERSION}
-    try:
-        info["index_version"] = bot.knowledge_base.store.version
-    except Exception:  # the answer itself will say whether the index is reachable
-        log.warning("could not read the index version", exc_info=True)
-    return info
-
-
-def _describe(exc: Exception) -> tuple[str, str]:
-    """What to show the person, and what to store with the failed answer."""
-    if isinstance(exc, (AssistantError, store.FeedbackError)):
-        return str(exc), str(exc)
-    return UNEXPECTED, f"{UNEXPECTED} ({type(exc).__name__})"
-
-
-def _fail(answer_id: int, *, error: str, clock: _Clock, interrupted: bool = False) -> None:
-    try:
-        with db() as session:
-            store.fail_answer(session=session, answer_id=answer_id, error=error, content=clock.text(),
-                              interrupted=interrupted, latency_ms=clock.latency_ms(), ttft_ms=clock.ttft_ms())
-    except Exception:
-        log.exception("could not record the failure of answer %s", answer_id)
-
-
-class _Clock:
-    """Keeps the text streamed so far and when its first piece arrived."""
-
-    def __init__(self) -> None:
-        self.started = time.perf_counter()
-        self.first: float | None = None
-        self.parts: list[str] = []
-
-    def record(self, deltas: Iterable[str]) -> Iterator[str]:
-        for delta in deltas:
-            if self.first is None:
-                self.first = time.perf_counter()
-            self.parts.append(delta)
-            yield delta
-
-    def text(self) -> str:
-        return "".join(self.parts)
-
-    def latency_ms(self) -> int:
-        return _int((time.perf_counter() - self.started) * 1000)
-
-    def ttft_ms(self) -> int | None:
-        return None if self.first is None else _int((self.first - self.started) * 1000)
-
-
-def _int(value) -> int:
-    return int(round(value))
-
-
-def as_dict(obj) -> dict:
-    """A citation (dataclass, pydantic model, named tuple or mapping) as a JSON-ready dict."""
-    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
-        return dataclasses.asdict(obj)
-    if hasattr(obj, "model_dump"):
-        return obj.model_dump(mode="json")
-    if hasattr(obj, "_asdict"):
-        return dict(obj._asdict())
-    return dict(obj)
+    """Answer a stored question through ``write`` (``st.write_stream``); see :func:`onboard.turns.answer_turn`."""
+    return answer_turn(engine=engine(), assistant=assistant, question=question, history=history, write=write)
 
 
 # --- safe text ---------------------------------------------------------------------------------------------------

@@ -1,0 +1,185 @@
+"""One chat turn, from a stored question to a stored answer, for any front end.
+
+:func:`answer_turn` stores a ``pending`` answer recording how it will be made,
+streams the assistant's answer through the writer the caller gives (the chat
+page passes ``st.write_stream``), and closes the answer as complete,
+abstained, failed or interrupted whatever happens: an ``Exception`` becomes
+``failed`` with a sentence for the person (the traceback goes to the log);
+anything else (Streamlit stopping or rerunning the script, a shutdown) becomes
+``interrupted`` and is raised again. The text produced so far is kept either
+way. No Streamlit here: the page, a benchmark or a future API use it alike.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import time
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+
+from sqlalchemy import Engine
+from sqlmodel import Session
+
+from assistant.errors import AssistantError
+from feedback import store
+from feedback.models import Message
+
+log = logging.getLogger(__name__)
+
+UNEXPECTED = "Something went wrong while answering. Your question is saved: try again in a moment."
+INTERRUPTED = "The answer was interrupted before it finished."
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """How a turn ended: the stored answer (``None`` if none could be stored), its status, what to tell."""
+
+    answer_id: int | None
+    status: str
+    error: str | None = None
+    notice: str | None = None
+
+
+def answer_turn(
+    *,
+    engine: Engine,
+    assistant: Callable[[], object],
+    question: Message,
+    history: list[tuple[str, str]],
+    write: Callable[[Iterable[str]], object],
+) -> Outcome:
+    """Answer a stored question: store a pending answer, stream it through ``write``, then close it.
+
+    ``assistant`` returns the :class:`~assistant.answering.Assistant` (called
+    inside the guard, so a failure to build it is stored like any other).
+    """
+
+    def db() -> Session:
+        return Session(engine, expire_on_commit=False)
+
+    try:
+        bot = assistant()
+        with db() as session:
+            pending = store.start_answer(session=session, question_id=question.id, **_provenance(bot))
+    except Exception as exc:
+        log.exception("could not start answering question %s", question.id)
+        return Outcome(None, "failed", error=_describe(exc)[0])
+    clock = _Clock()
+    try:
+        stream = bot.ask(question.content, history=history)
+        write(clock.record(stream))
+        return _close(db, pending.id, stream.answer, clock, question.id)
+    except Exception as exc:
+        log.exception("answering question %s failed", question.id)
+        message, stored = _describe(exc)
+        _fail(db, pending.id, error=stored, clock=clock)
+        return Outcome(pending.id, "failed", error=message)
+    except BaseException:
+        log.warning("answering question %s was interrupted", question.id)
+        _fail(db, pending.id, error=INTERRUPTED, clock=clock, interrupted=True)
+        raise
+
+
+def _close(db, answer_id: int, result, clock: _Clock, question_id: int) -> Outcome:
+    """Store the finished answer (or, if the answerer gave up without any text, its failure)."""
+    if result.error:  # the full error is for the log; the person gets the notice
+        log.error("answering question %s: %s", question_id, result.error)
+    if result.error and not result.text:
+        message = result.notice or UNEXPECTED
+        _fail(db, answer_id, error=message, clock=clock)
+        return Outcome(answer_id, "failed", error=message)
+    with db() as session:
+        done = store.finish_answer(
+            session=session,
+            answer_id=answer_id,
+            content=result.text,
+            sources=[as_dict(citation) for citation in result.citations],  # all shown to the answerer
+            input_tokens=result.input_tokens,
+            output_tokens=result.output_tokens,
+            latency_ms=_int(result.latency_ms) if result.latency_ms is not None else clock.latency_ms(),
+            ttft_ms=_int(result.ttft_ms) if result.ttft_ms is not None else clock.ttft_ms(),
+            abstained=bool(result.abstained),
+            answerer=result.answerer,
+            model=result.model,
+            prompt_version=result.prompt_version,
+            index_version=result.index_version,
+        )
+    return Outcome(done.id, done.status, notice=result.notice)
+
+
+def _provenance(bot) -> dict:
+    """How the answer is meant to be made, recorded on the pending answer before it starts.
+
+    ``finish_answer`` then records what actually made it (a failing chat model
+    falls back to the extractive answer).
+    """
+    from assistant.answering import EXTRACTIVE_VERSION
+
+    config = bot.config
+    if config.mode == "llm":
+        model = config.azure_deployment if config.azure_endpoint and config.azure_deployment else config.model
+        info = {"answerer": "llm", "model": model, "prompt_version": config.prompt_version}
+    else:
+        info = {"answerer": "extractive", "prompt_version": EXTRACTIVE_VERSION}
+    try:
+        info["index_version"] = bot.knowledge_base.store.version
+    except Exception:  # the answer itself will say whether the index is reachable
+        log.warning("could not read the index version", exc_info=True)
+    return info
+
+
+def _describe(exc: Exception) -> tuple[str, str]:
+    """What to show the person, and what to store with the failed answer."""
+    if isinstance(exc, (AssistantError, store.FeedbackError)):
+        return str(exc), str(exc)
+    return UNEXPECTED, f"{UNEXPECTED} ({type(exc).__name__})"
+
+
+def _fail(db, answer_id: int, *, error: str, clock: _Clock, interrupted: bool = False) -> None:
+    try:
+        with db() as session:
+            store.fail_answer(session=session, answer_id=answer_id, error=error, content=clock.text(),
+                              interrupted=interrupted, latency_ms=clock.latency_ms(), ttft_ms=clock.ttft_ms())
+    except Exception:
+        log.exception("could not record the failure of answer %s", answer_id)
+
+
+class _Clock:
+    """Keeps the text streamed so far and when its first piece arrived."""
+
+    def __init__(self) -> None:
+        self.started = time.perf_counter()
+        self.first: float | None = None
+        self.parts: list[str] = []
+
+    def record(self, deltas: Iterable[str]) -> Iterator[str]:
+        for delta in deltas:
+            if self.first is None:
+                self.first = time.perf_counter()
+            self.parts.append(delta)
+            yield delta
+
+    def text(self) -> str:
+        return "".join(self.parts)
+
+    def latency_ms(self) -> int:
+        return _int((time.perf_counter() - self.started) * 1000)
+
+    def ttft_ms(self) -> int | None:
+        return None if self.first is None else _int((self.first - self.started) * 1000)
+
+
+def _int(value) -> int:
+    return int(round(value))
+
+
+def as_dict(obj) -> dict:
+    """A citation (dataclass, pydantic model, named tuple or mapping) as a JSON-ready dict."""
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        return dataclasses.asdict(obj)
+    if hasattr(obj, "model_dump"):
+        return obj.model_dump(mode="json")
+    if hasattr(obj, "_asdict"):
+        return dict(obj._asdict())
+    return dict(obj)
