@@ -10,14 +10,12 @@ work offline). The rating is checked in the database through
 from __future__ import annotations
 
 import os
-import subprocess
 import sys
 import time
-import urllib.request
 from pathlib import Path
 
 import pytest
-from helpers_net import free_port
+from helpers_net import free_port, running
 from sqlmodel import Session
 
 from feedback import store
@@ -57,36 +55,11 @@ def server(tmp_path):
     command = [sys.executable, "-m", "streamlit", "run", str(ROOT / "streamlit_app.py"),
                "--server.headless", "true", "--server.address", "127.0.0.1", "--server.port", str(port),
                "--browser.gatherUsageStats", "false", "--server.fileWatcherType", "none"]
-    log_path = tmp_path / "streamlit.log"
-    with log_path.open("wb") as log:
-        # The autouse fixture has pointed ONBOARD_DATA_DIR (and the model cache) at this test's folders.
-        process = subprocess.Popen(command, cwd=tmp_path, env=os.environ.copy(), stdout=log, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
-    try:
-        _wait_healthy(url, process, log_path)
+    # The autouse fixture has pointed ONBOARD_DATA_DIR (and the model cache) at this test's folders.
+    with running(command, health_url=f"{url}/_stcore/health", log_path=tmp_path / "streamlit.log", name="streamlit",
+                 cwd=tmp_path, env=os.environ.copy()):
         yield url
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=15)
-
-
-def _wait_healthy(url: str, process: subprocess.Popen, log_path: Path, timeout_s: float = 60) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            pytest.fail(f"streamlit exited with {process.returncode}:\n{log_path.read_text(errors='replace')}")
-        try:
-            with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as response:
-                if response.status == 200:
-                    return
-        except OSError:
-            pass
-        time.sleep(0.25)
-    pytest.fail(f"streamlit was not healthy after {timeout_s:.0f}s:\n{log_path.read_text(errors='replace')}")
 
 
 def _stored_thumb(timeout_s: float = 15) -> int | None:

@@ -3,16 +3,12 @@
 from __future__ import annotations
 
 import shutil
-import subprocess
 import sys
-import time
-import urllib.error
-import urllib.request
 from pathlib import Path
 
 import pytest
 from helpers_kb import HANDBOOK, manifest_ids, write_docs
-from helpers_net import free_port
+from helpers_net import free_port, running
 
 from assistant.ingest import ingest
 from assistant.retrieval import KnowledgeBase
@@ -37,36 +33,11 @@ def chroma_binary() -> str:
 @pytest.fixture
 def chroma_server(tmp_path):
     port = free_port()
-    log = (tmp_path / "chroma.log").open("wb")
-    process = subprocess.Popen(
-        [chroma_binary(), "run", "--path", str(tmp_path / "server-data"), "--host", "127.0.0.1", "--port", str(port)],
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
     url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + STARTUP_TIMEOUT_S
-        while True:
-            if process.poll() is not None:
-                pytest.fail(f"chroma exited with {process.returncode}: {(tmp_path / 'chroma.log').read_text()[-2000:]}")
-            try:
-                with urllib.request.urlopen(f"{url}/api/v2/heartbeat", timeout=1) as response:
-                    if response.status == 200:
-                        break
-            except (urllib.error.URLError, ConnectionError, TimeoutError):
-                pass
-            if time.monotonic() > deadline:
-                pytest.fail(f"chroma did not answer its heartbeat within {STARTUP_TIMEOUT_S} s")
-            time.sleep(0.1)
+    command = [chroma_binary(), "run", "--path", str(tmp_path / "server-data"), "--host", "127.0.0.1", "--port", str(port)]
+    with running(command, health_url=f"{url}/api/v2/heartbeat", log_path=tmp_path / "chroma.log", name="chroma",
+                 timeout_s=STARTUP_TIMEOUT_S):
         yield url
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=10)
-        log.close()
 
 
 def test_ingest_and_retrieve_through_a_chroma_server(chroma_server, tmp_path, fake_embeddings, sqlite_engine):
