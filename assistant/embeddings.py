@@ -103,7 +103,8 @@ class OnnxEmbeddings(Embeddings):
 
     @property
     def model_id(self) -> str:
-        return f"local:{self.spec.name}"
+        """Recorded with the index: the model and how its weights are run (re-quantising changes the vectors)."""
+        return f"local:{self.spec.name}" + ("+qint8-per-channel" if self.spec.quantize else "")
 
     def count_tokens(self, text: str) -> int:
         return len(self._tokenizer.encode(text, add_special_tokens=False).ids)
