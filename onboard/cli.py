@@ -121,6 +121,11 @@ def evaluate(
     answers: Annotated[
         bool, typer.Option("--answers", help="Also run the answerer on every question (quote_hit_rate, turn latency).")
     ] = False,
+    groups: Annotated[
+        str | None,
+        typer.Option(help='Ask as a user in these comma-separated groups (documents for "all" plus theirs); '
+                     "default: no filter."),
+    ] = None,
 ) -> None:
     """Index CORPUS into a fresh temporary store and measure retrieval and abstention on DATASET."""
     from assistant.evaluation import calibrate as run_calibration
@@ -131,6 +136,9 @@ def evaluate(
 
     if retriever not in ("hybrid", "dense", "keyword"):
         _fail("--retriever must be hybrid, dense or keyword")
+    where = None
+    if groups is not None:
+        where = {"audience": sorted({"all", *(g.strip() for g in groups.split(",") if g.strip())})}
     try:
         cases = load_dataset(dataset)
     except ValueError as exc:
@@ -152,16 +160,17 @@ def evaluate(
                 )
             )
             kb = factories.make_knowledge_base(settings, embeddings, store)
-            summary, rows = run_eval(kb, cases, mode=retriever, k=k)
+            summary, rows = run_eval(kb, cases, mode=retriever, k=k, where=where)
             if answers:
                 kb.config = kb.config.model_copy(update={"mode": retriever})
-                answer_summary, answer_rows = evaluate_answers(factories.make_assistant(settings, kb), cases)
+                answer_summary, answer_rows = evaluate_answers(factories.make_assistant(settings, kb), cases, where=where)
                 summary |= answer_summary
                 rows = [r | {"answer": a} for r, a in zip(rows, answer_rows, strict=True)]
         except AssistantError as exc:
             _fail(str(exc))
         engine.dispose()
-    summary = {"retriever": retriever, "k": k, "embedding_model": embeddings.model_id, **summary,
+    summary = {"retriever": retriever, "k": k, "embedding_model": embeddings.model_id,
+               "audiences": where["audience"] if where else None, **summary,
                "corpus_files_failed": len(report.failed)}
     if calibrate is not None:
         summary["calibration"] = run_calibration(rows, calibrate)

@@ -309,3 +309,37 @@ def test_onboard_eval_answers_scores_quotes_on_the_sample_handbook(tmp_path):
     assert summary["quote_hit_rate"] > 0.3  # quoting real sentences finds many of the gold quotes
     assert summary["answers_failed"] == 0
     assert 0 <= summary["turn_latency_ms_p50"] <= summary["turn_latency_ms_p95"]
+
+
+def test_onboard_eval_as_a_group_never_finds_documents_meant_for_others(tmp_path):
+    corpus = write_docs(
+        tmp_path / "corpus",
+        {
+            "pay.md": "# Payroll\n\nSalaries are paid on the 25th of every month.\n",
+            "hr/bands.md": "---\naudience: hr\n---\n# Salary bands\n\nThe quokka matrix sets the salary bands each spring.\n",
+        },
+    )
+    dataset = tmp_path / "qa.jsonl"
+    dataset.write_text(
+        json.dumps({"id": "h1", "question": "who sets the quokka matrix salary bands", "gold_files": ["hr/bands.md"]})
+        + "\n",
+        encoding="utf-8",
+    )
+
+    def run(*extra: str) -> tuple[dict, list[dict]]:
+        out = tmp_path / "out.json"
+        result = CliRunner().invoke(
+            app, ["eval", "--dataset", str(dataset), "--corpus", str(corpus), "--out", str(out), *extra]
+        )
+        assert result.exit_code == 0, result.output
+        written = json.loads(out.read_text(encoding="utf-8"))
+        return written["summary"], written["questions"]
+
+    summary, questions = run("--groups", "")
+    assert summary["audiences"] == ["all"]
+    assert "hr/bands.md" not in questions[0]["sources"] and summary["recall_at_5"] == 0.0
+    summary, questions = run("--groups", "hr, managers")
+    assert summary["audiences"] == ["all", "hr", "managers"]
+    assert questions[0]["sources"][0] == "hr/bands.md" and summary["recall_at_1"] == 1.0
+    summary, _ = run()
+    assert summary["audiences"] is None and summary["recall_at_1"] == 1.0
