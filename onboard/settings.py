@@ -17,6 +17,8 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from assistant.answering import AnswerConfig
 from assistant.retrieval import RetrievalConfig
 from feedback.store import DEFAULT_REASONS
+from onboard.access import AccessSettings
+from onboard.rollout import RolloutSettings
 
 
 class EmbeddingSettings(BaseModel):
@@ -84,6 +86,8 @@ class Settings(BaseSettings):
     ingest: IngestSettings = IngestSettings()
     chat: ChatSettings = ChatSettings()
     answer: AnswerConfig = AnswerConfig()
+    access: AccessSettings = AccessSettings()
+    rollout: RolloutSettings = RolloutSettings()
 
     @model_validator(mode="after")
     def _fill_paths(self) -> Settings:
