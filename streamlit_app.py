@@ -1,13 +1,82 @@
-"""Entry point of the web app: page setup, the local-mode banner, and the navigation."""
+"""Entry point of the web app: page setup, who is using it (login or local mode), and the navigation.
+
+- Login mode (an ``[auth]`` section in the secrets): nobody signed in sees a
+  landing page with a "Log in" button; a signed-in person is mapped to an
+  :class:`~onboard.access.Identity` (someone who may not use the assistant
+  sees why, and a "Log out" button, nothing else); an expired ID token logs
+  out, for a clean new login.
+- Local mode (no ``[auth]``): the local developer, with a banner saying so on
+  every page. Production refuses to start without a valid ``[auth]``.
+
+Only the pages the person may open (:func:`onboard.access.pages_for`) are
+registered with ``st.navigation``, so another page's URL is "page not found".
+"""
 
 import streamlit as st
 
 from onboard import web
+from onboard.access import AccessDenied, check_auth_config, pages_for, token_expired
 
 st.set_page_config(page_title="Onboarding assistant", page_icon=":material/school:", layout="wide")
 
-# Until login exists (next issue) everyone is the one local user: say so on every page.
-st.info(web.LOCAL_MODE_NOTICE, icon=":material/lock_open:")
+PAGES = {
+    "chat": {"page": "pages/chat.py", "title": "Ask the handbook", "icon": ":material/chat:", "default": True},
+    "admin": {"page": "pages/admin.py", "title": "Admin", "icon": ":material/admin_panel_settings:"},
+}
 
-pages = [st.Page("pages/chat.py", title="Ask the handbook", icon=":material/chat:", default=True)]
+
+def _landing() -> None:
+    st.title("Onboarding assistant")
+    st.write("Ask anything about working here, and get answers from the handbook with their sources.")
+    if st.button("Log in", icon=":material/login:", type="primary", key="login"):
+        st.login()
+
+
+def _only(page) -> None:
+    """Run one page function as the whole app (``st.navigation`` must be called, or ``pages/`` would show)."""
+    st.navigation([st.Page(page, title="Onboarding assistant", default=True)], position="hidden").run()
+    st.stop()
+
+
+def _logout_button(where=st.sidebar) -> None:
+    if where.button("Log out", icon=":material/logout:", key="logout"):
+        st.logout()
+
+
+settings = web.settings()
+production = settings.environment == "production"
+login = web.login_configured()
+problems = check_auth_config(web.auth_secrets(), production=production)
+if problems:
+    st.error("The app cannot start: login is not configured correctly.\n\n"
+             + "\n".join(f"- {problem}" for problem in problems), icon=":material/error:")
+    st.stop()
+
+if login:
+    claims = web.claims()
+    if not claims:
+        _only(_landing)
+    if token_expired(claims):
+        st.logout()
+        st.stop()
+    try:
+        identity = web.identity()
+    except AccessDenied as denied:
+        reason = denied.reason
+
+        def _denied() -> None:
+            st.title("You don't have access")
+            st.error(reason, icon=":material/block:")
+            _logout_button(st)
+
+        _only(_denied)
+    with st.sidebar:
+        st.caption(f"Signed in as {web.plain(identity.name)}")
+        _logout_button()
+else:
+    identity = web.identity()
+    st.info(web.LOCAL_MODE_NOTICE, icon=":material/lock_open:")
+
+allowed = pages_for(identity)
+pages = [st.Page(**spec) for key, spec in PAGES.items() if key in allowed]
 st.navigation(pages).run()

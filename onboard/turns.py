@@ -48,11 +48,16 @@ def answer_turn(
     question: Message,
     history: list[tuple[str, str]],
     write: Callable[[Iterable[str]], object],
+    where: dict | None = None,
+    features: Iterable[str] = (),
 ) -> Outcome:
     """Answer a stored question: store a pending answer, stream it through ``write``, then close it.
 
     ``assistant`` returns the :class:`~assistant.answering.Assistant` (called
     inside the guard, so a failure to build it is stored like any other).
+    ``where`` restricts the passages the answer may use (the asker's
+    audiences); ``features`` are the rollout features on for the asker,
+    recorded with the answer.
     """
 
     def db() -> Session:
@@ -61,13 +66,14 @@ def answer_turn(
     try:
         bot = assistant()
         with db() as session:
-            pending = store.start_answer(session=session, question_id=question.id, **_provenance(bot))
+            pending = store.start_answer(session=session, question_id=question.id, features=list(features),
+                                          **_provenance(bot))
     except Exception as exc:
         log.exception("could not start answering question %s", question.id)
         return Outcome(None, "failed", error=_describe(exc)[0])
     clock = _Clock()
     try:
-        stream = bot.ask(question.content, history=history)
+        stream = bot.ask(question.content, history=history, where=where)
         write(clock.record(stream))
         return _close(db, pending.id, stream.answer, clock, question.id)
     except Exception as exc:

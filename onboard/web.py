@@ -5,8 +5,12 @@ The only module outside ``pages/`` that imports Streamlit. It holds:
 - the heavy resources (database engine, the assistant with its knowledge
   base), made by :mod:`onboard.factories` and cached with ``st.cache_resource``
   per settings, so every session of the app shares them;
-- the chat's constants (starter questions, the message size limit, the one
-  local user until login exists);
+- the chat's constants (starter questions, the message size limit);
+- who is using the app (:func:`auth_secrets`, :func:`identity`): the signed-in
+  person from ``st.user`` when ``[auth]`` is configured, else the local
+  developer; every conversation is read and written as that person, questions
+  are answered from the documents their audiences allow, and the rollout
+  features they get are recorded with each answer;
 - reading a conversation (:func:`chat_state`) and the path of one question
   (:func:`store_question`, then :func:`answer`, which runs
   :func:`onboard.turns.answer_turn`: the question is stored first, then a
@@ -32,13 +36,16 @@ from sqlmodel import Session
 from feedback import store
 from feedback.models import Conversation, Message, Rating, User
 from onboard import factories
+from onboard.access import LOCAL_IDENTITY, Identity, identity_from_claims
+from onboard.rollout import features_for
 from onboard.settings import Settings
 from onboard.turns import INTERRUPTED, UNEXPECTED, Outcome, answer_turn  # noqa: F401  (the page shows these)
 
 log = logging.getLogger(__name__)
 
-#: Until login exists every visitor is this one user.
-LOCAL_USER = {"subject": "local", "name": "Local user"}
+#: In local mode (no ``[auth]`` in the secrets) every visitor is this one user.
+LOCAL_USER = {"subject": LOCAL_IDENTITY.subject, "email": LOCAL_IDENTITY.email, "name": LOCAL_IDENTITY.name,
+              "groups": sorted(LOCAL_IDENTITY.groups)}
 LOCAL_MODE_NOTICE = "Local mode: no login configured"
 CONVERSATION_KIND = "assistant"
 MAX_COMMENT_CHARS = store.MAX_COMMENT_CHARS
@@ -86,8 +93,63 @@ def db() -> Iterator[Session]:
         yield session
 
 
+# --- who is using the app ----------------------------------------------------------------------------------------
+
+
+class NotSignedIn(Exception):
+    """Login is configured but nobody is signed in (the entry point shows the landing page instead)."""
+
+
+def auth_secrets() -> dict:
+    """The secrets as a plain dict; empty without a secrets file (Streamlit raises then)."""
+    try:
+        return st.secrets.to_dict()
+    except Exception:  # noqa: BLE001  (no secrets file at all, or one that does not parse)
+        return {}
+
+
+def login_configured() -> bool:
+    """Whether the secrets have an ``[auth]`` section, i.e. people sign in (login mode)."""
+    try:
+        return bool(st.secrets.get("auth"))
+    except Exception:  # noqa: BLE001  (Streamlit raises without a secrets file: no login then)
+        return False
+
+
+def claims() -> dict:
+    """The signed-in person's ID-token claims (``st.user``), ``{}`` when nobody is signed in."""
+    if not st.user.get("is_logged_in", False):
+        return {}
+    try:
+        return dict(st.user.to_dict())
+    except Exception:  # noqa: BLE001  (older st.user without to_dict)
+        return dict(st.user)
+
+
+def identity() -> Identity:
+    """Who is using the app on this run: the local developer, or the signed-in person.
+
+    Raises :class:`NotSignedIn` in login mode when nobody is signed in, and
+    :class:`~onboard.access.AccessDenied` for a person who may not use the app.
+    """
+    if not login_configured():
+        return LOCAL_IDENTITY
+    found = claims()
+    if not found:
+        raise NotSignedIn("Please log in.")
+    return identity_from_claims(found, settings().access)
+
+
 def current_user(session: Session) -> User:
-    return store.get_or_create_user(session=session, **LOCAL_USER)
+    """The stored user of the person using the app (created on their first visit, kept up to date)."""
+    who = identity()
+    return store.get_or_create_user(session=session, subject=who.subject, email=who.email, name=who.name,
+                                    groups=sorted(who.groups))
+
+
+def retrieval_filter(who: Identity) -> dict:
+    """Only the documents this person's audiences may read."""
+    return {"audience": sorted(who.audiences)}
 
 
 # --- reading a conversation --------------------------------------------------------------------------------------
@@ -210,7 +272,9 @@ def answer(
     *, question: Message, history: list[tuple[str, str]], write: Callable[[Iterable[str]], object]
 ) -> Outcome:
     """Answer a stored question through ``write`` (``st.write_stream``); see :func:`onboard.turns.answer_turn`."""
-    return answer_turn(engine=engine(), assistant=assistant, question=question, history=history, write=write)
+    who = identity()
+    return answer_turn(engine=engine(), assistant=assistant, question=question, history=history, write=write,
+                       where=retrieval_filter(who), features=features_for(who, settings().rollout))
 
 
 # --- safe text ---------------------------------------------------------------------------------------------------
