@@ -22,6 +22,7 @@ The only module outside ``pages/`` that imports Streamlit. It holds:
 
 from __future__ import annotations
 
+import json
 import logging
 import re
 from collections.abc import Callable, Iterable, Iterator
@@ -253,6 +254,13 @@ def rename(conversation_id: str, title: str) -> None:
 def delete(conversation_id: str) -> None:
     with db() as session:
         store.delete_conversation(session=session, user=current_user(session), conversation_id=conversation_id)
+
+
+def export_json(conversation_id: str) -> str:
+    """The user's own conversation as JSON, for download (another user's is refused by the store)."""
+    with db() as session:
+        exported = store.conversation_export(session=session, user=current_user(session), conversation_id=conversation_id)
+    return json.dumps(exported, ensure_ascii=False, indent=1, default=str)
 
 
 def rate(message_id: int, thumb: int, reasons: Iterable[str] = (), comment: str | None = None) -> Rating:

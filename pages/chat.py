@@ -96,12 +96,16 @@ def _sidebar(chat: web.ChatState) -> None:
                          type="primary" if current else "tertiary", width="stretch",
                          on_click=_open, args=(conversation.id,))
             with menu.popover("", icon=":material/more_vert:", key=f"menu-{conversation.id}",
-                              help="Rename or delete"):
+                              help="Rename, delete or download"):
                 st.text_input("Title", value=conversation.title, key=f"title-{conversation.id}", max_chars=200)
                 st.button("Rename", key=f"rename-{conversation.id}", icon=":material/edit:",
                           on_click=_rename, args=(conversation.id,))
                 st.button("Delete", key=f"delete-{conversation.id}", icon=":material/delete:",
                           on_click=_delete, args=(conversation.id,))
+                if current:
+                    st.download_button("Download (JSON)", data=web.export_json(conversation.id),
+                                       file_name=f"conversation-{conversation.id}.json", mime="application/json",
+                                       icon=":material/download:", key=f"download-{conversation.id}")
 
 
 def _sources(sources: list[dict]) -> None:

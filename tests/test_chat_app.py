@@ -8,6 +8,7 @@ What the page stores is checked through :mod:`feedback.store`.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -239,6 +240,10 @@ def test_a_conversation_is_resumed_with_its_rating_continued_renamed_and_deleted
     db.expire_all()
     assert store.get_conversation(session=db, user=user, conversation_id=conversation.id).title == "Time off"
     assert unescape(at.sidebar.button(key=f"open-{conversation.id}").label) == "Time off"
+    downloads = at.get("download_button")
+    assert len(downloads) == 1 and downloads[0].proto.label == "Download (JSON)"  # the open conversation only
+    exported = json.loads(web.export_json(conversation.id))
+    assert [m["content"] for m in exported["messages"]][:2] == [QUESTION, "You get **20 days** a year [1]."]
 
     ok(at.button(key=f"delete-{conversation.id}").click().run())
     assert store.list_conversations(session=db, user=user) == []
