@@ -46,6 +46,18 @@ class IngestOptions:
     chunk_overlap_tokens: int = 30
     #: Chunks embedded per call; files are committed one by one after it.
     embed_batch: int = 256
+    #: Audience of documents by folder (relative to the ingested path), e.g. ``{"hr": ["hr"]}``;
+    #: the longest matching folder wins, and a document's own ``audience`` front matter wins over both.
+    folder_audiences: dict[str, list[str]] = field(default_factory=dict)
+
+    def audience_for(self, source: str) -> list[str] | None:
+        matches = [f for f in self.folder_audiences if source == f or source.startswith(f.rstrip("/") + "/")]
+        return list(self.folder_audiences[max(matches, key=len)]) if matches else None
+
+    def fingerprint(self, data: bytes, source: str) -> str:
+        """What decides whether a file must be indexed again: its bytes and the settings that shape its chunks."""
+        shaping = f"{self.chunk_tokens}:{self.chunk_overlap_tokens}:{self.audience_for(source)}".encode()
+        return hashlib.sha256(data + b"\0" + shaping).hexdigest()
 
 
 @dataclass
@@ -159,7 +171,7 @@ def _prepare(source, file: Path, previous, present, options, embeddings, report)
                 f"too large ({size / 1e6:.1f} MB; the limit is {options.max_file_bytes / 1e6:.1f} MB)"
             )
         data = file.read_bytes()
-        sha = hashlib.sha256(data).hexdigest()
+        sha = options.fingerprint(data, source)
         if previous is not None and previous.sha256 == sha and set(previous.chunk_ids) <= present:
             report.unchanged += 1
             return None
@@ -179,6 +191,7 @@ def _prepare(source, file: Path, previous, present, options, embeddings, report)
         report.failed[source] = reason
         log.info("skipped %s: %s", source, reason)
         return None
+    doc.metadata.setdefault("audience", options.audience_for(source) or [DEFAULT_AUDIENCE])
     return _Pending(source, str(file), sha, size, doc, chunks, previous)
 
 
@@ -220,7 +233,7 @@ def _metadata(item: _Pending, chunk: Chunk) -> dict:
         "section": chunk.section,
         "chunk": chunk.index,
         "kind": item.doc.kind,
-        "audience": item.doc.metadata.get("audience") or [DEFAULT_AUDIENCE],
+        "audience": item.doc.metadata["audience"],
     }
     if "url" in item.doc.metadata:
         meta["url"] = item.doc.metadata["url"]

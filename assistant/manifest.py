@@ -30,6 +30,7 @@ class IndexedFile(SQLModel, table=True):
     path: str = Field(max_length=1024)
     #: Path relative to the folder it was ingested from: what citations show.
     source: str = Field(max_length=1024)
+    #: SHA-256 of the file's bytes and of the settings that shape its chunks (see ``IngestOptions.fingerprint``).
     sha256: str = Field(max_length=64)
     title: str = Field(default="", max_length=512)
     kind: str = Field(max_length=16)

@@ -72,6 +72,7 @@ def ingest_options(settings: Settings) -> IngestOptions:
         max_file_bytes=int(cfg.max_file_mb * 1_000_000),
         chunk_tokens=cfg.chunk_tokens,
         chunk_overlap_tokens=cfg.chunk_overlap_tokens,
+        folder_audiences=dict(cfg.folder_audiences),
     )
 
 

@@ -5,7 +5,6 @@ Runs on SQLite and, with TEST_DATABASE_URL, on PostgreSQL (the ``engine`` fixtur
 
 from __future__ import annotations
 
-import hashlib
 import uuid
 
 import pytest
@@ -70,7 +69,7 @@ def test_first_run_adds_everything(root, store, fake_embeddings, engine):
     rows = manifest(engine, store.name)
     assert set(rows) == set(ALL)
     assert rows["time-off.md"].title == "Time off" and rows["time-off.md"].kind == "markdown"
-    assert rows["it/laptop.md"].sha256 == hashlib.sha256((root / "it/laptop.md").read_bytes()).hexdigest()
+    assert rows["it/laptop.md"].sha256 == IngestOptions().fingerprint((root / "it/laptop.md").read_bytes(), "it/laptop.md")
 
 
 def test_chunk_metadata_carries_source_title_section_audience_and_url(root, store, fake_embeddings, engine):
@@ -433,3 +432,26 @@ def test_version_survives_reopening(root, chroma_client, fake_embeddings, engine
     reopened = PassageStore(chroma_client, "reopen-me", fake_embeddings.model_id)
     assert reopened.version == 1
     assert reopened.ids() == store.ids()
+
+
+def test_folder_audiences_apply_and_a_changed_mapping_reindexes(tmp_path, store, fake_embeddings, engine):
+    root = write_docs(
+        tmp_path / "docs",
+        {
+            "hr/bands.md": "# Bands\n\nSalary bands are reviewed each spring.\n",
+            "hr/public.md": "---\naudience: all\n---\n# Holidays\n\nThe office closes on public holidays.\n",
+            "it/laptop.md": "# Laptop\n\nLaptops are replaced every three years.\n",
+        },
+    )
+
+    def audiences() -> dict[str, list[str]]:
+        got = store.collection.get(include=["metadatas"])
+        return {m["source"]: m["audience"] for m in got["metadatas"]}
+
+    run(root, store, fake_embeddings, engine, folder_audiences={"hr": ["hr"]})
+    assert audiences() == {"hr/bands.md": ["hr"], "hr/public.md": ["all"], "it/laptop.md": ["all"]}
+
+    # Same files, new mapping: the files of the remapped folder are indexed again, the others are not.
+    report = run(root, store, fake_embeddings, engine, folder_audiences={"hr": ["hr", "managers"]})
+    assert sorted(report.changed) == ["hr/bands.md", "hr/public.md"] and report.unchanged == 1
+    assert audiences() == {"hr/bands.md": ["hr", "managers"], "hr/public.md": ["all"], "it/laptop.md": ["all"]}
