@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Iterable
+from typing import Any
 
 from pydantic import BaseModel, Field
 
@@ -36,6 +37,9 @@ class FeatureRule(BaseModel):
     #: Off switch: a disabled feature is off for everyone, groups included.
     enabled: bool = True
     description: str = ""
+    #: What the feature changes in the answering settings for those who have it,
+    #: e.g. ``{"prompt_version": "v2"}`` or ``{"mode": "llm", "model": "gpt-4.1-mini"}``.
+    answer: dict[str, Any] = {}
 
 
 class RolloutSettings(BaseModel):
@@ -78,3 +82,13 @@ def features_for(
         subject, raw_groups = who
         groups = frozenset(raw_groups)
     return sorted(name for name, rule in settings.features.items() if feature_on(name, rule, subject, groups, salt))
+
+
+def answer_overrides(features: Iterable[str], settings: RolloutSettings) -> dict[str, Any]:
+    """The answering settings the given features change (in name order: a later feature wins a conflict)."""
+    overrides: dict[str, Any] = {}
+    for name in sorted(features):
+        rule = settings.features.get(name)
+        if rule is not None:
+            overrides |= rule.answer
+    return overrides

@@ -38,7 +38,7 @@ from feedback import store
 from feedback.models import Conversation, Message, Rating, User
 from onboard import factories
 from onboard.access import LOCAL_IDENTITY, Identity, identity_from_claims
-from onboard.rollout import features_for
+from onboard.rollout import answer_overrides, features_for
 from onboard.settings import Settings
 from onboard.turns import INTERRUPTED, UNEXPECTED, Outcome, answer_turn  # noqa: F401  (the page shows these)
 
@@ -69,11 +69,17 @@ def _engine(database_url: str, _settings: Settings) -> Engine:
 
 
 @st.cache_resource(show_spinner="Loading the handbook…")
-def _assistant(key: str, _settings: Settings):
+def _knowledge_base(key: str, _settings: Settings):
     from onboard.cli import bootstrap
 
     bootstrap(_settings)
-    return factories.make_assistant(_settings)
+    return factories.make_knowledge_base(_settings)
+
+
+@st.cache_resource(show_spinner=False)
+def _assistant(key: str, answer_key: str, _settings: Settings):
+    """One assistant per answering configuration (rollout features may change it), sharing one knowledge base."""
+    return factories.make_assistant(_settings, _knowledge_base(key, _settings))
 
 
 def engine() -> Engine:
@@ -81,10 +87,12 @@ def engine() -> Engine:
     return _engine(current.database_url, current)
 
 
-def assistant():
-    """The assistant (the sample handbook is indexed on the very first start)."""
+def assistant(features: Iterable[str] = ()):
+    """The assistant, as the given rollout features configure it (the sample handbook is indexed on first start)."""
     current = settings()
-    return _assistant(current.model_dump_json(), current)
+    overrides = answer_overrides(features, current.rollout)
+    variant = current.model_copy(update={"answer": current.answer.model_copy(update=overrides)}) if overrides else current
+    return _assistant(current.model_dump_json(), variant.answer.model_dump_json(), variant)
 
 
 @contextmanager
@@ -281,8 +289,9 @@ def answer(
 ) -> Outcome:
     """Answer a stored question through ``write`` (``st.write_stream``); see :func:`onboard.turns.answer_turn`."""
     who = identity()
-    return answer_turn(engine=engine(), assistant=assistant, question=question, history=history, write=write,
-                       where=retrieval_filter(who), features=features_for(who, settings().rollout))
+    features = features_for(who, settings().rollout)
+    return answer_turn(engine=engine(), assistant=lambda: assistant(features), question=question, history=history,
+                       write=write, where=retrieval_filter(who), features=features)
 
 
 # --- safe text ---------------------------------------------------------------------------------------------------

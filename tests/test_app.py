@@ -16,7 +16,7 @@ APP = str(Path(__file__).resolve().parent.parent / "streamlit_app.py")
 
 
 def test_the_app_says_so_when_the_assistant_cannot_start(monkeypatch):
-    def broken():
+    def broken(features=()):
         raise IndexMismatch("The index was built with another embedding model; re-index with --rebuild.")
 
     monkeypatch.setattr(web, "assistant", broken)

@@ -63,6 +63,7 @@ def _fresh_resources():
     """Each test's app builds its resources from its own settings; drop them afterwards."""
     yield
     web._assistant.clear()
+    web._knowledge_base.clear()
     web._engine.clear()
 
 
@@ -126,9 +127,9 @@ def use(monkeypatch, **kwargs) -> dict:
     original = web.assistant
     holder: dict = {}
 
-    def fake():
+    def fake(features=()):
         if "bot" not in holder:
-            holder["bot"] = Recording(original(), **kwargs)
+            holder["bot"] = Recording(original(features), **kwargs)
         return holder["bot"]
 
     monkeypatch.setattr(web, "assistant", fake)
@@ -269,6 +270,9 @@ def test_an_answer_cut_off_by_streamlit_is_stored_as_interrupted(data_dir, db, m
     class Streaming:
         config, knowledge_base = AnswerConfig(), None
 
+        def __init__(self, features=()):
+            pass
+
         def ask(self, question, *, history=(), where=None):
             return iter(["The first words", " and more"])
 
@@ -322,3 +326,19 @@ def test_plain_shows_text_as_typed_and_safe_markdown_keeps_formatting():
     assert "<strong>20 days</strong>" in MarkdownIt("commonmark").render(web.safe_markdown("**20 days** [1]"))
     assert web.safe_url("https://handbook.example/pto") == "https://handbook.example/pto"
     assert [web.safe_url(u) for u in ("javascript:alert(1)", "data:text/html,x", "//evil", "", None)] == [None] * 5
+
+
+def test_a_rolled_out_feature_changes_the_answer_settings_of_those_who_have_it(data_dir, db, monkeypatch):
+    """Local mode is the pilot group too: the pilot-only contact is named, and the answer records the feature."""
+    monkeypatch.setenv(
+        "ONBOARD_ROLLOUT__FEATURES",
+        json.dumps({
+            "pilot-contact": {"groups": ["pilot"], "answer": {"contact": "the pilot team in #pilot-help"}},
+            "nobody": {"percent": 0, "answer": {"contact": "someone else"}},
+        }),
+    )
+    at = ok(AppTest.from_file(APP, default_timeout=120).run())
+    ask(at, "Who won the 1998 football world cup final?")
+    answer = messages(db)[-1]
+    assert answer.status == "abstained" and answer.features == ["pilot-contact"]
+    assert "the pilot team in #pilot-help" in answer.content and "someone else" not in answer.content

@@ -107,3 +107,17 @@ def test_rules_come_from_the_environment(monkeypatch):
 def test_no_rules_by_default():
     assert Settings().rollout.features == {}
     assert features_for("u", Settings().rollout) == []
+
+
+def test_answer_overrides_merge_the_features_a_person_has():
+    from onboard.rollout import RolloutSettings, answer_overrides
+
+    settings = RolloutSettings(features={
+        "a-prompt": {"groups": ["pilot"], "answer": {"prompt_version": "v2"}},
+        "b-model": {"percent": 100, "answer": {"model": "big", "prompt_version": "v3"}},
+        "c-off": {"enabled": False, "answer": {"mode": "llm"}},
+    })
+    assert answer_overrides([], settings) == {}
+    assert answer_overrides(["a-prompt"], settings) == {"prompt_version": "v2"}
+    assert answer_overrides(["b-model", "a-prompt"], settings) == {"prompt_version": "v3", "model": "big"}
+    assert answer_overrides(["unknown"], settings) == {}
