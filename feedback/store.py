@@ -359,6 +359,17 @@ def rate(
     return rating
 
 
+def withdraw_rating(*, session: Session, user: User, message_id: int) -> bool:
+    """Remove the user's rating of an answer (the thumb un-selected); whether there was one."""
+    _rateable_answer(session, user, message_id)
+    rating = session.exec(select(Rating).where(Rating.message_id == message_id, Rating.user_id == user.id)).first()
+    if rating is None:
+        return False
+    session.delete(rating)
+    session.commit()
+    return True
+
+
 # --- export ------------------------------------------------------------------------------------------------------
 
 

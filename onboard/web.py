@@ -277,6 +277,11 @@ def rate(message_id: int, thumb: int, reasons: Iterable[str] = (), comment: str 
                           reasons=reasons, comment=comment, allowed_reasons=settings().chat.feedback_reasons)
 
 
+def withdraw_rating(message_id: int) -> None:
+    with db() as session:
+        store.withdraw_rating(session=session, user=current_user(session), message_id=message_id)
+
+
 def reason_label(reason: str) -> str:
     return reason.replace("_", " ").capitalize()
 

@@ -60,10 +60,11 @@ def _delete(conversation_id: str) -> None:
 
 def _rate(message_id: int) -> None:
     thumb = state.get(f"thumb-{message_id}")
-    if thumb is None:  # un-selecting keeps the stored rating: a rating can be changed, not withdrawn
-        return
     try:
-        web.rate(message_id, thumb)
+        if thumb is None:  # the thumb was un-selected: the rating is withdrawn
+            web.withdraw_rating(message_id)
+        else:
+            web.rate(message_id, thumb)
     except FeedbackError as exc:
         _flash("error", str(exc))
 

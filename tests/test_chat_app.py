@@ -171,6 +171,10 @@ def test_question_is_stored_answered_with_citations_rated_and_regenerated(app, d
     assert (rating.thumb, rating.reasons) == (0, ["incorrect", "outdated"])
     assert rating.comment == "The table is from last year."
 
+    ok(app.feedback[0].set_value(None).run())  # un-selecting the thumb withdraws the rating
+    db.expire_all()
+    assert store.history(session=db, user=local_user(db), conversation_id=conversation.id)[1].rating is None
+
     assert [c.value for c in app.code] == [answer.content]  # in the "Copy" popover, with its copy button
     ok(app.button(key=f"regenerate-{question.id}").click().run())
     stored = messages(db)

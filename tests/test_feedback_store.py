@@ -427,3 +427,17 @@ def test_a_fallback_answer_records_what_actually_answered(session, alice):
     )
     # the quoting answerer used no model; index_version=None keeps what start_answer recorded
     assert (done.answerer, done.model, done.prompt_version, done.index_version) == ("extractive", None, "extractive-v1", 3)
+
+
+def test_a_rating_can_be_withdrawn_by_its_author_only(session, alice, bob):
+    conversation = store.create_conversation(session=session, user=alice)
+    answer = answered(session, alice, conversation)
+    store.rate(session=session, user=alice, message_id=answer.id, thumb=0, reasons=["outdated"])
+
+    with pytest.raises(store.Forbidden):
+        store.withdraw_rating(session=session, user=bob, message_id=answer.id)
+    assert session.exec(select(Rating)).all() != []
+
+    assert store.withdraw_rating(session=session, user=alice, message_id=answer.id) is True
+    assert session.exec(select(Rating)).all() == []
+    assert store.withdraw_rating(session=session, user=alice, message_id=answer.id) is False
