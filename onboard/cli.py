@@ -197,8 +197,13 @@ def serve(
 ) -> None:
     """Start the web app (indexes the sample handbook first if the index is empty)."""
 
+    from onboard import factories
+
     settings = _settings()
-    bootstrap(settings)
+    factories.make_engine(settings)  # the embedded database is migrated before the app starts
+    factories.bootstrap_knowledge_base(
+        settings, on_first_index=lambda folder: typer.echo(f"indexing the sample handbook ({folder}) ...")
+    )
     candidates = [Path.cwd() / "streamlit_app.py", Path(__file__).resolve().parent.parent / "streamlit_app.py"]
     app_file = next((path for path in candidates if path.is_file()), None)
     if app_file is None:
@@ -206,20 +211,6 @@ def serve(
     command = [sys.executable, "-m", "streamlit", "run", str(app_file), "--server.address", address,
                "--server.port", str(port), "--browser.gatherUsageStats", "false"]
     raise typer.Exit(subprocess.call(command, env=os.environ.copy()))
-
-
-def bootstrap(settings) -> None:
-    """Migrate the embedded database and index the sample handbook when the index is empty."""
-    from assistant.ingest import ingest as run_ingest
-    from onboard import factories
-
-    embeddings = factories.make_embeddings(settings)
-    store = factories.make_store(settings, embeddings)
-    engine = factories.make_engine(settings)
-    if store.count() == 0 and factories.SAMPLE_HANDBOOK.is_dir():
-        typer.echo(f"indexing the sample handbook ({factories.SAMPLE_HANDBOOK}) ...")
-        run_ingest([factories.SAMPLE_HANDBOOK], store=store, embeddings=embeddings, engine=engine,
-                   options=factories.ingest_options(settings))
 
 
 if __name__ == "__main__":

@@ -56,6 +56,24 @@ def make_knowledge_base(settings: Settings, embeddings=None, store: PassageStore
     return KnowledgeBase(store, embeddings, settings.retrieval)
 
 
+def bootstrap_knowledge_base(settings: Settings, on_first_index=None) -> KnowledgeBase:
+    """The knowledge base, after indexing the sample handbook into it if it is empty (the first start).
+
+    ``on_first_index(folder)`` is called before that indexing, so a caller can say what is happening.
+    """
+    from assistant.ingest import ingest
+
+    embeddings = make_embeddings(settings)
+    store = make_store(settings, embeddings)
+    if store.count() == 0 and SAMPLE_HANDBOOK.is_dir():
+        if on_first_index is not None:
+            on_first_index(SAMPLE_HANDBOOK)
+        engine = make_engine(settings)
+        ingest([SAMPLE_HANDBOOK], store=store, embeddings=embeddings, engine=engine, options=ingest_options(settings))
+        engine.dispose()
+    return make_knowledge_base(settings, embeddings, store)
+
+
 def make_engine(settings: Settings, *, migrate: bool | None = None) -> Engine:
     """The database engine; the embedded SQLite default is migrated on first use."""
     engine = db.make_engine(settings.database_url)

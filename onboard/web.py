@@ -70,10 +70,7 @@ def _engine(database_url: str, _settings: Settings) -> Engine:
 
 @st.cache_resource(show_spinner="Loading the handbook…")
 def _knowledge_base(key: str, _settings: Settings):
-    from onboard.cli import bootstrap
-
-    bootstrap(_settings)
-    return factories.make_knowledge_base(_settings)
+    return factories.bootstrap_knowledge_base(_settings)
 
 
 @st.cache_resource(show_spinner=False)

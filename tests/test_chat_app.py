@@ -37,7 +37,10 @@ def indexed_handbook(tmp_path_factory, model_cache) -> Path:
     root = tmp_path_factory.mktemp("handbook")
     env = {key: value for key, value in os.environ.items() if not key.startswith("ONBOARD_")}
     env.update(ONBOARD_DATA_DIR=str(root / "data"), ONBOARD_EMBEDDING__CACHE_DIR=str(model_cache))
-    code = "from onboard.cli import bootstrap; from onboard.settings import Settings; bootstrap(Settings())"
+    code = (
+        "from onboard.factories import bootstrap_knowledge_base; from onboard.settings import Settings; "
+        "bootstrap_knowledge_base(Settings())"
+    )
     subprocess.run([sys.executable, "-c", code], env=env, cwd=root, check=True, timeout=300, capture_output=True)
     return root / "data"
 
