@@ -100,7 +100,7 @@ def _close(db, answer_id: int, result, clock: _Clock, question_id: int) -> Outco
             session=session,
             answer_id=answer_id,
             content=result.text,
-            sources=[as_dict(citation) for citation in result.citations],  # all shown to the answerer
+            sources=[dataclasses.asdict(citation) for citation in result.citations],  # all shown to the answerer
             input_tokens=result.input_tokens,
             output_tokens=result.output_tokens,
             latency_ms=_int(result.latency_ms) if result.latency_ms is not None else clock.latency_ms(),
@@ -178,14 +178,3 @@ class _Clock:
 
 def _int(value) -> int:
     return int(round(value))
-
-
-def as_dict(obj) -> dict:
-    """A citation (dataclass, pydantic model, named tuple or mapping) as a JSON-ready dict."""
-    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
-        return dataclasses.asdict(obj)
-    if hasattr(obj, "model_dump"):
-        return obj.model_dump(mode="json")
-    if hasattr(obj, "_asdict"):
-        return dict(obj._asdict())
-    return dict(obj)
