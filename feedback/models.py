@@ -25,6 +25,12 @@ KINDS = ("assistant", "support")
 ROLES = ("user", "assistant")
 #: ``pending`` while the answer is being written; every other status is final.
 STATUSES = ("pending", "complete", "abstained", "failed", "interrupted")
+#: The team of a person no claim or configuration places in one.
+UNASSIGNED = "unassigned"
+#: Where a thumbs down or a problem report stands in the admins' review.
+TRIAGE_STATUSES = ("new", "in_progress", "fixed", "wont_fix")
+#: What a triage entry is about.
+TRIAGE_SUBJECTS = ("rating", "ticket")
 
 
 def utcnow() -> datetime:
@@ -49,6 +55,8 @@ class User(SQLModel, table=True):
     name: str = Field(default="", max_length=255)
     #: Groups from the identity provider; they decide roles and which documents are visible.
     groups: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    #: Team or business unit, for usage and cost per team (from a claim or the configuration).
+    team: str = Field(default=UNASSIGNED, max_length=128)
     created_at: datetime = Field(default_factory=utcnow)
     last_seen_at: datetime = Field(default_factory=utcnow)
 
@@ -75,12 +83,22 @@ class Conversation(SQLModel, table=True):
 
 
 class Message(SQLModel, table=True):
-    """A question (role ``user``) or an answer (role ``assistant``) with how it was produced."""
+    """A question (role ``user``) or an answer (role ``assistant``) with how it was produced.
+
+    ``user_id``, ``team`` and ``kind`` repeat the conversation's owner, the
+    owner's team when the message was written, and the conversation's kind: the
+    dashboard aggregates a million messages without joining two more tables,
+    and cost stays with the team that spent it.
+    """
 
     __tablename__ = "message"
+    __table_args__ = (Index("ix_message_kind_role_created_at", "kind", "role", "created_at"),)
 
     id: int | None = Field(default=None, primary_key=True)
     conversation_id: str = Field(foreign_key="conversation.id", ondelete="CASCADE", index=True, max_length=32)
+    user_id: int | None = Field(default=None, foreign_key="app_user.id", ondelete="CASCADE", index=True)
+    team: str = Field(default=UNASSIGNED, max_length=128)
+    kind: str = Field(default="assistant", max_length=16)
     role: str = Field(max_length=16)
     content: str = Field(default="", sa_column=Column(Text, nullable=False))
     status: str = Field(default="complete", max_length=16)
@@ -124,3 +142,55 @@ class Rating(SQLModel, table=True):
     created_at: datetime = Field(default_factory=utcnow, index=True)
     #: Equal to ``created_at`` until the rating is changed.
     updated_at: datetime = Field(default_factory=utcnow)
+
+
+class Triage(SQLModel, table=True):
+    """Where the review of a thumbs down or a problem report stands: status, owner, note.
+
+    A thumbs down without a row is ``new``. Every change also appends a
+    :class:`TriageEvent`, so the history is kept.
+    """
+
+    __tablename__ = "triage"
+    __table_args__ = (UniqueConstraint("subject", "subject_id", name="uq_triage_subject_subject_id"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    #: ``rating`` (``subject_id`` is a rating id) or ``ticket``.
+    subject: str = Field(max_length=16)
+    subject_id: int
+    status: str = Field(default="new", max_length=16, index=True)
+    owner: str = Field(default="", max_length=255)
+    note: str = Field(default="", sa_column=Column(Text, nullable=False))
+    updated_at: datetime = Field(default_factory=utcnow)
+    updated_by: int | None = Field(default=None, foreign_key="app_user.id", ondelete="SET NULL")
+
+
+class TriageEvent(SQLModel, table=True):
+    """One change of a triage entry: who made it, when, and the state it left."""
+
+    __tablename__ = "triage_event"
+
+    id: int | None = Field(default=None, primary_key=True)
+    triage_id: int = Field(foreign_key="triage.id", ondelete="CASCADE", index=True)
+    at: datetime = Field(default_factory=utcnow)
+    by: int | None = Field(default=None, foreign_key="app_user.id", ondelete="SET NULL")
+    old_status: str | None = Field(default=None, max_length=16)
+    status: str = Field(max_length=16)
+    owner: str = Field(default="", max_length=255)
+    note: str = Field(default="", sa_column=Column(Text, nullable=False))
+
+
+class Ticket(SQLModel, table=True):
+    """A problem someone reported, with where they were and what they were looking at."""
+
+    __tablename__ = "ticket"
+
+    id: int | None = Field(default=None, primary_key=True)
+    user_id: int = Field(foreign_key="app_user.id", ondelete="CASCADE", index=True)
+    #: The page it was reported from (``chat``, ``help``...).
+    page: str = Field(default="", max_length=64)
+    conversation_id: str | None = Field(default=None, foreign_key="conversation.id", ondelete="SET NULL",
+                                        max_length=32)
+    message_id: int | None = Field(default=None, foreign_key="message.id", ondelete="SET NULL")
+    text: str = Field(sa_column=Column(Text, nullable=False))
+    created_at: datetime = Field(default_factory=utcnow, index=True)

@@ -31,7 +31,7 @@ from sqlalchemy import and_, delete, update
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, select
 
-from feedback.models import KINDS, Conversation, Message, Rating, User, utcnow
+from feedback.models import KINDS, UNASSIGNED, Conversation, Message, Rating, User, utcnow
 
 log = logging.getLogger(__name__)
 
@@ -77,13 +77,20 @@ class HistoryEntry:
 
 
 def get_or_create_user(
-    *, session: Session, subject: str, email: str = "", name: str = "", groups: Iterable[str] = ()
+    *,
+    session: Session,
+    subject: str,
+    email: str = "",
+    name: str = "",
+    groups: Iterable[str] = (),
+    team: str | None = None,
 ) -> User:
     """The user with this identity-provider subject, created on first login and kept up to date after."""
     subject = subject.strip()
     if not subject:
         raise InvalidInput("A user needs a subject (the identity provider's id).")
-    fields = {"email": email or "", "name": name or "", "groups": sorted(set(groups))}
+    fields = {"email": email or "", "name": name or "", "groups": sorted(set(groups)),
+              "team": (team or "").strip()[:128] or UNASSIGNED}
     user = session.exec(select(User).where(User.subject == subject)).first()
     if user is None:
         session.add(User(subject=subject, **fields))
@@ -179,7 +186,8 @@ def add_user_message(*, session: Session, user: User, conversation_id: str, cont
     conversation = get_conversation(session=session, user=user, conversation_id=conversation_id)
     if not content.strip():
         raise InvalidInput("The question is empty.")
-    message = Message(conversation_id=conversation.id, role="user", content=content, status="complete")
+    message = Message(conversation_id=conversation.id, user_id=user.id, team=user.team, kind=conversation.kind,
+                      role="user", content=content, status="complete")
     if not conversation.title:
         conversation.title = _title_from(content)
     conversation.updated_at = message.created_at
@@ -207,6 +215,9 @@ def start_answer(
         raise InvalidInput("Only a question can be answered.")
     answer = Message(
         conversation_id=question.conversation_id,
+        user_id=question.user_id,
+        team=question.team,
+        kind=question.kind,
         role="assistant",
         status="pending",
         reply_to=question.id,

@@ -34,6 +34,8 @@ EMPLOYEE = "employee"
 PILOT = "pilot"
 ADMIN = "admin"
 ROLES = frozenset({EMPLOYEE, PILOT, ADMIN})
+#: The team of someone no claim or group places in one.
+UNASSIGNED = "unassigned"
 
 #: Page key -> the role needed to open it. Add a page here, not in an ``if``.
 PAGE_ROLES: dict[str, str] = {
@@ -70,6 +72,10 @@ class AccessSettings(BaseModel):
     allowed_domains: list[str] = []
     #: A person must be in one of these groups to sign in; empty = any.
     allowed_groups: list[str] = []
+    #: The claim that names a person's team or business unit (usage and cost per team).
+    team_claim: str = "team"
+    #: Team by group, for providers that send no team claim: ``{"eng-all": "Engineering"}``.
+    group_teams: dict[str, str] = {}
 
     @field_validator("admin_emails", "pilot_emails")
     @classmethod
@@ -91,6 +97,8 @@ class Identity:
     name: str
     groups: frozenset[str]
     roles: frozenset[str]
+    #: Team or business unit, for usage and cost per team.
+    team: str = UNASSIGNED
 
     @property
     def is_admin(self) -> bool:
@@ -174,7 +182,21 @@ def identity_from_claims(claims: Mapping[str, Any], settings: AccessSettings) ->
         roles.add(PILOT)
 
     name = str(claims.get("name") or claims.get("preferred_username") or email or subject).strip()
-    return Identity(subject=subject, email=email, name=name, groups=groups, roles=frozenset(roles))
+    return Identity(subject=subject, email=email, name=name, groups=groups, roles=frozenset(roles),
+                    team=team_of(claims, groups, settings))
+
+
+def team_of(claims: Mapping[str, Any], groups: Iterable[str], settings: AccessSettings) -> str:
+    """The team from the team claim, else from the first group (alphabetically) with a team, else unassigned."""
+    claimed = claims.get(settings.team_claim)
+    if isinstance(claimed, list):
+        claimed = claimed[0] if claimed else None
+    if claimed is not None and str(claimed).strip():
+        return str(claimed).strip()[:128]
+    for group in sorted(groups):
+        if group in settings.group_teams:
+            return settings.group_teams[group]
+    return UNASSIGNED
 
 
 def token_expired(claims: Mapping[str, Any], now: float | datetime | None = None, leeway_s: float = 30) -> bool:

@@ -150,7 +150,7 @@ def current_user(session: Session) -> User:
     """The stored user of the person using the app (created on their first visit, kept up to date)."""
     who = identity()
     return store.get_or_create_user(session=session, subject=who.subject, email=who.email, name=who.name,
-                                    groups=sorted(who.groups))
+                                    groups=sorted(who.groups), team=who.team)
 
 
 def retrieval_filter(who: Identity) -> dict:
