@@ -21,7 +21,7 @@ st.set_page_config(page_title="Onboarding assistant", page_icon=":material/schoo
 
 PAGES = {
     "chat": {"page": "pages/chat.py", "title": "Ask the handbook", "icon": ":material/chat:", "default": True},
-    "admin": {"page": "pages/admin.py", "title": "Admin", "icon": ":material/admin_panel_settings:"},
+    "admin": {"page": "pages/admin.py", "title": "Dashboard", "icon": ":material/monitoring:"},
 }
 
 

@@ -505,6 +505,7 @@ class GapQuestion:
     question: str
     abstained: bool
     at: datetime
+    user_id: int | None = None
 
 
 def gap_questions(session: Session, f: Filters, *, limit: int = 1000) -> list[GapQuestion]:
@@ -513,12 +514,12 @@ def gap_questions(session: Session, f: Filters, *, limit: int = 1000) -> list[Ga
     down = select(Rating.message_id).where(Rating.thumb == 0)
     rows = session.execute(
         select(Message.id, Message.conversation_id, question.content, Message.status == "abstained",
-               Message.created_at)
+               Message.created_at, Message.user_id)
         .select_from(Message).join(question, question.id == Message.reply_to)
         .where(*_answer_conditions(f), or_(Message.status == "abstained", Message.id.in_(down)))
         .order_by(Message.created_at.desc()).limit(limit)
     ).all()
-    return [GapQuestion(mid, cid, text, bool(abstained), at) for mid, cid, text, abstained, at in rows]
+    return [GapQuestion(mid, cid, text, bool(abstained), at, uid) for mid, cid, text, abstained, at, uid in rows]
 
 
 @dataclass(frozen=True)

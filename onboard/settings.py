@@ -63,6 +63,34 @@ class ChatSettings(BaseModel):
     feedback_reasons: list[str] = list(DEFAULT_REASONS)
 
 
+class ModelPrice(BaseModel):
+    """USD per million tokens."""
+
+    input: float = Field(0.0, ge=0)
+    output: float = Field(0.0, ge=0)
+
+
+class CostSettings(BaseModel):
+    """What tokens cost, and what each team may spend (``ONBOARD_COSTS__*``, JSON)."""
+
+    #: ``{"gpt-4o-mini": {"input": 0.15, "output": 0.6}}``: USD per million tokens, by model name as
+    #: stored with each answer (the Azure deployment name for Azure). Unpriced models cost nothing.
+    prices: dict[str, ModelPrice] = {}
+    #: ``{"Engineering": 200}``: USD per calendar month, shown against each team's spend.
+    team_budgets: dict[str, float] = {}
+
+
+class DashboardSettings(BaseModel):
+    """The admin dashboard."""
+
+    #: Days shown when the page opens.
+    default_days: int = Field(30, ge=1, le=3660)
+    #: Questions at least this similar (cosine) fall in one knowledge-gap topic.
+    gap_similarity: float = Field(0.45, gt=0, lt=1)
+    #: Most recent gap questions grouped into topics.
+    gap_questions: int = Field(1000, ge=10, le=20_000)
+
+
 class Settings(BaseSettings):
     """All configuration of the onboarding assistant."""
 
@@ -91,6 +119,8 @@ class Settings(BaseSettings):
     answer: AnswerConfig = AnswerConfig()
     access: AccessSettings = AccessSettings()
     rollout: RolloutSettings = RolloutSettings()
+    costs: CostSettings = CostSettings()
+    dashboard: DashboardSettings = DashboardSettings()
 
     @model_validator(mode="after")
     def _fill_paths(self) -> Settings:

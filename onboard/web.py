@@ -79,6 +79,15 @@ def _assistant(key: str, answer_key: str, _settings: Settings):
     return factories.make_assistant(_settings, _knowledge_base(key, _settings))
 
 
+def embed_texts(texts: list[str]):
+    """Vectors of short texts with the knowledge base's own embedding model (knowledge-gap topics)."""
+    current = settings()
+    embeddings = _knowledge_base(current.model_dump_json(), current).embeddings
+    if hasattr(embeddings, "embed_array"):
+        return embeddings.embed_array(texts)
+    return embeddings.embed_documents(texts)
+
+
 def engine() -> Engine:
     current = settings()
     return _engine(current.database_url, current)

@@ -1,12 +1,295 @@
-"""The admin page (admins only: ``streamlit_app.py`` registers it for them alone). A placeholder for now."""
+"""The admin dashboard: feedback trends, usage and cost, worst answers, knowledge gaps, triage, export.
+
+Admins only (``streamlit_app.py`` registers the page for them alone; checked
+again here). Figures come from :mod:`feedback.analytics` (SQL aggregates),
+tables and charts from :mod:`onboard.dashboard`; this page only lays them out.
+Everything people wrote is shown as text or in data tables, never as HTML.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
 
 import streamlit as st
 
+from feedback import analytics, review, store
+from feedback.gaps import group_questions
+from feedback.models import TRIAGE_STATUSES
+from onboard import dashboard as views
 from onboard import web
 
 if not web.identity().is_admin:  # belt and braces: the navigation never offers this page to anyone else
     st.error("This page is for admins only.")
     st.stop()
 
-st.title("Admin")
-st.info("The admin dashboard is coming soon.", icon=":material/construction:")
+settings = web.settings()
+STATUS_LABELS = {"new": "New", "in_progress": "In progress", "fixed": "Fixed", "wont_fix": "Won't fix"}
+ANY = "(any)"
+
+
+@st.cache_data(ttl=600, show_spinner=False)
+def _choices(kind: str) -> analytics.Choices:
+    with web.db() as session:
+        return analytics.choices(session, kind)
+
+
+@st.cache_data(ttl=60, show_spinner=False)
+def _figures(f: analytics.Filters, split: str, weekly: bool, cohort: tuple[str, ...]) -> dict:
+    prices = {model: analytics.Price(p.input, p.output) for model, p in settings.costs.prices.items()}
+    with web.db() as session:
+        return {
+            "overview": analytics.overview(session, f),
+            "trend": analytics.rating_trend(session, f, split=split, weekly=weekly, cohort=cohort),
+            "reasons": analytics.reason_counts(session, f, settings.chat.feedback_reasons),
+            "comments": analytics.comments(session, f, limit=30),
+            "usage": analytics.daily_usage(session, f),
+            "wau": analytics.weekly_active_users(session, f),
+            "spend": analytics.spend(session, f, prices),
+            "latency": analytics.latency_by_day(session, f),
+        }
+
+
+@st.cache_data(ttl=300, show_spinner="Grouping questions into topics…")
+def _topics(f: analytics.Filters):
+    with web.db() as session:
+        questions = analytics.gap_questions(session, f, limit=settings.dashboard.gap_questions)
+    return group_questions(questions, web.embed_texts, similarity=settings.dashboard.gap_similarity)
+
+
+@st.dialog("Conversation", width="large")
+def _conversation(conversation_id: str) -> None:
+    with web.db() as session:
+        try:
+            found = review.conversation_for_admin(session=session, admin=web.current_user(session),
+                                                  conversation_id=conversation_id)
+        except store.NotFound:
+            st.warning("This conversation no longer exists.")
+            return
+    st.caption(f"{web.plain(found.owner)} · team {web.plain(found.team)} · {found.kind}"
+               + (" · deleted by its owner" if found.deleted else ""))
+    for message in found.messages:
+        with st.chat_message(message.role):
+            st.markdown(web.safe_markdown(message.content) or "_(no text)_")
+            if message.role == "assistant":
+                details = [message.status, message.answerer or "", message.model or ""]
+                if message.thumb is not None:
+                    details.append("👍" if message.thumb else "👎")
+                st.caption(" · ".join(web.plain(d) for d in details if d))
+                if message.reasons or message.comment:
+                    st.caption(web.plain(", ".join(map(web.reason_label, message.reasons)) +
+                                         (f" — “{message.comment}”" if message.comment else "")))
+                for source in message.sources:
+                    st.caption(web.plain(f"[{source.get('n')}] {source.get('title')} › {source.get('section')}"
+                                         f" ({source.get('source')})"))
+
+
+def _filters() -> tuple[analytics.Filters, str, bool]:
+    today = datetime.now(UTC).date()
+    with st.container(border=True):
+        top = st.columns([2, 1, 1, 1])
+        picked = top[0].date_input("Dates", value=(today - timedelta(days=settings.dashboard.default_days - 1),
+                                                   today), max_value=today, key="dates")
+        start, end = (picked[0], picked[-1]) if isinstance(picked, tuple) and picked else (today, today)
+        kind = top[1].segmented_control("Conversations", ["assistant", "support"], default="assistant",
+                                        format_func=str.capitalize, key="kind") or "assistant"
+        split = top[2].selectbox("Compare by", analytics.SPLITS, format_func=lambda s: s.replace("_", " "),
+                                 key="split")
+        weekly = top[3].segmented_control("Per", ["day", "week"], default="week", key="period") == "week"
+        choices = _choices(kind)
+        row = st.columns(6)
+        pick = {name: row[i].selectbox(label, [ANY, *values], key=f"filter_{name}")
+                for i, (name, label, values) in enumerate((
+                    ("group", "Group / cohort", choices.groups), ("team", "Team", choices.teams),
+                    ("answerer", "Answerer", choices.answerers), ("model", "Model", choices.models),
+                    ("prompt_version", "Prompt version", choices.prompt_versions),
+                    ("feature", "Rollout feature", choices.features)))}
+    return analytics.Filters(start=start, end=end, kind=kind,
+                             **{k: (None if v == ANY else v) for k, v in pick.items()}), split, weekly
+
+
+def _headline(o: analytics.Overview, cost: float) -> None:
+    cells = st.columns(6)
+    cells[0].metric("Questions", f"{o.questions:,}", help=f"{o.conversations:,} conversations")
+    per_person = "–" if o.questions_per_user is None else f"{o.questions_per_user:.1f}"
+    cells[1].metric("People", f"{o.users:,}", help=f"{per_person} questions per person")
+    cells[2].metric("Thumbs up", views.share_text(o.ratings).split(" (")[0],
+                    help=f"95% interval and count: {views.share_text(o.ratings)}")
+    cells[3].metric("Abstained", views.percent(o.abstention_rate), help=f"{o.abstained:,} of {o.answers:,} answers")
+    cells[4].metric("Cost", f"${cost:,.2f}", help=f"{o.input_tokens:,} tokens in, {o.output_tokens:,} out")
+    cells[5].metric("Latency p95", "–" if o.latency_p95 is None else f"{o.latency_p95:,} ms",
+                    help=f"p50 {o.latency_p50} ms; first token p50 {o.ttft_p50} ms, p95 {o.ttft_p95} ms")
+
+
+def _chart(chart, frame, key: str) -> None:
+    """A chart with the numbers behind it one click away."""
+    if frame.empty:
+        st.caption("Nothing in this period.")
+        return
+    st.altair_chart(chart, width="stretch")
+    with st.expander("Numbers", icon=":material/table:"):
+        st.dataframe(frame, hide_index=True, key=f"numbers_{key}")
+
+
+def _feedback_tab(fig: dict, split: str) -> None:
+    trend = views.trend_frame(fig["trend"])
+    st.subheader("Share of thumbs up")
+    _chart(views.trend_chart(trend), trend, "trend")
+    if split != "none":
+        st.dataframe(views.series_totals(fig["trend"]), hide_index=True,
+                     column_config={c: st.column_config.NumberColumn(format="percent")
+                                    for c in ("share_up", "ci_low", "ci_high")})
+    left, right = st.columns(2)
+    with left:
+        st.subheader("Why people dislike answers")
+        reasons = views.reasons_frame(fig["reasons"], web.reason_label)
+        _chart(views.bar_chart(reasons, "reason", "thumbs_down", "Thumbs down"), reasons, "reasons")
+    with right:
+        st.subheader("Latest comments")
+        comments = [{"when": c.at, "thumb": "👍" if c.thumb else "👎", "comment": c.comment,
+                     "reasons": ", ".join(map(web.reason_label, c.reasons)), "conversation": c.conversation_id}
+                    for c in fig["comments"]]
+        if comments:
+            st.dataframe(comments, hide_index=True, key="comments")
+        else:
+            st.caption("No comments in this period.")
+
+
+def _usage_tab(fig: dict, f: analytics.Filters) -> None:
+    usage = views.usage_frame(fig["usage"], fig["wau"])
+    st.subheader("Questions and active people")
+    _chart(views.lines_chart(usage, "day", ["questions", "daily_active_users", "weekly_active_users"], "Per day"),
+           usage, "usage")
+    spend = views.spend_frame(fig["spend"])
+    st.subheader("Cost per day and team")
+    _chart(views.cost_chart(spend), spend, "spend")
+    teams = views.team_frame(spend, settings.costs.team_budgets, (f.end - f.start).days + 1)
+    if not teams.empty:
+        st.dataframe(teams, hide_index=True, key="teams", column_config={
+            "cost": st.column_config.NumberColumn(format="dollar"),
+            "budget_for_period": st.column_config.NumberColumn(format="dollar"),
+            "share_of_budget": st.column_config.ProgressColumn(format="percent", min_value=0, max_value=1)})
+    latency = views.latency_frame(fig["latency"])
+    st.subheader("Latency")
+    _chart(views.lines_chart(latency, "day", ["latency_p50", "latency_p95", "ttft_p50", "ttft_p95"],
+                             "Milliseconds"), latency, "latency")
+
+
+def _triage_form(subject: str, subject_id: int, status: str, owner: str, note: str, key: str) -> None:
+    with st.form(f"triage_{key}", border=False):
+        cols = st.columns([1, 1, 2])
+        new_status = cols[0].selectbox("Status", TRIAGE_STATUSES, index=TRIAGE_STATUSES.index(status),
+                                       format_func=STATUS_LABELS.get)
+        new_owner = cols[1].text_input("Owner", value=owner, max_chars=255)
+        new_note = cols[2].text_input("Note", value=note, max_chars=review.MAX_NOTE_CHARS)
+        if st.form_submit_button("Save"):
+            with web.db() as session:
+                try:
+                    review.set_triage(session=session, actor=web.current_user(session), subject=subject,
+                                      subject_id=subject_id, status=new_status, owner=new_owner, note=new_note)
+                except store.FeedbackError as error:
+                    st.error(str(error))
+                    return
+            st.toast("Saved")
+            st.rerun()
+    with web.db() as session:
+        changes = review.triage_history(session=session, subject=subject, subject_id=subject_id)
+    if changes:
+        st.dataframe([{"when": c.at, "by": c.by, "from": STATUS_LABELS.get(c.old_status, c.old_status),
+                       "to": STATUS_LABELS[c.status], "owner": c.owner, "note": c.note} for c in changes],
+                     hide_index=True, key=f"history_{key}")
+
+
+def _answers_tab(f: analytics.Filters) -> None:
+    with web.db() as session:
+        counts = analytics.triage_counts(session, f)
+    status = st.segmented_control(
+        "Triage status", TRIAGE_STATUSES, key="triage_status",
+        format_func=lambda s: f"{STATUS_LABELS[s]} ({counts.get(s, 0):,})")
+    with web.db() as session:
+        rows = analytics.thumbs_down(session, f, triage_status=status, limit=25)
+    if not rows:
+        st.caption("No thumbs down here.")
+    for row in rows:
+        title = f"{STATUS_LABELS[row.triage_status]} · {row.question[:90]}"
+        with st.expander(web.plain(title)):
+            st.markdown("**Question**")
+            st.text(row.question)
+            st.markdown("**Answer**")
+            st.markdown(web.safe_markdown(row.answer) or "_(no text)_")
+            st.caption(web.plain(" · ".join(x for x in (row.status, row.answerer, row.model, row.prompt_version) if x)))
+            if row.sources:
+                st.dataframe([{k: s.get(k) for k in ("n", "title", "section", "source")} for s in row.sources],
+                             hide_index=True, key=f"sources_{row.rating_id}")
+            if row.reasons or row.comment:
+                st.markdown("**Feedback**")
+                st.text(", ".join(map(web.reason_label, row.reasons)) + (f"\n{row.comment}" if row.comment else ""))
+            if st.button("Open the conversation", key=f"open_{row.rating_id}", icon=":material/forum:"):
+                _conversation(row.conversation_id)
+            _triage_form("rating", row.rating_id, row.triage_status, row.triage_owner, row.triage_note,
+                         f"rating_{row.rating_id}")
+
+
+def _gaps_tab(f: analytics.Filters) -> None:
+    st.caption("Questions the assistant abstained on or whose answer was rated down, grouped by meaning.")
+    topics = _topics(f)
+    if not topics:
+        st.caption("No gaps in this period.")
+        return
+    st.dataframe(views.topics_frame(topics), hide_index=True, key="topics")
+    for i, topic in enumerate(topics[:15]):
+        people = "1 person" if topic.people == 1 else f"{topic.people} people"
+        with st.expander(web.plain(f"{topic.label} — {topic.count} questions from {people}")):
+            for example in topic.examples:
+                st.text(f"{example.at:%Y-%m-%d}  {'abstained' if example.abstained else 'rated down'}  "
+                        f"{example.question}")
+            if st.button("Open the latest conversation", key=f"gap_{i}", icon=":material/forum:"):
+                _conversation(topic.examples[0].conversation_id)
+
+
+def _tickets_tab(f: analytics.Filters) -> None:
+    status = st.segmented_control("Status", TRIAGE_STATUSES, key="ticket_status", format_func=STATUS_LABELS.get)
+    with web.db() as session:
+        found = review.tickets(session=session, since=f.since, until=f.until, status=status)
+    if not found:
+        st.caption("No problem reports here.")
+    for ticket in found:
+        with st.expander(web.plain(f"{STATUS_LABELS[ticket.status]} · {ticket.created_at:%Y-%m-%d} · "
+                                   f"{ticket.reporter} · {ticket.text[:80]}")):
+            st.text(ticket.text)
+            st.caption(web.plain(f"From {ticket.reporter} {ticket.email} on the {ticket.page or 'app'} page"))
+            if ticket.conversation_id and st.button("Open the conversation", key=f"ticket_open_{ticket.id}"):
+                _conversation(ticket.conversation_id)
+            _triage_form("ticket", ticket.id, ticket.status, ticket.owner, ticket.note, f"ticket_{ticket.id}")
+
+
+def _export_tab(f: analytics.Filters) -> None:
+    st.write("The answers of the filtered period with their ratings and comments, or the reviewed ones as "
+             "evaluation cases for `onboard eval --dataset`.")
+    stamp = f"{f.start:%Y%m%d}-{f.end:%Y%m%d}"
+    if st.button("Prepare the exports", icon=":material/download:"):
+        with web.db() as session:
+            st.session_state["exports"] = (review.export_csv(session, f), review.export_eval_jsonl(session, f))
+    if "exports" in st.session_state:
+        answers_csv, cases = st.session_state["exports"]
+        st.download_button("Answers (CSV)", answers_csv, f"answers-{stamp}.csv", "text/csv")
+        st.download_button("Reviewed answers (JSONL, evaluation format)", cases, f"reviewed-{stamp}.jsonl",
+                           "application/jsonl")
+
+
+st.title("Dashboard")
+filters, split, weekly = _filters()
+figures = _figures(filters, split, weekly, tuple(settings.access.pilot_groups))
+_headline(figures["overview"], sum(s.cost for s in figures["spend"]))
+tabs = st.tabs(["Feedback", "Usage and cost", "Worst answers", "Knowledge gaps", "Problem reports", "Export"])
+with tabs[0]:
+    _feedback_tab(figures, split)
+with tabs[1]:
+    _usage_tab(figures, filters)
+with tabs[2]:
+    _answers_tab(filters)
+with tabs[3]:
+    _gaps_tab(filters)
+with tabs[4]:
+    _tickets_tab(filters)
+with tabs[5]:
+    _export_tab(filters)

@@ -66,7 +66,7 @@ def test_an_admin_sees_the_chat_and_the_admin_page(data_dir):
     at = ok(app(ADMIN).run())
     assert at.title[0].value == "Ask the handbook"
     ok(at.switch_page("pages/admin.py").run())
-    assert at.title[0].value == "Admin" and "coming" in at.info[0].value
+    assert at.title[0].value == "Dashboard" and "Share of thumbs up" in [h.value for h in at.subheader]
 
 
 def test_a_user_from_another_domain_is_refused(monkeypatch, data_dir):
@@ -94,7 +94,7 @@ def test_local_mode_shows_the_banner(data_dir):
     at = ok(AppTest.from_file(APP, default_timeout=120).run())
     assert at.info[0].value == web.LOCAL_MODE_NOTICE
     ok(at.switch_page("pages/admin.py").run())  # the local developer has every role
-    assert at.title[0].value == "Admin"
+    assert at.title[0].value == "Dashboard"
 
 
 def test_production_without_login_refuses_to_start(monkeypatch):

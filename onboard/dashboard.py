@@ -1,0 +1,144 @@
+"""Tables and charts of the admin dashboard, from :mod:`feedback.analytics` rows (no Streamlit here).
+
+Each function returns a pandas ``DataFrame`` (the numbers behind a chart,
+shown a click away) and, where a picture helps, an Altair chart built from
+that same frame, so what the chart shows and what the table says never differ.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from datetime import date
+
+import altair as alt
+import pandas as pd
+
+from feedback.analytics import DailyUsage, LatencyPoint, Share, Spend, TrendPoint, monday, weekly_share
+from feedback.gaps import Topic
+
+
+def percent(value: float | None) -> str:
+    return "–" if value is None else f"{value:.0%}"
+
+
+def share_text(share: Share) -> str:
+    """``"82% (76–87%, n=230)"``: the share of thumbs up with its 95% interval."""
+    if not share.n:
+        return "no ratings"
+    low, high = share.interval
+    return f"{share.share:.0%} ({low:.0%}–{high:.0%}, n={share.n:,})"
+
+
+def trend_frame(points: Iterable[TrendPoint]) -> pd.DataFrame:
+    rows = []
+    for p in points:
+        low, high = p.share.interval or (None, None)
+        rows.append({"period": pd.Timestamp(p.period), "series": p.series, "ratings": p.share.n,
+                     "thumbs_up": p.share.up, "thumbs_down": p.share.down, "share_up": p.share.share,
+                     "ci_low": low, "ci_high": high})
+    return pd.DataFrame(rows, columns=["period", "series", "ratings", "thumbs_up", "thumbs_down", "share_up",
+                                       "ci_low", "ci_high"])
+
+
+def trend_chart(frame: pd.DataFrame) -> alt.Chart:
+    """Share of thumbs up per period, one line per series, with its 95% interval as a band."""
+    base = alt.Chart(frame).encode(
+        x=alt.X("period:T", title=None),
+        color=alt.Color("series:N", title=None, legend=alt.Legend(orient="bottom")),
+    )
+    band = base.mark_area(opacity=0.15).encode(
+        y=alt.Y("ci_low:Q", title="Thumbs up", axis=alt.Axis(format="%"), scale=alt.Scale(domain=[0, 1])),
+        y2="ci_high:Q",
+    )
+    line = base.mark_line(point=True).encode(
+        y="share_up:Q",
+        tooltip=[alt.Tooltip("period:T"), "series:N", alt.Tooltip("share_up:Q", format=".0%"),
+                 alt.Tooltip("ci_low:Q", format=".0%", title="95% low"),
+                 alt.Tooltip("ci_high:Q", format=".0%", title="95% high"), "ratings:Q"],
+    )
+    return (band + line).properties(height=260)
+
+
+def reasons_frame(counts: Mapping[str, int], label=str) -> pd.DataFrame:
+    return pd.DataFrame([{"reason": label(r), "thumbs_down": n} for r, n in counts.items()],
+                        columns=["reason", "thumbs_down"]).sort_values("thumbs_down", ascending=False)
+
+
+def bar_chart(frame: pd.DataFrame, category: str, value: str, title: str | None = None) -> alt.Chart:
+    return alt.Chart(frame).mark_bar().encode(
+        x=alt.X(f"{value}:Q", title=title), y=alt.Y(f"{category}:N", sort="-x", title=None),
+        tooltip=[category, value],
+    ).properties(height=max(80, 26 * len(frame)))
+
+
+def usage_frame(days: Sequence[DailyUsage], weekly_active: Mapping[date, int]) -> pd.DataFrame:
+    frame = pd.DataFrame([vars(d) for d in days], columns=[
+        "day", "questions", "conversations", "users", "answers", "abstained", "input_tokens", "output_tokens"])
+    frame = frame.rename(columns={"users": "daily_active_users"})
+    frame["day"] = pd.to_datetime(frame["day"])
+    frame["weekly_active_users"] = [weekly_active.get(monday(d.date())) for d in frame["day"]]
+    return frame
+
+
+def lines_chart(frame: pd.DataFrame, x: str, columns: Sequence[str], title: str, fmt: str = ",.0f") -> alt.Chart:
+    """Several columns of one frame as lines sharing an axis."""
+    long = frame.melt(id_vars=[x], value_vars=list(columns), var_name="series", value_name="value")
+    return alt.Chart(long).mark_line(point=len(frame) < 60).encode(
+        x=alt.X(f"{x}:T", title=None),
+        y=alt.Y("value:Q", title=title, axis=alt.Axis(format=fmt)),
+        color=alt.Color("series:N", title=None, legend=alt.Legend(orient="bottom")),
+        tooltip=[alt.Tooltip(f"{x}:T"), "series:N", alt.Tooltip("value:Q", format=fmt)],
+    ).properties(height=240)
+
+
+def spend_frame(rows: Iterable[Spend]) -> pd.DataFrame:
+    frame = pd.DataFrame([vars(r) for r in rows],
+                         columns=["day", "team", "model", "input_tokens", "output_tokens", "cost"])
+    frame["day"] = pd.to_datetime(frame["day"])
+    return frame
+
+
+def cost_chart(frame: pd.DataFrame) -> alt.Chart:
+    """Cost per day, stacked by team."""
+    daily = frame.groupby(["day", "team"], as_index=False)["cost"].sum()
+    return alt.Chart(daily).mark_bar().encode(
+        x=alt.X("day:T", title=None), y=alt.Y("cost:Q", title="Cost (USD)", axis=alt.Axis(format="$,.2f")),
+        color=alt.Color("team:N", title=None, legend=alt.Legend(orient="bottom")),
+        tooltip=[alt.Tooltip("day:T"), "team:N", alt.Tooltip("cost:Q", format="$,.4f")],
+    ).properties(height=240)
+
+
+def team_frame(frame: pd.DataFrame, budgets: Mapping[str, float], days: int) -> pd.DataFrame:
+    """Tokens and cost per team over the period, next to each team's monthly budget (pro rata for the period)."""
+    teams = frame.groupby("team", as_index=False)[["input_tokens", "output_tokens", "cost"]].sum()
+    for team in budgets:
+        if team not in set(teams["team"]):
+            teams.loc[len(teams)] = {"team": team, "input_tokens": 0, "output_tokens": 0, "cost": 0.0}
+    monthly = teams["team"].map(lambda t: budgets.get(t))
+    teams["budget_for_period"] = monthly * days / 30.4375
+    teams["share_of_budget"] = teams["cost"] / teams["budget_for_period"]
+    return teams.sort_values("cost", ascending=False).reset_index(drop=True)
+
+
+def latency_frame(points: Iterable[LatencyPoint]) -> pd.DataFrame:
+    frame = pd.DataFrame([vars(p) for p in points],
+                         columns=["day", "latency_p50", "latency_p95", "ttft_p50", "ttft_p95"])
+    frame["day"] = pd.to_datetime(frame["day"])
+    return frame
+
+
+def topics_frame(topics: Iterable[Topic]) -> pd.DataFrame:
+    return pd.DataFrame(
+        [{"topic": t.label, "questions": t.count, "people": t.people, "abstained": t.abstained,
+          "rated_down": t.rated_down, "example": t.examples[0].question if t.examples else ""} for t in topics],
+        columns=["topic", "questions", "people", "abstained", "rated_down", "example"],
+    )
+
+
+def series_totals(points: Iterable[TrendPoint]) -> pd.DataFrame:
+    """Per series over the whole period: ratings, share of thumbs up and its interval."""
+    rows = []
+    for series, share in weekly_share(points).items():
+        low, high = share.interval or (None, None)
+        rows.append({"series": series, "ratings": share.n, "share_up": share.share, "ci_low": low, "ci_high": high})
+    return pd.DataFrame(rows, columns=["series", "ratings", "share_up", "ci_low", "ci_high"])
