@@ -17,6 +17,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
+import Stemmer
 from scipy.cluster.hierarchy import fcluster, linkage
 
 from feedback.analytics import GapQuestion
@@ -24,6 +25,7 @@ from feedback.analytics import GapQuestion
 #: Questions at least this similar (cosine, average over the group) share a topic.
 DEFAULT_SIMILARITY = 0.45
 _WORD = re.compile(r"[^\W\d_][\w'-]*")
+_STEMMER = Stemmer.Stemmer("english")
 #: Words too common in questions to name a topic.
 _COMMON = frozenset(
     """a about after again all am an and any are as at be been before being but by can could did do does doing
@@ -81,10 +83,19 @@ def _topic(group: list[GapQuestion], examples: int) -> Topic:
 
 
 def topic_label(texts: Sequence[str], words: int = 3) -> str:
-    """The words most of the questions use (counted once per question), most shared first."""
+    """The words most of the questions use, most shared first.
+
+    Words are compared by their stem ("bike" and "bikes" are one word, counted
+    once per question) and shown in their most frequent spelling.
+    """
     counts: Counter[str] = Counter()
+    spellings: dict[str, Counter[str]] = {}
     for text in texts:
-        counts.update({w for w in _WORD.findall(text.lower()) if w not in _COMMON and len(w) > 2})
+        found = [w for w in _WORD.findall(text.lower()) if w not in _COMMON and len(w) > 2]
+        stems = _STEMMER.stemWords(found)
+        counts.update(set(stems))
+        for stem, word in zip(stems, found, strict=True):
+            spellings.setdefault(stem, Counter())[word] += 1
     if not counts:
         return texts[0][:60] if texts else ""
-    return ", ".join(word for word, _ in counts.most_common(words))
+    return ", ".join(spellings[stem].most_common(1)[0][0] for stem, _ in counts.most_common(words))

@@ -1,0 +1,132 @@
+# ruff: noqa: F811  (the fixtures imported from test_chat_app are parameters here)
+"""The admin dashboard page with AppTest, on a database seeded through :mod:`feedback.store`.
+
+The figures themselves are checked against hand-computed values in
+``test_dashboard_analytics.py``; here: the page shows them, its filters change
+them, triage saves and records history, the exports hold the filtered rows,
+knowledge gaps are grouped, and people who are not admins never get the page.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+
+import pytest
+from sqlmodel import select
+from streamlit.testing.v1 import AppTest
+from test_chat_app import APP, _fresh_resources, data_dir, db, indexed_handbook, ok  # noqa: F401
+from test_login import ADMIN, EMPLOYEE, app
+
+from feedback import store
+from feedback.models import Rating, Triage, TriageEvent
+
+SOURCE = {"n": 1, "source": "parking.md", "title": "Parking", "section": "Garage", "url": None, "chunk_id": "c1",
+          "passage": "Staff park in the north garage.", "cited": True}
+
+
+def seed(session) -> dict:
+    """Two people: Pia (pilot, team Eng, model m2) and Sam (team Sales, model m1).
+
+    Pia: 3 answers (up, down "incorrect" + comment, abstained + down); Sam: 2 answers (up, up).
+    """
+    pia = store.get_or_create_user(session=session, subject="pia", name="Pia", groups=["pilot"], team="Eng")
+    sam = store.get_or_create_user(session=session, subject="sam", name="Sam", groups=["sales"], team="Sales")
+    ids = {}
+    plan = [
+        (pia, "m2", "where do I park my car?", False, 1, [], None),
+        (pia, "m2", "is there parking for bikes <b>?", False, 0, ["incorrect"], "=wrong garage"),
+        (pia, "m2", "where can I leave my bike overnight?", True, 0, [], None),
+        (sam, "m1", "how much PTO do I get", False, 1, [], None),
+        (sam, "m1", "when is payday", False, 1, [], None),
+    ]
+    conversations = {}
+    for user, model, question, abstained, thumb, reasons, comment in plan:
+        if user.id not in conversations:
+            conversations[user.id] = store.create_conversation(session=session, user=user).id
+        q = store.add_user_message(session=session, user=user, conversation_id=conversations[user.id],
+                                   content=question)
+        a = store.start_answer(session=session, question_id=q.id, answerer="llm", model=model, prompt_version="v1")
+        store.finish_answer(session=session, answer_id=a.id, content=f"About {question}", sources=[SOURCE],
+                            input_tokens=1000, output_tokens=100, latency_ms=500, ttft_ms=50, abstained=abstained)
+        store.rate(session=session, user=user, message_id=a.id, thumb=thumb, reasons=reasons, comment=comment)
+        ids[question] = a.id
+    return ids
+
+
+@pytest.fixture
+def dashboard(data_dir, db, monkeypatch) -> AppTest:
+    monkeypatch.setenv("ONBOARD_COSTS__PRICES", json.dumps({"m2": {"input": 10, "output": 100}}))
+    seed(db)
+    at = AppTest.from_file(APP, default_timeout=120)  # local mode: the local developer is an admin
+    ok(at.run())
+    return ok(at.switch_page("pages/admin.py").run())
+
+
+def metrics(at: AppTest) -> dict[str, str]:
+    return {m.label: m.value for m in at.metric}
+
+
+def test_the_page_shows_the_figures_and_a_filter_narrows_them(dashboard):
+    at = dashboard
+    assert at.title[0].value == "Dashboard"
+    # 5 answers, 2 people; thumbs up 3 of 5; 1 abstained of 5; cost: m2 only, 3 × (1000×10 + 100×100) / 1e6 = $0.06
+    assert metrics(at) == {"Questions": "5", "People": "2", "Thumbs up": "60%", "Abstained": "20%",
+                           "Cost": "$0.06", "Latency p95": "500 ms"}
+    ok(at.selectbox(key="filter_model").set_value("m1").run())
+    assert metrics(at)["Questions"] == "2" and metrics(at)["Thumbs up"] == "100%" and metrics(at)["Cost"] == "$0.00"
+    at.selectbox(key="filter_model").set_value("(any)")
+    ok(at.selectbox(key="filter_group").set_value("pilot").run())
+    assert metrics(at)["Questions"] == "3" and metrics(at)["People"] == "1" and metrics(at)["Thumbs up"] == "33%"
+
+
+def test_triage_a_thumbs_down_and_keep_its_history(dashboard, db):
+    at = dashboard
+    labels = [e.label for e in at.expander]
+    assert any("is there parking for bikes" in label for label in labels)
+    rating = db.exec(select(Rating).where(Rating.comment == "=wrong garage")).one()
+    form = f"triage_rating_{rating.id}"
+    status = next(s for s in at.selectbox if s.label == "Status" and form in str(s.proto.form_id))
+    status.set_value("in_progress")
+    next(t for t in at.text_input if t.label == "Owner" and form in str(t.proto.form_id)).set_value("Ana")
+    next(t for t in at.text_input if t.label == "Note" and form in str(t.proto.form_id)).set_value("garage moved")
+    ok(next(b for b in at.button if form in str(b.proto.form_id)).click().run())
+    db.expire_all()
+    entry = db.exec(select(Triage).where(Triage.subject == "rating", Triage.subject_id == rating.id)).one()
+    assert (entry.status, entry.owner, entry.note) == ("in_progress", "Ana", "garage moved")
+    events = db.exec(select(TriageEvent).where(TriageEvent.triage_id == entry.id)).all()
+    assert [(e.old_status, e.status) for e in events] == [("new", "in_progress")]
+    ok(at.segmented_control(key="triage_status").set_value("in_progress").run())
+    assert [e.label for e in at.expander if "parking" in e.label and "garage" not in e.label.lower()]
+    assert all("In progress" in e.label for e in at.expander if e.label.startswith(("New", "In progress")))
+
+
+def test_exports_hold_the_filtered_answers(dashboard):
+    at = dashboard
+    ok(next(b for b in at.button if b.label == "Prepare the exports").click().run())
+    answers_csv, cases = at.session_state["exports"]
+    rows = list(csv.DictReader(io.StringIO(answers_csv)))
+    assert len(rows) == 5
+    bikes = next(r for r in rows if "bikes" in r["question"])
+    assert bikes["comment"] == "'=wrong garage" and bikes["thumb"] == "0" and json.loads(bikes["reasons"]) == ["incorrect"]
+    reviewed = [json.loads(line) for line in cases.splitlines()]
+    assert sorted(c["question"] for c in reviewed) == ["how much PTO do I get", "when is payday",
+                                                       "where do I park my car?"]
+    assert all(c["gold_files"] == ["parking.md"] for c in reviewed)
+
+
+def test_knowledge_gaps_group_the_parking_questions(dashboard):
+    topics = next(df for df in dashboard.dataframe if "topic" in df.value.columns).value
+    # the two parking questions rated down or abstained form one topic, from one person
+    assert topics.iloc[0]["questions"] == 2 and topics.iloc[0]["people"] == 1
+    assert topics.iloc[0]["topic"].startswith("bike")
+
+
+def test_an_employee_cannot_open_the_dashboard(data_dir):
+    at = ok(app(EMPLOYEE).run())
+    with pytest.raises(ValueError):
+        at.switch_page("pages/admin.py")
+    at = ok(app(ADMIN).run())
+    ok(at.switch_page("pages/admin.py").run())
+    assert at.title[0].value == "Dashboard"
