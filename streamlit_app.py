@@ -8,13 +8,14 @@
 - Local mode (no ``[auth]``): the local developer, with a banner saying so on
   every page. Production refuses to start without a valid ``[auth]``.
 
+Every page gets the Help panel (:mod:`onboard.help_panel`) in its sidebar.
 Only the pages the person may open (:func:`onboard.access.pages_for`) are
 registered with ``st.navigation``, so another page's URL is "page not found".
 """
 
 import streamlit as st
 
-from onboard import web
+from onboard import help_panel, web
 from onboard.access import AccessDenied, check_auth_config, pages_for, token_expired
 
 st.set_page_config(page_title="Onboarding assistant", page_icon=":material/school:", layout="wide")
@@ -79,4 +80,6 @@ else:
 
 allowed = pages_for(identity)
 pages = [st.Page(**spec) for key, spec in PAGES.items() if key in allowed]
-st.navigation(pages).run()
+current = st.navigation(pages)
+current.run()
+help_panel.render(current.url_path or "chat")

@@ -82,6 +82,10 @@ class AnswerConfig(BaseModel):
     temperature: float = Field(0.0, ge=0.0, le=2.0)
     #: Prompt files ``assistant/prompts/answer-{version}.md`` and ``rewrite-{version}.md``.
     prompt_version: str = Field("v1", pattern=r"^[A-Za-z0-9._-]+$")
+    #: What the passages are, in the answers' own words ("the handbook doesn't seem to cover this").
+    source_name: str = "handbook"
+    #: The answer prompt's file name before ``-{version}.md`` (the support bot has its own).
+    answer_prompt: str = Field("answer", pattern=r"^[A-Za-z0-9._-]+$")
     #: Who to ask when the handbook does not answer.
     contact: str = "People Ops (#people-ops, people@northwind.example)"
     #: Extractive answers quote at most this many sentences (or table rows).
@@ -188,7 +192,7 @@ class Assistant:
         if config.mode == "llm":
             if chat_model is None:
                 raise AssistantError("Answer mode 'llm' needs a chat model: build the assistant with make_assistant().")
-            self.answer_chain = generative.load_prompt("answer", config.prompt_version) | chat_model
+            self.answer_chain = generative.load_prompt(config.answer_prompt, config.prompt_version) | chat_model
             self.rewrite_chain = generative.load_prompt("rewrite", config.prompt_version) | chat_model
 
     def ask(
@@ -259,7 +263,8 @@ class Assistant:
         turn.answerer = self.config.mode
         turn.prompt_version = self.config.prompt_version if self.config.mode == "llm" else EXTRACTIVE_VERSION
         reason = reason.rstrip(".")
-        yield turn.emit(f"The handbook doesn't seem to cover this: {reason}. Please ask {self.config.contact}.")
+        yield turn.emit(f"The {self.config.source_name} doesn't seem to cover this: {reason}. "
+                        f"Please ask {self.config.contact}.")
 
     # -- extractive ------------------------------------------------------------------------------
 

@@ -225,7 +225,9 @@ class KnowledgeBase:
             similarity = top[0].dense
             if similarity is None:  # found by keywords only: compare with its stored vector
                 stored = self.store.collection.get(ids=[top[0].id], include=["embeddings"])
-                similarity = float(np.asarray(stored["embeddings"][0], dtype=np.float32) @ vector)
+                vectors = stored.get("embeddings")
+                if vectors is not None and len(vectors):  # else removed since the keyword index was loaded
+                    similarity = float(np.asarray(vectors[0], dtype=np.float32) @ vector)
         tokens: set[str] = set()
         for hit in top[: cfg.evidence_passages]:
             tokens.update(tokenize(_index_text(hit.metadata, hit.text)))

@@ -101,3 +101,13 @@ def make_assistant(settings: Settings, knowledge_base: KnowledgeBase | None = No
     knowledge_base = knowledge_base or make_knowledge_base(settings)
     chat_model = make_chat_model(settings.answer) if settings.answer.mode == "llm" else None
     return Assistant(knowledge_base=knowledge_base, config=settings.answer, chat_model=chat_model)
+
+
+def make_support_desk(settings: Settings, knowledge_base: KnowledgeBase, engine: Engine):
+    """The support bot, sharing the handbook's embedding model and Chroma client, its documentation indexed."""
+    from onboard.support import SupportDesk
+
+    desk = SupportDesk(settings=settings, embeddings=knowledge_base.embeddings, client=knowledge_base.store.client,
+                       engine=engine, ingest_options=ingest_options(settings))
+    desk.refresh(force=True)
+    return desk

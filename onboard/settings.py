@@ -19,6 +19,7 @@ from assistant.retrieval import RetrievalConfig
 from feedback.store import DEFAULT_REASONS
 from onboard.access import AccessSettings
 from onboard.rollout import RolloutSettings
+from onboard.support import SupportSettings
 
 
 class EmbeddingSettings(BaseModel):
@@ -121,6 +122,7 @@ class Settings(BaseSettings):
     rollout: RolloutSettings = RolloutSettings()
     costs: CostSettings = CostSettings()
     dashboard: DashboardSettings = DashboardSettings()
+    support: SupportSettings = SupportSettings()
 
     @model_validator(mode="after")
     def _fill_paths(self) -> Settings:

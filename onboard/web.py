@@ -34,7 +34,7 @@ import streamlit as st
 from sqlalchemy import Engine
 from sqlmodel import Session
 
-from feedback import store
+from feedback import review, store
 from feedback.models import Conversation, Message, Rating, User
 from onboard import factories
 from onboard.access import LOCAL_IDENTITY, Identity, identity_from_claims
@@ -49,6 +49,7 @@ LOCAL_USER = {"subject": LOCAL_IDENTITY.subject, "email": LOCAL_IDENTITY.email, 
               "groups": sorted(LOCAL_IDENTITY.groups)}
 LOCAL_MODE_NOTICE = "Local mode: no login configured"
 CONVERSATION_KIND = "assistant"
+SUPPORT_KIND = "support"
 MAX_COMMENT_CHARS = store.MAX_COMMENT_CHARS
 #: Statuses of an answer that can be rated and is worth sending back to the assistant as history.
 ANSWERED = ("complete", "abstained")
@@ -77,6 +78,20 @@ def _knowledge_base(key: str, _settings: Settings):
 def _assistant(key: str, answer_key: str, _settings: Settings):
     """One assistant per answering configuration (rollout features may change it), sharing one knowledge base."""
     return factories.make_assistant(_settings, _knowledge_base(key, _settings))
+
+
+@st.cache_resource(show_spinner="Loading the help…")
+def _support_desk(key: str, _settings: Settings):
+    return factories.make_support_desk(_settings, _knowledge_base(key, _settings), _engine(_settings.database_url,
+                                                                                             _settings))
+
+
+def support_desk():
+    """The support bot, its documentation re-indexed first if a file changed."""
+    current = settings()
+    desk = _support_desk(current.model_dump_json(), current)
+    desk.refresh()
+    return desk
 
 
 def embed_texts(texts: list[str]):
@@ -244,7 +259,7 @@ def check_message(text: str | None) -> str | None:
 # --- conversations and ratings -----------------------------------------------------------------------------------
 
 
-def store_question(*, conversation_id: str | None, text: str) -> tuple[str, Message]:
+def store_question(*, conversation_id: str | None, text: str, kind: str = CONVERSATION_KIND) -> tuple[str, Message]:
     """Store the question before anything is done with it, in a new conversation if there is none."""
     with db() as session:
         user = current_user(session)
@@ -254,7 +269,7 @@ def store_question(*, conversation_id: str | None, text: str) -> tuple[str, Mess
             except store.NotFound:  # deleted in another tab meanwhile
                 conversation_id = None
         if not conversation_id:
-            conversation_id = store.create_conversation(session=session, user=user, kind=CONVERSATION_KIND).id
+            conversation_id = store.create_conversation(session=session, user=user, kind=kind).id
         message = store.add_user_message(session=session, user=user, conversation_id=conversation_id, content=text)
     return conversation_id, message
 
@@ -288,6 +303,30 @@ def withdraw_rating(message_id: int) -> None:
         store.withdraw_rating(session=session, user=current_user(session), message_id=message_id)
 
 
+def report_problem(text: str, *, page: str, conversation_id: str | None = None,
+                   message_id: int | None = None) -> int:
+    """File a problem report for the person using the app; returns its number."""
+    with db() as session:
+        return review.report_problem(session=session, user=current_user(session), text=text, page=page,
+                                     conversation_id=conversation_id, message_id=message_id).id
+
+
+def support_state() -> tuple[str | None, list[Turn]]:
+    """The person's latest support conversation and its turns (none yet: ``(None, [])``)."""
+    with db() as session:
+        user = current_user(session)
+        latest = store.list_conversations(session=session, user=user, kind=SUPPORT_KIND, limit=1)
+        if not latest:
+            return None, []
+        entries = store.history(session=session, user=user, conversation_id=latest[0].id)
+    return latest[0].id, turns(entries)
+
+
+def new_support_conversation() -> str:
+    with db() as session:
+        return store.create_conversation(session=session, user=current_user(session), kind=SUPPORT_KIND).id
+
+
 def reason_label(reason: str) -> str:
     return reason.replace("_", " ").capitalize()
 
@@ -303,6 +342,14 @@ def answer(
     features = features_for(who, settings().rollout)
     return answer_turn(engine=engine(), assistant=lambda: assistant(features), question=question, history=history,
                        write=write, where=retrieval_filter(who), features=features)
+
+
+def answer_support(
+    *, question: Message, history: list[tuple[str, str]], write: Callable[[Iterable[str]], object]
+) -> Outcome:
+    """Answer a question about the app from its documentation (admin pages only for admins)."""
+    return answer_turn(engine=engine(), assistant=lambda: support_desk().assistant, question=question,
+                       history=history, write=write, where=retrieval_filter(identity()))
 
 
 # --- safe text ---------------------------------------------------------------------------------------------------

@@ -112,7 +112,7 @@ def _headline(o: analytics.Overview, cost: float) -> None:
     cells[0].metric("Questions", f"{o.questions:,}", help=f"{o.conversations:,} conversations")
     per_person = "–" if o.questions_per_user is None else f"{o.questions_per_user:.1f}"
     cells[1].metric("People", f"{o.users:,}", help=f"{per_person} questions per person")
-    cells[2].metric("Thumbs up", views.share_text(o.ratings).split(" (")[0],
+    cells[2].metric("Thumbs up", views.percent(o.ratings.share),
                     help=f"95% interval and count: {views.share_text(o.ratings)}")
     cells[3].metric("Abstained", views.percent(o.abstention_rate), help=f"{o.abstained:,} of {o.answers:,} answers")
     cells[4].metric("Cost", f"${cost:,.2f}", help=f"{o.input_tokens:,} tokens in, {o.output_tokens:,} out")
@@ -142,7 +142,10 @@ def _feedback_tab(fig: dict, split: str) -> None:
     with left:
         st.subheader("Why people dislike answers")
         reasons = views.reasons_frame(fig["reasons"], web.reason_label)
-        _chart(views.bar_chart(reasons, "reason", "thumbs_down", "Thumbs down"), reasons, "reasons")
+        if reasons["thumbs_down"].sum() == 0:
+            st.caption("No reasons given in this period.")
+        else:
+            _chart(views.bar_chart(reasons, "reason", "thumbs_down", "Thumbs down"), reasons, "reasons")
     with right:
         st.subheader("Latest comments")
         comments = [{"when": c.at, "thumb": "👍" if c.thumb else "👎", "comment": c.comment,

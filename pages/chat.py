@@ -15,6 +15,7 @@ import streamlit as st
 from assistant.errors import AssistantError
 from feedback.store import FeedbackError
 from onboard import web
+from onboard.help_panel import report_dialog
 
 log = logging.getLogger(__name__)
 
@@ -167,6 +168,9 @@ def _answer(turn: web.Turn, *, last: bool) -> None:
                             on_change=_rate, args=(answer.id,))
                 with st.popover("Copy", icon=":material/content_copy:", key=f"copy-{answer.id}", type="tertiary"):
                     st.code(answer.content, language=None, wrap_lines=True)
+            if answer is not None and st.button("Report a problem", icon=":material/flag:", type="tertiary",
+                                                 key=f"report-{answer.id}"):
+                report_dialog("chat", answer.conversation_id, answer.id)
             if last:
                 st.button("Regenerate", icon=":material/refresh:", type="tertiary",
                           key=f"regenerate-{turn.question.id}", on_click=_regenerate, args=(turn.question.id,))

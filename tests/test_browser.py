@@ -121,3 +121,71 @@ def test_ask_rate_reload_and_resume_in_a_browser(server, tmp_path):
         finally:
             browser.close()
     assert _stored_thumb() == 1
+
+
+def _ticket_status(timeout_s: float = 15) -> str | None:
+    """The triage status of the only problem report, waiting for it to change from new."""
+    from sqlmodel import select
+
+    from feedback.models import Ticket, Triage
+
+    engine = factories.make_engine(Settings())
+    deadline = time.monotonic() + timeout_s
+    try:
+        while True:
+            with Session(engine) as session:
+                ticket = session.exec(select(Ticket)).first()
+                entry = ticket and session.exec(
+                    select(Triage).where(Triage.subject == "ticket", Triage.subject_id == ticket.id)).first()
+                if entry is not None or time.monotonic() > deadline:
+                    return entry.status if entry else None
+            time.sleep(0.2)
+    finally:
+        engine.dispose()
+
+
+def test_report_a_problem_from_an_answer_then_triage_it_on_the_dashboard(server, tmp_path):
+    """Local mode is an employee and an admin at once: report from an answer, then triage it as the admin."""
+    from playwright.sync_api import expect, sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_FLAGS)
+        try:
+            page = browser.new_page(viewport={"width": 1400, "height": 1000})
+            page.set_default_timeout(STEP_MS)
+            page.goto(server)
+            chat_box = page.get_by_test_id("stChatInputTextArea")
+            chat_box.wait_for(timeout=FIRST_LOAD_MS)
+            chat_box.fill(QUESTION)
+            chat_box.press("Enter")
+            answer = page.get_by_test_id("stChatMessage").nth(1)
+            expect(answer.get_by_test_id("stExpander").first).to_contain_text("[1]")
+
+            answer.get_by_role("button", name="Report a problem").click()
+            dialog = page.get_by_role("dialog")
+            dialog.get_by_label("What went wrong?").fill("The PTO answer misses <b>carry-over</b>")
+            dialog.get_by_role("button", name="Send the report").click()
+            expect(page.get_by_text("problem report #1")).to_be_visible()
+
+            page.get_by_test_id("stSidebarNav").get_by_role("link", name="Dashboard").click()
+            expect(page.get_by_role("heading", name="Share of thumbs up")).to_be_visible()
+            page.get_by_test_id("stSelectbox").filter(has_text="Answerer").click()
+            page.get_by_role("option", name="extractive").click()
+            expect(page.get_by_test_id("stMetric").filter(has_text="Questions")).to_contain_text("1")
+            page.screenshot(path=str(tmp_path / "dashboard-filtered.png"), full_page=True)
+
+            page.get_by_role("tab", name="Problem reports").click()
+            report = page.get_by_test_id("stExpander").filter(has_text="carry-over")
+            report.click()
+            expect(report).to_contain_text("The PTO answer misses <b>carry-over</b>")  # shown as text, not HTML
+            page.screenshot(path=str(tmp_path / "ticket-open.png"), full_page=True)
+            status = report.get_by_role("combobox")
+            status.click()
+            status.fill("In progress")
+            status.press("Enter")
+            report.get_by_role("button", name="Save").click()
+            expect(page.get_by_text("Saved")).to_be_visible()
+            page.screenshot(path=str(tmp_path / "ticket-triaged.png"), full_page=True)
+        finally:
+            browser.close()
+    assert _ticket_status() == "in_progress"

@@ -1,0 +1,136 @@
+"""The in-app help: a sidebar panel on every page where people ask the support bot, and "Report a problem".
+
+The support bot answers from the project's documentation only (see
+:mod:`onboard.support`); its conversations are stored like the assistant's,
+marked ``support``, with thumbs on every answer. "Report a problem" opens a
+short form from here or from any answer in the chat, and files a ticket the
+admins triage on the dashboard. Like the pages, this only lays things out:
+storing and answering go through :mod:`onboard.web`.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import streamlit as st
+
+from feedback.store import FeedbackError
+from onboard import web
+
+log = logging.getLogger(__name__)
+
+SHOWN_TURNS = 3
+HELP_INPUT_CHARS = 1000
+
+
+@st.dialog("Report a problem")
+def report_dialog(page: str, conversation_id: str | None = None, message_id: int | None = None,
+                  text: str = "") -> None:
+    """A short form: what went wrong. The page, conversation and answer are attached by the app."""
+    if message_id is not None:
+        st.caption("The answer you reported from is attached, so the team can see what you saw.")
+    with st.form("report-problem", border=False):
+        body = st.text_area("What went wrong?", value=text, max_chars=4000, height=150,
+                            placeholder="What did you try, what happened, what did you expect?")
+        if st.form_submit_button("Send the report", icon=":material/send:", type="primary"):
+            try:
+                number = web.report_problem(body, page=page, conversation_id=conversation_id, message_id=message_id)
+            except FeedbackError as error:
+                st.error(str(error))
+                return
+            except Exception:
+                log.exception("could not store a problem report")
+                st.error("Your report could not be saved. Please try again in a moment.")
+                return
+            st.session_state["reported"] = number
+            st.rerun()
+
+
+def _rate(message_id: int) -> None:
+    thumb = st.session_state.get(f"help-thumb-{message_id}")
+    try:
+        if thumb is None:
+            web.withdraw_rating(message_id)
+        else:
+            web.rate(message_id, thumb)
+    except FeedbackError as error:
+        st.session_state["help-error"] = str(error)
+
+
+def _turn(turn: web.Turn, page: str, conversation_id: str) -> None:
+    st.markdown(f"**{web.plain(turn.question.content)}**")
+    answer = turn.answer
+    if answer is None or answer.status == "pending":
+        st.caption("No answer yet.")
+        return
+    if answer.content:
+        st.markdown(web.safe_markdown(answer.content))
+    if answer.status not in web.ANSWERED:
+        st.caption(web.plain(answer.error or web.UNEXPECTED))
+        return
+    cited = [s for s in answer.sources if s.get("cited", True)]
+    for source in cited:
+        section = str(source.get("section") or "").split(" > ")[-1]
+        st.caption(web.plain(f"[{source.get('n')}] {source.get('title') or source.get('source')}"
+                             + (f" › {section}" if section else "")))
+    with st.container(horizontal=True, vertical_alignment="center", gap="small"):
+        st.feedback("thumbs", key=f"help-thumb-{answer.id}", default=turn.rating.thumb if turn.rating else None,
+                    on_change=_rate, args=(answer.id,))
+        if answer.status == "abstained" and st.button("Report a problem", key=f"help-report-{answer.id}",
+                                                      icon=":material/flag:", type="tertiary"):
+            report_dialog(page, conversation_id, answer.id, text=turn.question.content)
+
+
+def render(page: str) -> None:
+    """The Help panel in the sidebar of the current page."""
+    settings = web.settings()
+    if number := st.session_state.pop("reported", None):
+        st.toast(f"Thank you: problem report #{number} was sent to the team.", icon=":material/flag:")
+    if not settings.support.enabled:
+        with st.sidebar:
+            if st.button("Report a problem", icon=":material/flag:", key="report-sidebar"):
+                report_dialog(page)
+        return
+    with st.sidebar, st.expander("Help", icon=":material/help:"):
+        if error := st.session_state.pop("help-error", None):
+            st.error(error)
+        try:
+            conversation_id, shown = web.support_state()
+        except Exception:
+            log.exception("the help panel could not load")
+            st.caption("Help is not available right now.")
+            return
+        if not shown:
+            st.caption("Questions about this app: how to rate an answer, who can see your chats, "
+                       "why it said it doesn't know…")
+        for turn in shown[-SHOWN_TURNS:]:
+            _turn(turn, page, conversation_id)
+        with st.form("help-ask", clear_on_submit=True, border=False):
+            question = st.text_input("Ask about this app", max_chars=HELP_INPUT_CHARS, key="help-question")
+            asked = st.form_submit_button("Ask", icon=":material/send:")
+        if asked and question and question.strip():
+            _ask(question.strip(), conversation_id, shown)
+        with st.container(horizontal=True, gap="small"):
+            if st.button("Report a problem", icon=":material/flag:", key="report-help", type="tertiary"):
+                report_dialog(page, conversation_id)
+            if shown and st.button("Start over", icon=":material/add:", key="help-new", type="tertiary"):
+                web.new_support_conversation()
+                st.rerun()
+
+
+def _ask(question: str, conversation_id: str | None, shown: list[web.Turn]) -> None:
+    try:
+        _, stored = web.store_question(conversation_id=conversation_id, text=question, kind=web.SUPPORT_KIND)
+    except FeedbackError as error:
+        st.error(str(error))
+        return
+    except Exception:
+        log.exception("could not store a help question")
+        st.error(web.UNEXPECTED)
+        return
+    st.markdown(f"**{web.plain(question)}**")
+    outcome = web.answer_support(question=stored, history=web.history_before(shown), write=st.write_stream)
+    if outcome.error:
+        st.error(outcome.error)
+        return
+    st.rerun()
