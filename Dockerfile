@@ -22,6 +22,8 @@ RUN pip install --no-cache-dir . \
 COPY streamlit_app.py ./
 COPY pages ./pages
 COPY .streamlit ./.streamlit
+# The support bot answers from these (indexed on start; mount a folder over /app/docs to add your own).
+COPY docs ./docs
 
 USER app
 VOLUME ["/data"]

@@ -406,14 +406,27 @@ def spend(session: Session, f: Filters, prices: Mapping[str, Price]) -> list[Spe
     rows = session.execute(
         select(day, Message.team, model, func.coalesce(func.sum(Message.input_tokens), 0),
                func.coalesce(func.sum(Message.output_tokens), 0))
-        .where(*_answer_conditions(f)).group_by(day, Message.team, model).order_by(day)
+        .where(*_answer_conditions(f)).group_by(day, Message.team, model).order_by(day, Message.team, model)
     ).all()
     result = []
     for raw_day, team, model_name, tokens_in, tokens_out in rows:
-        price = prices.get(model_name, Price())
+        price = price_for(model_name, prices)
         result.append(Spend(_as_date(raw_day), team, model_name, int(tokens_in), int(tokens_out),
                             price.cost(int(tokens_in), int(tokens_out))))
     return result
+
+
+def price_for(model: str, prices: Mapping[str, Price]) -> Price:
+    """The model's price: its own, else that of the longest priced name it extends.
+
+    Providers report dated names (``gpt-4o-mini-2024-07-18``) for the model
+    that was asked for (``gpt-4o-mini``); a price set for the short name covers
+    them. A model without a price costs nothing.
+    """
+    if model in prices:
+        return prices[model]
+    extended = [name for name in prices if model.startswith(name + "-") or model.startswith(name + ":")]
+    return prices[max(extended, key=len)] if extended else Price()
 
 
 @dataclass(frozen=True)

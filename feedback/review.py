@@ -75,6 +75,8 @@ def set_triage(
     owner = owner.strip()[:255]
     if entry is None:
         entry = Triage(subject=subject, subject_id=subject_id)
+        if (status, owner, note) == ("new", "", ""):
+            return entry  # saving an untouched form: still new, nothing to record
         session.add(entry)
     elif (entry.status, entry.owner, entry.note) == (status, owner, note):
         return entry  # nothing changed: no history entry either
@@ -113,7 +115,8 @@ class TriageChange:
 def triage_history(*, session: Session, subject: str, subject_id: int) -> list[TriageChange]:
     """Every change of a thumbs down's or ticket's triage, oldest first, with who made it."""
     rows = session.execute(
-        select(TriageEvent.at, func.coalesce(User.name, literal("(deleted user)", String)), TriageEvent.old_status,
+        select(TriageEvent.at, func.coalesce(func.nullif(User.name, ""), func.nullif(User.email, ""), User.subject,
+                                             literal("(deleted user)", String)), TriageEvent.old_status,
                TriageEvent.status, TriageEvent.owner, TriageEvent.note)
         .join(Triage, Triage.id == TriageEvent.triage_id)
         .outerjoin(User, User.id == TriageEvent.by)
@@ -181,7 +184,8 @@ def tickets(
     """Problem reports, newest first, with their triage state."""
     state = func.coalesce(Triage.status, literal("new", String))
     query = (
-        select(Ticket.id, Ticket.created_at, User.name, User.email, Ticket.page, Ticket.conversation_id,
+        select(Ticket.id, Ticket.created_at, func.coalesce(func.nullif(User.name, ""), func.nullif(User.email, ""),
+                                                           User.subject), User.email, Ticket.page, Ticket.conversation_id,
                Ticket.message_id, Ticket.text, state, func.coalesce(Triage.owner, ""), func.coalesce(Triage.note, ""))
         .join(User, User.id == Ticket.user_id)
         .outerjoin(Triage, and_(Triage.subject == "ticket", Triage.subject_id == Ticket.id))
@@ -345,6 +349,16 @@ def _first_words(text: str, n: int) -> str:
 
 
 __all__: Sequence[str] = (
-    "AdminConversation", "AdminMessage", "TicketRow", "TriageChange", "conversation_for_admin", "export_csv",
-    "export_eval_jsonl", "report_problem", "set_triage", "tickets", "triage_history", "MAX_COMMENT_CHARS",
+    "MAX_COMMENT_CHARS",
+    "AdminConversation",
+    "AdminMessage",
+    "TicketRow",
+    "TriageChange",
+    "conversation_for_admin",
+    "export_csv",
+    "export_eval_jsonl",
+    "report_problem",
+    "set_triage",
+    "tickets",
+    "triage_history",
 )

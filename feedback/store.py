@@ -31,7 +31,7 @@ from sqlalchemy import and_, delete, update
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, select
 
-from feedback.models import KINDS, UNASSIGNED, Conversation, Message, Rating, User, utcnow
+from feedback.models import KINDS, UNASSIGNED, Conversation, Message, Rating, Ticket, Triage, TriageEvent, User, utcnow
 
 log = logging.getLogger(__name__)
 
@@ -168,10 +168,19 @@ def delete_conversation(*, session: Session, user: User, conversation_id: str) -
 
 
 def purge_deleted(*, session: Session, before: datetime) -> int:
-    """Remove conversations deleted before ``before``, with their messages and ratings; returns how many."""
+    """Remove conversations deleted before ``before``, with their messages, ratings and the ratings' triage.
+
+    Returns how many conversations were removed. Problem reports stay (they are
+    the reporter's own words to the team); their link to the conversation is cleared.
+    """
     doomed = select(Conversation.id).where(Conversation.deleted_at < before)
     messages = select(Message.id).where(Message.conversation_id.in_(doomed))
+    ratings = select(Rating.id).where(Rating.message_id.in_(messages))
+    triaged = select(Triage.id).where(Triage.subject == "rating", Triage.subject_id.in_(ratings))
+    session.exec(delete(TriageEvent).where(TriageEvent.triage_id.in_(triaged)))
+    session.exec(delete(Triage).where(Triage.subject == "rating", Triage.subject_id.in_(ratings)))
     session.exec(delete(Rating).where(Rating.message_id.in_(messages)))
+    session.exec(update(Ticket).where(Ticket.conversation_id.in_(doomed)).values(conversation_id=None, message_id=None))
     session.exec(delete(Message).where(Message.conversation_id.in_(doomed)))
     purged = session.exec(delete(Conversation).where(Conversation.deleted_at < before)).rowcount
     session.commit()

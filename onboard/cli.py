@@ -190,6 +190,25 @@ def db_upgrade(revision: Annotated[str, typer.Argument(help="Target revision.")]
     typer.echo(f"database at revision {db.current_revision(engine)}")
 
 
+@db_app.command("purge")
+def db_purge(
+    older_than_days: Annotated[int, typer.Option(min=0, help="Remove conversations deleted more than this many days ago.")] = 30,
+) -> None:
+    """Remove deleted conversations for good, with their messages, ratings and triage."""
+    from datetime import timedelta
+
+    from sqlmodel import Session
+
+    from feedback.models import utcnow
+    from feedback.store import purge_deleted
+    from onboard import factories
+
+    engine = factories.make_engine(_settings())
+    with Session(engine) as session:
+        purged = purge_deleted(session=session, before=utcnow() - timedelta(days=older_than_days))
+    typer.echo(f"purged {purged} deleted conversation(s)")
+
+
 @app.command()
 def serve(
     port: Annotated[int, typer.Option(help="Port to listen on.")] = 8501,

@@ -195,3 +195,39 @@ def test_db_upgrade_honours_onboard_database_url(tmp_path, monkeypatch):
     assert invoke("db", "upgrade").exit_code == 0
     assert database.exists()
     assert not (tmp_path / "data" / "onboard.db").exists()
+
+
+def test_db_purge_removes_conversations_deleted_long_enough_ago_with_their_triage():
+    from datetime import timedelta
+
+    from sqlmodel import Session, select
+
+    from feedback import review, store
+    from feedback.models import Conversation, Rating, Ticket, Triage, TriageEvent, utcnow
+    from onboard import factories
+    from onboard.settings import Settings
+
+    engine = factories.make_engine(Settings())
+    with Session(engine) as session:
+        user = store.get_or_create_user(session=session, subject="u1")
+        old, recent = (store.create_conversation(session=session, user=user).id for _ in range(2))
+        for conversation_id in (old, recent):
+            question = store.add_user_message(session=session, user=user, conversation_id=conversation_id, content="q")
+            answer = store.start_answer(session=session, question_id=question.id, answerer="extractive")
+            store.finish_answer(session=session, answer_id=answer.id, content="a")
+            rating = store.rate(session=session, user=user, message_id=answer.id, thumb=0)
+            review.set_triage(session=session, actor=user, subject="rating", subject_id=rating.id, status="fixed")
+            review.report_problem(session=session, user=user, text="wrong", conversation_id=conversation_id)
+            store.delete_conversation(session=session, user=user, conversation_id=conversation_id)
+        session.get(Conversation, old).deleted_at = utcnow() - timedelta(days=40)
+        session.commit()
+
+    result = invoke("db", "purge", "--older-than-days", "30")
+    assert result.exit_code == 0, result.output
+    assert "purged 1 deleted conversation(s)" in result.output
+    with Session(engine) as session:
+        assert [c.id for c in session.exec(select(Conversation))] == [recent]
+        assert len(session.exec(select(Rating)).all()) == 1
+        assert len(session.exec(select(Triage)).all()) == 1 and len(session.exec(select(TriageEvent)).all()) == 1
+        tickets = session.exec(select(Ticket).order_by(Ticket.id)).all()
+        assert [t.conversation_id for t in tickets] == [None, recent]  # the report stays, unlinked

@@ -46,3 +46,13 @@ def test_a_high_threshold_keeps_every_question_apart_and_nothing_gives_nothing()
 
 def test_labels_count_a_word_once_per_question_in_its_usual_spelling():
     assert topic_label(["bikes bikes bikes", "a bike rack?", "where are bikes kept"]) == "bikes, rack, kept"
+
+
+def test_a_price_covers_the_dated_names_providers_report():
+    from feedback.analytics import Price, price_for
+
+    prices = {"gpt-4o": Price(2.5, 10), "gpt-4o-mini": Price(0.15, 0.6)}
+    assert price_for("gpt-4o-mini-2024-07-18", prices) == Price(0.15, 0.6)  # the longest priced prefix
+    assert price_for("gpt-4o-2024-08-06", prices) == Price(2.5, 10)
+    assert price_for("gpt-4o", prices) == Price(2.5, 10)
+    assert price_for("gpt-4omni", prices) == Price() and price_for("llama3", prices) == Price()
