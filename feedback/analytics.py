@@ -547,19 +547,24 @@ class Choices:
     groups: list[str] = field(default_factory=list)
 
 
-def choices(session: Session, kind: str = "assistant") -> Choices:
-    """Distinct teams, answerers, models, prompt versions, features and groups seen so far (one scan of answers)."""
+def choices(session: Session, kind: str = "assistant", *, start: date | None = None, end: date | None = None) -> Choices:
+    """Distinct teams, answerers, models, prompt versions and features of the answers (in the period, if
+    given: an index range instead of a scan of every answer), and the groups people are in."""
     found: dict[str, set[str]] = defaultdict(set)
-    answers = session.execute(
-        select(Message.answerer, Message.model, Message.prompt_version, cast(Message.features, Text))
-        .where(Message.kind == kind, Message.role == "assistant")
-        .group_by(Message.answerer, Message.model, Message.prompt_version, cast(Message.features, Text))
-    ).all()
-    for answerer, model, prompt_version, features in answers:
+    conditions = [Message.kind == kind, Message.role == "assistant"]
+    if start is not None:
+        conditions.append(Message.created_at >= datetime.combine(start, time.min, tzinfo=UTC))
+    if end is not None:
+        conditions.append(Message.created_at < datetime.combine(end + timedelta(days=1), time.min, tzinfo=UTC))
+    columns = (Message.answerer, Message.model, Message.prompt_version, cast(Message.features, Text), Message.team)
+    for answerer, model, prompt_version, features, team in session.execute(
+        select(*columns).where(*conditions).group_by(*columns)
+    ).all():
         found["answerers"].add(answerer)
         found["models"].add(model)
         found["prompt_versions"].add(prompt_version)
         found["features"].update(json.loads(features or "[]"))
+        found["teams"].add(team)
     for team, groups in session.execute(select(User.team, cast(User.groups, Text)).distinct()).all():
         found["teams"].add(team)
         found["groups"].update(json.loads(groups or "[]"))

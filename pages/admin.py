@@ -28,23 +28,37 @@ ANY = "(any)"
 
 
 @st.cache_data(ttl=600, show_spinner=False)
-def _choices(kind: str) -> analytics.Choices:
+def _choices(kind: str, start, end) -> analytics.Choices:
     with web.db() as session:
-        return analytics.choices(session, kind)
+        return analytics.choices(session, kind, start=start, end=end)
+
+
+def _prices() -> dict[str, analytics.Price]:
+    return {model: analytics.Price(p.input, p.output) for model, p in settings.costs.prices.items()}
 
 
 @st.cache_data(ttl=60, show_spinner=False)
-def _figures(f: analytics.Filters, split: str, weekly: bool, cohort: tuple[str, ...]) -> dict:
-    prices = {model: analytics.Price(p.input, p.output) for model, p in settings.costs.prices.items()}
+def _headline_figures(f: analytics.Filters) -> tuple[analytics.Overview, list[analytics.Spend]]:
+    with web.db() as session:
+        return analytics.overview(session, f), analytics.spend(session, f, _prices())
+
+
+@st.cache_data(ttl=60, show_spinner=False)
+def _feedback_figures(f: analytics.Filters, split: str, weekly: bool, cohort: tuple[str, ...]) -> dict:
     with web.db() as session:
         return {
-            "overview": analytics.overview(session, f),
             "trend": analytics.rating_trend(session, f, split=split, weekly=weekly, cohort=cohort),
             "reasons": analytics.reason_counts(session, f, settings.chat.feedback_reasons),
             "comments": analytics.comments(session, f, limit=30),
+        }
+
+
+@st.cache_data(ttl=60, show_spinner=False)
+def _usage_figures(f: analytics.Filters) -> dict:
+    with web.db() as session:
+        return {
             "usage": analytics.daily_usage(session, f),
             "wau": analytics.weekly_active_users(session, f),
-            "spend": analytics.spend(session, f, prices),
             "latency": analytics.latency_by_day(session, f),
         }
 
@@ -95,7 +109,7 @@ def _filters() -> tuple[analytics.Filters, str, bool]:
         split = top[2].selectbox("Compare by", analytics.SPLITS, format_func=lambda s: s.replace("_", " "),
                                  key="split")
         weekly = top[3].segmented_control("Per", ["day", "week"], default="week", key="period") == "week"
-        choices = _choices(kind)
+        choices = _choices(kind, start, end)
         row = st.columns(6)
         pick = {name: row[i].selectbox(label, [ANY, *values], key=f"filter_{name}")
                 for i, (name, label, values) in enumerate((
@@ -157,12 +171,12 @@ def _feedback_tab(fig: dict, split: str) -> None:
             st.caption("No comments in this period.")
 
 
-def _usage_tab(fig: dict, f: analytics.Filters) -> None:
+def _usage_tab(fig: dict, spent: list[analytics.Spend], f: analytics.Filters) -> None:
     usage = views.usage_frame(fig["usage"], fig["wau"])
     st.subheader("Questions and active people")
     _chart(views.lines_chart(usage, "day", ["questions", "daily_active_users", "weekly_active_users"], "Per day"),
            usage, "usage")
-    spend = views.spend_frame(fig["spend"])
+    spend = views.spend_frame(spent)
     st.subheader("Cost per day and team")
     _chart(views.cost_chart(spend), spend, "spend")
     teams = views.team_frame(spend, settings.costs.team_budgets, (f.end - f.start).days + 1)
@@ -281,18 +295,27 @@ def _export_tab(f: analytics.Filters) -> None:
 
 st.title("Dashboard")
 filters, split, weekly = _filters()
-figures = _figures(filters, split, weekly, tuple(settings.access.pilot_groups))
-_headline(figures["overview"], sum(s.cost for s in figures["spend"]))
-tabs = st.tabs(["Feedback", "Usage and cost", "Worst answers", "Knowledge gaps", "Problem reports", "Export"])
-with tabs[0]:
-    _feedback_tab(figures, split)
-with tabs[1]:
-    _usage_tab(figures, filters)
-with tabs[2]:
-    _answers_tab(filters)
-with tabs[3]:
-    _gaps_tab(filters)
-with tabs[4]:
-    _tickets_tab(filters)
-with tabs[5]:
-    _export_tab(filters)
+overview, spent = _headline_figures(filters)
+_headline(overview, sum(s.cost for s in spent))
+# Only the open tab runs its queries (``on_change="rerun"`` makes the tabs lazy).
+feedback, usage, answers, gaps, reports, export = st.tabs(
+    ["Feedback", "Usage and cost", "Worst answers", "Knowledge gaps", "Problem reports", "Export"],
+    key="section", on_change="rerun")
+if feedback.open:
+    with feedback:
+        _feedback_tab(_feedback_figures(filters, split, weekly, tuple(settings.access.pilot_groups)), split)
+if usage.open:
+    with usage:
+        _usage_tab(_usage_figures(filters), spent, filters)
+if answers.open:
+    with answers:
+        _answers_tab(filters)
+if gaps.open:
+    with gaps:
+        _gaps_tab(filters)
+if reports.open:
+    with reports:
+        _tickets_tab(filters)
+if export.open:
+    with export:
+        _export_tab(filters)
