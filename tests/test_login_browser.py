@@ -81,18 +81,18 @@ def test_employee_and_admin_log_in_and_only_the_admin_reaches_the_admin_page(ser
         try:
             page = _log_in(browser, server, EMPLOYEE["sub"], first=True)
             expect(page.get_by_test_id("stSidebarNav")).to_have_count(0)  # one page: no navigation at all
-            expect(page.get_by_role("link", name="Admin")).to_have_count(0)
+            expect(page.get_by_role("link", name="Dashboard")).to_have_count(0)
             page.goto(f"{server}/admin")
             expect(page.get_by_text("Page not found")).to_be_visible()
             page.get_by_test_id("stChatInputTextArea").wait_for()
-            expect(page.get_by_text("The admin dashboard is coming soon.")).to_have_count(0)
+            expect(page.get_by_role("heading", name="Dashboard")).to_have_count(0)
             page.screenshot(path=str(tmp_path / "employee-admin-url.png"))
 
             page = _log_in(browser, server, ADMIN["sub"], first=False)
-            page.get_by_test_id("stSidebarNav").get_by_role("link", name="Admin").click()
-            expect(page.get_by_text("The admin dashboard is coming soon.")).to_be_visible()
+            page.get_by_test_id("stSidebarNav").get_by_role("link", name="Dashboard").click()
+            expect(page.get_by_role("heading", name="Share of thumbs up")).to_be_visible()
             page.goto(f"{server}/admin")
-            expect(page.get_by_text("The admin dashboard is coming soon.")).to_be_visible()
+            expect(page.get_by_role("heading", name="Share of thumbs up")).to_be_visible()
             page.screenshot(path=str(tmp_path / "admin-page.png"))
         finally:
             browser.close()
