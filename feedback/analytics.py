@@ -169,8 +169,16 @@ def _as_date(value) -> date:
 
 
 def _nearest_rank(session: Session, column, conditions: Sequence, quantiles: Sequence[float], bucket=None) -> list:
-    """Nearest-rank percentiles of ``column`` per ``bucket`` (or overall): ``[(bucket, q1, q2, ...)]``."""
+    """Nearest-rank percentiles of ``column`` per ``bucket`` (or overall): ``[(bucket, q1, q2, ...)]``.
+
+    PostgreSQL's ``percentile_disc`` is the nearest-rank percentile; SQLite has
+    no ordered-set aggregate, so there each row is ranked with window functions.
+    """
     key = bucket if bucket is not None else literal(0)
+    if _dialect(session) == "postgresql":  # the same nearest-rank value, in one pass instead of a window sort
+        picks = [func.percentile_disc(q).within_group(column).label(f"q{i}") for i, q in enumerate(quantiles)]
+        query = select(key.label("bucket"), *picks).where(*conditions, column.is_not(None)).group_by(key)
+        return [row for row in session.execute(query.order_by(key)).all() if row[1] is not None]
     ranked = (
         select(
             key.label("bucket"),

@@ -25,6 +25,12 @@ KINDS = ("assistant", "support")
 ROLES = ("user", "assistant")
 #: ``pending`` while the answer is being written; every other status is final.
 STATUSES = ("pending", "complete", "abstained", "failed", "interrupted")
+#: The dashboard reads answers of one kind in a date range: an index holding every column its aggregates
+#: use lets both databases answer from the index alone, without visiting a million table rows.
+DASHBOARD_COLUMNS = (
+    "kind", "role", "created_at", "status", "user_id", "team", "conversation_id", "reply_to", "answerer", "model",
+    "prompt_version", "input_tokens", "output_tokens", "latency_ms", "ttft_ms",
+)
 #: The team of a person no claim or configuration places in one.
 UNASSIGNED = "unassigned"
 #: Where a thumbs down or a problem report stands in the admins' review.
@@ -92,7 +98,7 @@ class Message(SQLModel, table=True):
     """
 
     __tablename__ = "message"
-    __table_args__ = (Index("ix_message_kind_role_created_at", "kind", "role", "created_at"),)
+    __table_args__ = (Index("ix_message_dashboard", *DASHBOARD_COLUMNS),)
 
     id: int | None = Field(default=None, primary_key=True)
     conversation_id: str = Field(foreign_key="conversation.id", ondelete="CASCADE", index=True, max_length=32)
@@ -102,8 +108,8 @@ class Message(SQLModel, table=True):
     role: str = Field(max_length=16)
     content: str = Field(default="", sa_column=Column(Text, nullable=False))
     status: str = Field(default="complete", max_length=16)
-    #: For an answer: the question it answers.
-    reply_to: int | None = Field(default=None, foreign_key="message.id", ondelete="SET NULL")
+    #: For an answer: the question it answers (indexed: deleting a question looks its answers up).
+    reply_to: int | None = Field(default=None, foreign_key="message.id", ondelete="SET NULL", index=True)
     #: Cited passages, in citation order: ``{n, source, title, section, url, chunk_id}``.
     sources: list[dict] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
     answerer: str | None = Field(default=None, max_length=64)

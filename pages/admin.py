@@ -11,6 +11,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 import streamlit as st
+from sqlmodel import Session
 
 from feedback import analytics, review, store
 from feedback.gaps import group_questions
@@ -281,16 +282,22 @@ def _tickets_tab(f: analytics.Filters) -> None:
 
 def _export_tab(f: analytics.Filters) -> None:
     st.write("The answers of the filtered period with their ratings and comments, or the reviewed ones as "
-             "evaluation cases for `onboard eval --dataset`.")
+             "evaluation cases for `onboard eval --dataset`. Files are made when you click.")
     stamp = f"{f.start:%Y%m%d}-{f.end:%Y%m%d}"
-    if st.button("Prepare the exports", icon=":material/download:"):
-        with web.db() as session:
-            st.session_state["exports"] = (review.export_csv(session, f), review.export_eval_jsonl(session, f))
-    if "exports" in st.session_state:
-        answers_csv, cases = st.session_state["exports"]
-        st.download_button("Answers (CSV)", answers_csv, f"answers-{stamp}.csv", "text/csv")
-        st.download_button("Reviewed answers (JSONL, evaluation format)", cases, f"reviewed-{stamp}.jsonl",
-                           "application/jsonl")
+    engine = web.engine()
+
+    def made_with(export):
+        def make() -> str:  # runs on click, outside the script: no Streamlit calls here
+            with Session(engine) as session:
+                return export(session, f)
+        return make
+
+    with st.container(horizontal=True, gap="small"):
+        st.download_button("Answers (CSV)", made_with(review.export_csv), f"answers-{stamp}.csv", "text/csv",
+                           icon=":material/download:", on_click="ignore", key="export_csv")
+        st.download_button("Reviewed answers (JSONL, evaluation format)", made_with(review.export_eval_jsonl),
+                           f"reviewed-{stamp}.jsonl", "application/jsonl", icon=":material/download:",
+                           on_click="ignore", key="export_jsonl")
 
 
 st.title("Dashboard")

@@ -12,6 +12,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from sqlmodel import select
@@ -19,7 +20,7 @@ from streamlit.testing.v1 import AppTest
 from test_chat_app import APP, _fresh_resources, data_dir, db, indexed_handbook, ok  # noqa: F401
 from test_login import ADMIN, EMPLOYEE, app
 
-from feedback import store
+from feedback import analytics, review, store
 from feedback.models import Rating, Triage, TriageEvent
 
 SOURCE = {"n": 1, "source": "parking.md", "title": "Parking", "section": "Garage", "url": None, "chunk_id": "c1",
@@ -109,15 +110,18 @@ def test_triage_a_thumbs_down_and_keep_its_history(dashboard, db):
     assert all("In progress" in e.label for e in at.expander if e.label.startswith(("New", "In progress")))
 
 
-def test_exports_hold_the_filtered_answers(dashboard):
+def test_exports_hold_the_filtered_answers(dashboard, db):
+    """The page offers both files; what they hold is what ``feedback.review`` exports for the page's filters."""
     at = open_tab(dashboard, "Export")
-    ok(next(b for b in at.button if b.label == "Prepare the exports").click().run())
-    answers_csv, cases = at.session_state["exports"]
-    rows = list(csv.DictReader(io.StringIO(answers_csv)))
+    labels = [b.proto.label for b in at.get("download_button")]
+    assert labels == ["Answers (CSV)", "Reviewed answers (JSONL, evaluation format)"]
+    today = datetime.now(UTC).date()
+    filters = analytics.Filters(start=today - timedelta(days=29), end=today)
+    rows = list(csv.DictReader(io.StringIO(review.export_csv(db, filters))))
     assert len(rows) == 5
     bikes = next(r for r in rows if "bikes" in r["question"])
     assert bikes["comment"] == "'=wrong garage" and bikes["thumb"] == "0" and json.loads(bikes["reasons"]) == ["incorrect"]
-    reviewed = [json.loads(line) for line in cases.splitlines()]
+    reviewed = [json.loads(line) for line in review.export_eval_jsonl(db, filters).splitlines()]
     assert sorted(c["question"] for c in reviewed) == ["how much PTO do I get", "when is payday",
                                                        "where do I park my car?"]
     assert all(c["gold_files"] == ["parking.md"] for c in reviewed)
