@@ -171,14 +171,21 @@ def _as_date(value) -> date:
 def _nearest_rank(session: Session, column, conditions: Sequence, quantiles: Sequence[float], bucket=None) -> list:
     """Nearest-rank percentiles of ``column`` per ``bucket`` (or overall): ``[(bucket, q1, q2, ...)]``.
 
-    PostgreSQL's ``percentile_disc`` is the nearest-rank percentile; SQLite has
-    no ordered-set aggregate, so there each row is ranked with window functions.
+    PostgreSQL's ``percentile_disc`` is the nearest-rank percentile. SQLite has
+    no ordered-set aggregate: overall, it counts each distinct value (a few
+    thousand milliseconds values at most) and the rank is found in that
+    histogram; per bucket, each row is ranked with window functions.
     """
     key = bucket if bucket is not None else literal(0)
     if _dialect(session) == "postgresql":  # the same nearest-rank value, in one pass instead of a window sort
         picks = [func.percentile_disc(q).within_group(column).label(f"q{i}") for i, q in enumerate(quantiles)]
         query = select(key.label("bucket"), *picks).where(*conditions, column.is_not(None)).group_by(key)
         return [row for row in session.execute(query.order_by(key)).all() if row[1] is not None]
+    if bucket is None:  # overall: count each distinct value in SQL, then walk the (small) histogram
+        histogram = session.execute(
+            select(column, func.count()).where(*conditions, column.is_not(None)).group_by(column).order_by(column)
+        ).all()
+        return [(0, *(_rank_in(histogram, q) for q in quantiles))] if histogram else []
     ranked = (
         select(
             key.label("bucket"),
@@ -193,6 +200,18 @@ def _nearest_rank(session: Session, column, conditions: Sequence, quantiles: Seq
              for i, q in enumerate(quantiles)]
     query = select(ranked.c.bucket, *picks).group_by(ranked.c.bucket).order_by(ranked.c.bucket)
     return list(session.execute(query).all())
+
+
+def _rank_in(histogram: Sequence[tuple[int, int]], q: float):
+    """The nearest-rank ``q`` quantile of sorted ``(value, count)`` pairs: the first value whose cumulative
+    count reaches ``q × n``."""
+    target = q * sum(count for _, count in histogram)
+    seen = 0
+    for value, count in histogram:
+        seen += count
+        if seen >= target:
+            return value
+    return histogram[-1][0]
 
 
 # --- figures ---------------------------------------------------------------------------------------------------------
@@ -224,8 +243,11 @@ class Overview:
 
 
 def overview(session: Session, f: Filters) -> Overview:
-    """The headline figures of the period."""
+    """The headline figures of the period (on PostgreSQL, counts and percentiles in one scan)."""
     conditions = _answer_conditions(f)
+    postgres = _dialect(session) == "postgresql"
+    percentiles = [func.percentile_disc(q).within_group(column)
+                   for column in (Message.latency_ms, Message.ttft_ms) for q in (0.5, 0.95)] if postgres else []
     row = session.execute(
         select(
             func.count(func.distinct(Message.conversation_id)),
@@ -236,13 +258,17 @@ def overview(session: Session, f: Filters) -> Overview:
             func.coalesce(func.sum(case((Message.status.in_(("failed", "interrupted")), 1), else_=0)), 0),
             func.coalesce(func.sum(Message.input_tokens), 0),
             func.coalesce(func.sum(Message.output_tokens), 0),
+            *percentiles,
         ).where(*conditions)
     ).one()
-    share = rating_share(session, f)
-    (_, lat50, lat95), = _nearest_rank(session, Message.latency_ms, conditions, (0.5, 0.95)) or [(0, None, None)]
-    (_, ttft50, ttft95), = _nearest_rank(session, Message.ttft_ms, conditions, (0.5, 0.95)) or [(0, None, None)]
-    return Overview(*map(int, row), ratings=share, latency_p50=lat50, latency_p95=lat95, ttft_p50=ttft50,
-                    ttft_p95=ttft95)
+    counts, timings = row[:8], tuple(row[8:])
+    if not postgres:
+        (_, *latency), = _nearest_rank(session, Message.latency_ms, conditions, (0.5, 0.95)) or [(0, None, None)]
+        (_, *ttft), = _nearest_rank(session, Message.ttft_ms, conditions, (0.5, 0.95)) or [(0, None, None)]
+        timings = (*latency, *ttft)
+    lat50, lat95, ttft50, ttft95 = (None if t is None else int(t) for t in timings)
+    return Overview(*map(int, counts), ratings=rating_share(session, f), latency_p50=lat50, latency_p95=lat95,
+                    ttft_p50=ttft50, ttft_p95=ttft95)
 
 
 def rating_share(session: Session, f: Filters) -> Share:
@@ -433,7 +459,7 @@ def price_for(model: str, prices: Mapping[str, Price]) -> Price:
     """
     if model in prices:
         return prices[model]
-    extended = [name for name in prices if model.startswith(name + "-") or model.startswith(name + ":")]
+    extended = [name for name in prices if model.startswith((name + "-", name + ":"))]
     return prices[max(extended, key=len)] if extended else Price()
 
 
