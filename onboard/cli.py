@@ -219,10 +219,15 @@ def serve(
     from onboard import factories
 
     settings = _settings()
-    factories.make_engine(settings)  # the embedded database is migrated before the app starts
-    factories.bootstrap_knowledge_base(
+    engine = factories.make_engine(settings)  # the embedded database is migrated before the app starts
+    knowledge_base = factories.bootstrap_knowledge_base(
         settings, on_first_index=lambda folder: typer.echo(f"indexing the sample handbook ({folder}) ...")
     )
+    if settings.support.enabled:  # the Help panel's documentation, indexed now rather than on the first page
+        desk = factories.make_support_desk(settings, knowledge_base, engine)
+        if desk.last_report is not None and (desk.last_report.added or desk.last_report.changed):
+            typer.echo(f"indexed the help documentation ({desk.folder})")
+    engine.dispose()
     candidates = [Path.cwd() / "streamlit_app.py", Path(__file__).resolve().parent.parent / "streamlit_app.py"]
     app_file = next((path for path in candidates if path.is_file()), None)
     if app_file is None:
