@@ -305,24 +305,16 @@ filters, split, weekly = _filters()
 overview, spent = _headline_figures(filters)
 _headline(overview, sum(s.cost for s in spent))
 # Only the open tab runs its queries (``on_change="rerun"`` makes the tabs lazy).
-feedback, usage, answers, gaps, reports, export = st.tabs(
-    ["Feedback", "Usage and cost", "Worst answers", "Knowledge gaps", "Problem reports", "Export"],
-    key="section", on_change="rerun")
-if feedback.open:
-    with feedback:
-        _feedback_tab(_feedback_figures(filters, split, weekly, tuple(settings.access.pilot_groups)), split)
-if usage.open:
-    with usage:
-        _usage_tab(_usage_figures(filters), spent, filters)
-if answers.open:
-    with answers:
-        _answers_tab(filters)
-if gaps.open:
-    with gaps:
-        _gaps_tab(filters)
-if reports.open:
-    with reports:
-        _tickets_tab(filters)
-if export.open:
-    with export:
-        _export_tab(filters)
+sections = {
+    "Feedback": lambda: _feedback_tab(_feedback_figures(filters, split, weekly, tuple(settings.access.pilot_groups)),
+                                      split),
+    "Usage and cost": lambda: _usage_tab(_usage_figures(filters), spent, filters),
+    "Worst answers": lambda: _answers_tab(filters),
+    "Knowledge gaps": lambda: _gaps_tab(filters),
+    "Problem reports": lambda: _tickets_tab(filters),
+    "Export": lambda: _export_tab(filters),
+}
+for tab, show in zip(st.tabs(list(sections), key="section", on_change="rerun"), sections.values(), strict=True):
+    if tab.open:
+        with tab:
+            show()

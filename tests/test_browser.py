@@ -62,25 +62,32 @@ def server(tmp_path):
         yield url
 
 
-def _stored_thumb(timeout_s: float = 15) -> int | None:
-    """The local user's rating of the first answer of their only conversation, waiting for it to arrive."""
+def _poll(read, timeout_s: float = 15):
+    """``read(session)`` until it returns something other than ``None`` (the page writes asynchronously)."""
     engine = factories.make_engine(Settings())
     deadline = time.monotonic() + timeout_s
     try:
         while True:
             with Session(engine) as session:
-                user = store.get_or_create_user(session=session, **web.LOCAL_USER)
-                conversations = store.list_conversations(session=session, user=user)
-                if conversations:
-                    entries = store.history(session=session, user=user, conversation_id=conversations[0].id)
-                    ratings = [entry.rating for entry in entries if entry.rating is not None]
-                    if ratings or time.monotonic() > deadline:
-                        return ratings[0].thumb if ratings else None
-            if time.monotonic() > deadline:
-                return None
+                found = read(session)
+            if found is not None or time.monotonic() > deadline:
+                return found
             time.sleep(0.2)
     finally:
         engine.dispose()
+
+
+def _stored_thumb() -> int | None:
+    """The local user's rating of the first answer of their only conversation, waiting for it to arrive."""
+
+    def read(session):
+        user = store.get_or_create_user(session=session, **web.LOCAL_USER)
+        conversations = store.list_conversations(session=session, user=user)
+        entries = store.history(session=session, user=user, conversation_id=conversations[0].id) if conversations else []
+        ratings = [entry.rating for entry in entries if entry.rating is not None]
+        return ratings[0].thumb if ratings else None
+
+    return _poll(read)
 
 
 def test_ask_rate_reload_and_resume_in_a_browser(server, tmp_path):
@@ -123,25 +130,19 @@ def test_ask_rate_reload_and_resume_in_a_browser(server, tmp_path):
     assert _stored_thumb() == 1
 
 
-def _ticket_status(timeout_s: float = 15) -> str | None:
-    """The triage status of the only problem report, waiting for it to change from new."""
+def _ticket_status() -> str | None:
+    """The triage status of the only problem report, waiting for it to be triaged."""
     from sqlmodel import select
 
     from feedback.models import Ticket, Triage
 
-    engine = factories.make_engine(Settings())
-    deadline = time.monotonic() + timeout_s
-    try:
-        while True:
-            with Session(engine) as session:
-                ticket = session.exec(select(Ticket)).first()
-                entry = ticket and session.exec(
-                    select(Triage).where(Triage.subject == "ticket", Triage.subject_id == ticket.id)).first()
-                if entry is not None or time.monotonic() > deadline:
-                    return entry.status if entry else None
-            time.sleep(0.2)
-    finally:
-        engine.dispose()
+    def read(session):
+        ticket = session.exec(select(Ticket)).first()
+        entry = ticket and session.exec(
+            select(Triage).where(Triage.subject == "ticket", Triage.subject_id == ticket.id)).first()
+        return entry.status if entry else None
+
+    return _poll(read)
 
 
 def test_report_a_problem_from_an_answer_then_triage_it_on_the_dashboard(server, tmp_path):
