@@ -97,12 +97,18 @@ class KnowledgeBase:
     # -- indexes ---------------------------------------------------------------
 
     def refresh(self, force: bool = False) -> int:
-        """Reload the keyword index when the stored index version has changed."""
+        """Follow the stored index when its version has changed (checked at most every ``refresh_s``).
+
+        The keyword index is rebuilt, and a local Chroma folder is reopened so
+        the vector search sees what another process indexed or removed.
+        """
         now = time.monotonic()
         if force or self._keyword is None or now - self._checked >= self.config.refresh_s:
             version = self.store.version
             self._checked = now
             if force or version != self._version or self._keyword is None:
+                if self._keyword is not None and version != self._version:
+                    self.store.reopen()
                 self._keyword = self._load_keyword_index()
                 self._version = version
         return self._version
@@ -159,6 +165,8 @@ class KnowledgeBase:
 
     def _dense(self, vector, n: int, where: Filter | None, hits: dict[str, _Hit]) -> None:
         for rank, (cid, text, meta, distance) in enumerate(self._nearest(vector, n, where), 1):
+            if text is None:  # removed since this client loaded its vectors (see PassageStore.reopen)
+                continue
             hit = hits.setdefault(cid, _Hit(cid, text, dict(meta or {})))
             hit.dense, hit.dense_rank = 1.0 - float(distance), rank
 

@@ -74,6 +74,28 @@ class PassageStore:
         self.collection = self.client.get_collection(self.name, embedding_function=None)
         return int((self.collection.metadata or {}).get(VERSION_KEY, 0))
 
+    def reopen(self) -> bool:
+        """See what another process (``onboard ingest``) wrote to a local Chroma folder; whether it reopened.
+
+        A local client keeps the vector index in memory: it sees the new rows
+        and metadata but searches the old vectors (deleted passages included)
+        until a new client loads the folder again. Chroma shares one client per
+        folder in a process, so that cache is cleared first; clients already
+        handed out keep working. A server needs nothing of the kind.
+        """
+        settings = self.client.get_settings()
+        if not settings.is_persistent or not settings.persist_directory:
+            return False
+        type(self.client).clear_system_cache()
+        self.client = make_client(ChromaLocation(path=Path(settings.persist_directory)))
+        self.collection = self.client.get_collection(self.name, embedding_function=None)
+        return True
+
+    def continue_from(self, version: int) -> None:
+        """Number this (new, rebuilt) collection's versions on from an earlier one's."""
+        if version > self.version:
+            self.collection.modify(metadata={MODEL_KEY: self.model_id, VERSION_KEY: version})
+
     def bump_version(self) -> int:
         version = self.version + 1
         self.collection.modify(metadata={MODEL_KEY: self.model_id, VERSION_KEY: version})
@@ -102,7 +124,14 @@ class PassageStore:
             self.collection.delete(ids=ids[start : start + step])
 
 
-def drop_collection(client, name: str) -> None:
-    """Remove a collection if it exists (used by ``ingest --rebuild``)."""
-    if name in {getattr(c, "name", c) for c in client.list_collections()}:
-        client.delete_collection(name)
+def drop_collection(client, name: str) -> int:
+    """Remove a collection if it exists (used by ``ingest --rebuild``); returns its last index version (or 0).
+
+    The rebuilt collection continues from that version (:meth:`PassageStore.continue_from`), so a running
+    app sees a new version and reloads, instead of mistaking the rebuilt index for the one it has.
+    """
+    if name not in {getattr(c, "name", c) for c in client.list_collections()}:
+        return 0
+    version = int((client.get_collection(name, embedding_function=None).metadata or {}).get(VERSION_KEY, 0))
+    client.delete_collection(name)
+    return version

@@ -68,10 +68,12 @@ def ingest(
         embeddings = factories.make_embeddings(settings)
         client = make_client(factories.chroma_location(settings))
         engine = factories.make_engine(settings)
+        previous_version = 0
         if rebuild:
-            drop_collection(client, settings.collection)
+            previous_version = drop_collection(client, settings.collection)
             forget(engine, settings.collection)
         store = factories.make_store(settings, embeddings, client)
+        store.continue_from(previous_version)
         report = _with_progress(
             lambda progress: run_ingest(
                 paths,
