@@ -81,5 +81,6 @@ else:
 allowed = pages_for(identity)
 pages = [st.Page(**spec) for key, spec in PAGES.items() if key in allowed]
 current = st.navigation(pages)
+web.mark_entered()
 current.run()
 help_panel.render(current.url_path or "chat")

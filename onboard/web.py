@@ -37,7 +37,7 @@ from sqlmodel import Session
 from feedback import review, store
 from feedback.models import Conversation, Message, Rating, User
 from onboard import factories
-from onboard.access import LOCAL_IDENTITY, Identity, identity_from_claims
+from onboard.access import LOCAL_IDENTITY, Identity, identity_from_claims, pages_for
 from onboard.rollout import answer_overrides, features_for
 from onboard.settings import Settings
 from onboard.turns import INTERRUPTED, UNEXPECTED, Outcome, answer_turn  # noqa: F401  (the page shows these)
@@ -124,6 +124,27 @@ def db() -> Iterator[Session]:
 
 
 # --- who is using the app ----------------------------------------------------------------------------------------
+
+
+#: Set by the entry point on every run: a page run without it was opened by its URL before the entry point ever
+#: ran in this server (Streamlit then serves ``pages/`` directly, skipping the login and role checks).
+_ENTERED = "_onboard_entered"
+ENTRY_POINT = "streamlit_app.py"
+
+
+def mark_entered() -> None:
+    st.session_state[_ENTERED] = True
+
+
+def require_page(page: str) -> Identity:
+    """What every page runs first: through the entry point, and only for people whose roles open ``page``."""
+    if not st.session_state.get(_ENTERED):
+        st.switch_page(ENTRY_POINT)  # login, production checks and the navigation happen there
+    who = identity()
+    if page not in pages_for(who):  # belt and braces: the navigation never offers the page to anyone else
+        st.error("Page not found.")
+        st.stop()
+    return who
 
 
 class NotSignedIn(Exception):

@@ -19,17 +19,17 @@ from feedback.models import TRIAGE_STATUSES
 from onboard import dashboard as views
 from onboard import web
 
-if not web.identity().is_admin:  # belt and braces: the navigation never offers this page to anyone else
-    st.error("This page is for admins only.")
-    st.stop()
+web.require_page("admin")
 
 settings = web.settings()
+#: Part of every cached figure's key: figures of one database are never shown for another.
+DATABASE = settings.database_url
 STATUS_LABELS = {"new": "New", "in_progress": "In progress", "fixed": "Fixed", "wont_fix": "Won't fix"}
 ANY = "(any)"
 
 
 @st.cache_data(ttl=600, show_spinner=False)
-def _choices(kind: str, start, end) -> analytics.Choices:
+def _choices(database: str, kind: str, start, end) -> analytics.Choices:
     with web.db() as session:
         return analytics.choices(session, kind, start=start, end=end)
 
@@ -39,13 +39,13 @@ def _prices() -> dict[str, analytics.Price]:
 
 
 @st.cache_data(ttl=60, show_spinner=False)
-def _headline_figures(f: analytics.Filters) -> tuple[analytics.Overview, list[analytics.Spend]]:
+def _headline_figures(database: str, f: analytics.Filters) -> tuple[analytics.Overview, list[analytics.Spend]]:
     with web.db() as session:
         return analytics.overview(session, f), analytics.spend(session, f, _prices())
 
 
 @st.cache_data(ttl=60, show_spinner=False)
-def _feedback_figures(f: analytics.Filters, split: str, weekly: bool, cohort: tuple[str, ...]) -> dict:
+def _feedback_figures(database: str, f: analytics.Filters, split: str, weekly: bool, cohort: tuple[str, ...]) -> dict:
     with web.db() as session:
         return {
             "trend": analytics.rating_trend(session, f, split=split, weekly=weekly, cohort=cohort),
@@ -55,7 +55,7 @@ def _feedback_figures(f: analytics.Filters, split: str, weekly: bool, cohort: tu
 
 
 @st.cache_data(ttl=60, show_spinner=False)
-def _usage_figures(f: analytics.Filters) -> dict:
+def _usage_figures(database: str, f: analytics.Filters) -> dict:
     with web.db() as session:
         return {
             "usage": analytics.daily_usage(session, f),
@@ -65,7 +65,7 @@ def _usage_figures(f: analytics.Filters) -> dict:
 
 
 @st.cache_data(ttl=300, show_spinner="Grouping questions into topics…")
-def _topics(f: analytics.Filters):
+def _topics(database: str, f: analytics.Filters):
     with web.db() as session:
         questions = analytics.gap_questions(session, f, limit=settings.dashboard.gap_questions)
     return group_questions(questions, web.embed_texts, similarity=settings.dashboard.gap_similarity)
@@ -110,7 +110,7 @@ def _filters() -> tuple[analytics.Filters, str, bool]:
         split = top[2].selectbox("Compare by", analytics.SPLITS, format_func=lambda s: s.replace("_", " "),
                                  key="split")
         weekly = top[3].segmented_control("Per", ["day", "week"], default="week", key="period") == "week"
-        choices = _choices(kind, start, end)
+        choices = _choices(DATABASE, kind, start, end)
         row = st.columns(6)
         pick = {name: row[i].selectbox(label, [ANY, *values], key=f"filter_{name}")
                 for i, (name, label, values) in enumerate((
@@ -249,7 +249,7 @@ def _answers_tab(f: analytics.Filters) -> None:
 
 def _gaps_tab(f: analytics.Filters) -> None:
     st.caption("Questions the assistant abstained on or whose answer was rated down, grouped by meaning.")
-    topics = _topics(f)
+    topics = _topics(DATABASE, f)
     if not topics:
         st.caption("No gaps in this period.")
         return
@@ -302,13 +302,13 @@ def _export_tab(f: analytics.Filters) -> None:
 
 st.title("Dashboard")
 filters, split, weekly = _filters()
-overview, spent = _headline_figures(filters)
+overview, spent = _headline_figures(DATABASE, filters)
 _headline(overview, sum(s.cost for s in spent))
 # Only the open tab runs its queries (``on_change="rerun"`` makes the tabs lazy).
 sections = {
-    "Feedback": lambda: _feedback_tab(_feedback_figures(filters, split, weekly, tuple(settings.access.pilot_groups)),
+    "Feedback": lambda: _feedback_tab(_feedback_figures(DATABASE, filters, split, weekly, tuple(settings.access.pilot_groups)),
                                       split),
-    "Usage and cost": lambda: _usage_tab(_usage_figures(filters), spent, filters),
+    "Usage and cost": lambda: _usage_tab(_usage_figures(DATABASE, filters), spent, filters),
     "Worst answers": lambda: _answers_tab(filters),
     "Knowledge gaps": lambda: _gaps_tab(filters),
     "Problem reports": lambda: _tickets_tab(filters),

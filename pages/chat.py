@@ -19,6 +19,7 @@ from onboard.help_panel import report_dialog
 
 log = logging.getLogger(__name__)
 
+web.require_page("chat")
 state = st.session_state
 state.setdefault("conversation_id", None)
 

@@ -79,6 +79,15 @@ def test_employee_and_admin_log_in_and_only_the_admin_reaches_the_admin_page(ser
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_FLAGS)
         try:
+            # The server's very first page view is the admin page's URL, before anyone signed in: Streamlit serves
+            # pages/ directly until the entry point has run once, so the page itself must send people through it.
+            stranger = browser.new_page(viewport={"width": 1280, "height": 900})
+            stranger.set_default_timeout(FIRST_LOAD_MS)
+            stranger.goto(f"{server}/admin")
+            expect(stranger.get_by_role("button", name="Log in")).to_be_visible()
+            expect(stranger.get_by_role("heading", name="Dashboard")).to_have_count(0)
+            stranger.close()
+
             page = _log_in(browser, server, EMPLOYEE["sub"], first=True)
             expect(page.get_by_test_id("stSidebarNav")).to_have_count(0)  # one page: no navigation at all
             expect(page.get_by_role("link", name="Dashboard")).to_have_count(0)
