@@ -81,6 +81,8 @@ else:
 allowed = pages_for(identity)
 pages = [st.Page(**spec) for key, spec in PAGES.items() if key in allowed]
 current = st.navigation(pages)
-web.mark_entered()
+wanted = web.mark_entered()
+if wanted in allowed and current.url_path != wanted and not PAGES[wanted].get("default"):
+    st.switch_page(PAGES[wanted]["page"])
 current.run()
 help_panel.render(current.url_path or "chat")

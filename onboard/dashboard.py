@@ -17,6 +17,13 @@ from feedback.analytics import DailyUsage, LatencyPoint, Share, Spend, TrendPoin
 from feedback.gaps import Topic
 
 
+def milliseconds(value: int | None) -> str:
+    """``"850 ms"``, or ``"5.4 s"`` from a second on: short enough for a headline figure."""
+    if value is None:
+        return "–"
+    return f"{value:,} ms" if value < 1000 else f"{value / 1000:.1f} s"
+
+
 def percent(value: float | None) -> str:
     return "–" if value is None else f"{value:.0%}"
 
@@ -74,9 +81,9 @@ def bar_chart(frame: pd.DataFrame, category: str, value: str, title: str | None 
 def usage_frame(days: Sequence[DailyUsage], weekly_active: Mapping[date, int]) -> pd.DataFrame:
     frame = pd.DataFrame([vars(d) for d in days], columns=[
         "day", "questions", "conversations", "users", "answers", "abstained", "input_tokens", "output_tokens"])
-    frame = frame.rename(columns={"users": "daily_active_users"})
+    frame = frame.rename(columns={"users": "daily active people"})
     frame["day"] = pd.to_datetime(frame["day"])
-    frame["weekly_active_users"] = [weekly_active.get(monday(d.date())) for d in frame["day"]]
+    frame["weekly active people"] = [weekly_active.get(monday(d.date())) for d in frame["day"]]
     return frame
 
 
@@ -123,6 +130,8 @@ def team_frame(frame: pd.DataFrame, budgets: Mapping[str, float], days: int) -> 
 def latency_frame(points: Iterable[LatencyPoint]) -> pd.DataFrame:
     frame = pd.DataFrame([vars(p) for p in points],
                          columns=["day", "latency_p50", "latency_p95", "ttft_p50", "ttft_p95"])
+    frame = frame.rename(columns={"latency_p50": "answer p50", "latency_p95": "answer p95",
+                                  "ttft_p50": "first token p50", "ttft_p95": "first token p95"})
     frame["day"] = pd.to_datetime(frame["day"])
     return frame
 

@@ -132,13 +132,19 @@ _ENTERED = "_onboard_entered"
 ENTRY_POINT = "streamlit_app.py"
 
 
-def mark_entered() -> None:
+_WANTED = "_onboard_wanted"
+
+
+def mark_entered() -> str | None:
+    """Note that the entry point ran; returns the page a skipped-over session asked for first, if any."""
     st.session_state[_ENTERED] = True
+    return st.session_state.pop(_WANTED, None)
 
 
 def require_page(page: str) -> Identity:
     """What every page runs first: through the entry point, and only for people whose roles open ``page``."""
     if not st.session_state.get(_ENTERED):
+        st.session_state[_WANTED] = page  # the entry point comes back here if this person may open it
         st.switch_page(ENTRY_POINT)  # login, production checks and the navigation happen there
     who = identity()
     if page not in pages_for(who):  # belt and braces: the navigation never offers the page to anyone else

@@ -130,9 +130,10 @@ def _headline(o: analytics.Overview, cost: float) -> None:
     cells[2].metric("Thumbs up", views.percent(o.ratings.share),
                     help=f"95% interval and count: {views.share_text(o.ratings)}")
     cells[3].metric("Abstained", views.percent(o.abstention_rate), help=f"{o.abstained:,} of {o.answers:,} answers")
-    cells[4].metric("Cost", f"${cost:,.2f}", help=f"{o.input_tokens:,} tokens in, {o.output_tokens:,} out")
-    cells[5].metric("Latency p95", "–" if o.latency_p95 is None else f"{o.latency_p95:,} ms",
-                    help=f"p50 {o.latency_p50} ms; first token p50 {o.ttft_p50} ms, p95 {o.ttft_p95} ms")
+    cells[4].metric("Cost", f"${cost:,.2f}" if cost < 1000 else f"${cost:,.0f}", help=f"{o.input_tokens:,} tokens in, {o.output_tokens:,} out")
+    cells[5].metric("Latency p95", views.milliseconds(o.latency_p95),
+                    help=f"p50 {views.milliseconds(o.latency_p50)}; first token p50 {views.milliseconds(o.ttft_p50)}, "
+                         f"p95 {views.milliseconds(o.ttft_p95)}")
 
 
 def _chart(chart, frame, key: str) -> None:
@@ -175,7 +176,7 @@ def _feedback_tab(fig: dict, split: str) -> None:
 def _usage_tab(fig: dict, spent: list[analytics.Spend], f: analytics.Filters) -> None:
     usage = views.usage_frame(fig["usage"], fig["wau"])
     st.subheader("Questions and active people")
-    _chart(views.lines_chart(usage, "day", ["questions", "daily_active_users", "weekly_active_users"], "Per day"),
+    _chart(views.lines_chart(usage, "day", ["questions", "daily active people", "weekly active people"], "Per day"),
            usage, "usage")
     spend = views.spend_frame(spent)
     st.subheader("Cost per day and team")
@@ -188,7 +189,7 @@ def _usage_tab(fig: dict, spent: list[analytics.Spend], f: analytics.Filters) ->
             "share_of_budget": st.column_config.ProgressColumn(format="percent", min_value=0, max_value=1)})
     latency = views.latency_frame(fig["latency"])
     st.subheader("Latency")
-    _chart(views.lines_chart(latency, "day", ["latency_p50", "latency_p95", "ttft_p50", "ttft_p95"],
+    _chart(views.lines_chart(latency, "day", ["answer p50", "answer p95", "first token p50", "first token p95"],
                              "Milliseconds"), latency, "latency")
 
 
