@@ -7,6 +7,7 @@ from the same source of truth. It is rebuilt when the index version changes.
 
 from __future__ import annotations
 
+import logging
 import re
 from collections.abc import Mapping, Sequence
 
@@ -14,6 +15,9 @@ import bm25s
 import numpy as np
 import Stemmer
 from bm25s.stopwords import STOPWORDS_EN_PLUS
+
+# bm25s sets its own logger to DEBUG, so every index build printed a line wherever logging is configured.
+logging.getLogger("bm25s").setLevel(logging.WARNING)
 
 Filter = Mapping[str, str | Sequence[str]]
 """``{field: allowed values}``: a passage matches when, for every field, its value is one of
