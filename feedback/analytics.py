@@ -117,7 +117,7 @@ def _in_group(group: str) -> ColumnElement[bool]:
     return Message.user_id.in_(select(User.id).where(_json_list_contains(User.groups, group)))
 
 
-def _answer_conditions(f: Filters, *, dated: bool = True) -> list[ColumnElement[bool]]:
+def answer_conditions(f: Filters, *, dated: bool = True) -> list[ColumnElement[bool]]:
     """Answers matching the filters (given in the period unless ``dated`` is false)."""
     conditions = [Message.kind == f.kind, Message.role == "assistant", Message.status.in_(FINAL)]
     if dated:
@@ -137,9 +137,9 @@ def _answer_conditions(f: Filters, *, dated: bool = True) -> list[ColumnElement[
     return conditions
 
 
-def _rating_conditions(f: Filters) -> list[ColumnElement[bool]]:
+def rating_conditions(f: Filters) -> list[ColumnElement[bool]]:
     """Ratings given in the period, on answers that match the other filters."""
-    return [Rating.created_at >= f.since, Rating.created_at < f.until, *_answer_conditions(f, dated=False)]
+    return [Rating.created_at >= f.since, Rating.created_at < f.until, *answer_conditions(f, dated=False)]
 
 
 def _dialect(session: Session) -> str:
@@ -244,7 +244,7 @@ class Overview:
 
 def overview(session: Session, f: Filters) -> Overview:
     """The headline figures of the period (on PostgreSQL, counts and percentiles in one scan)."""
-    conditions = _answer_conditions(f)
+    conditions = answer_conditions(f)
     postgres = _dialect(session) == "postgresql"
     percentiles = [func.percentile_disc(q).within_group(column)
                    for column in (Message.latency_ms, Message.ttft_ms) for q in (0.5, 0.95)] if postgres else []
@@ -275,7 +275,7 @@ def rating_share(session: Session, f: Filters) -> Share:
     up, n = session.execute(
         select(func.coalesce(func.sum(Rating.thumb), 0), func.count())
         .select_from(Rating).join(Message, Message.id == Rating.message_id)
-        .where(*_rating_conditions(f))
+        .where(*rating_conditions(f))
     ).one()
     return Share(up=int(up), down=int(n) - int(up))
 
@@ -306,7 +306,7 @@ def rating_trend(
     rows = session.execute(
         select(day, series, func.sum(Rating.thumb), func.count())
         .select_from(Rating).join(Message, Message.id == Rating.message_id)
-        .where(*_rating_conditions(f))
+        .where(*rating_conditions(f))
         .group_by(day, series)
     ).all()
     counts: dict[tuple[date, str], list[int]] = defaultdict(lambda: [0, 0])
@@ -339,7 +339,7 @@ def _series_label(split: str, value) -> str:
     return str(value)
 
 
-def weekly_share(points: Iterable[TrendPoint]) -> dict[str, Share]:
+def series_shares(points: Iterable[TrendPoint]) -> dict[str, Share]:
     """Totals per series over all periods."""
     totals: dict[str, list[int]] = defaultdict(lambda: [0, 0])
     for point in points:
@@ -356,7 +356,7 @@ def reason_counts(session: Session, f: Filters, reasons: Sequence[str]) -> dict[
                for r in reasons]
     row = session.execute(
         select(*columns).select_from(Rating).join(Message, Message.id == Rating.message_id)
-        .where(*_rating_conditions(f), Rating.thumb == 0)
+        .where(*rating_conditions(f), Rating.thumb == 0)
     ).one()
     return {reason: int(count) for reason, count in zip(reasons, row, strict=True)}
 
@@ -378,7 +378,7 @@ def comments(session: Session, f: Filters, *, limit: int = 50) -> list[Comment]:
         select(Rating.id, Rating.message_id, Message.conversation_id, Rating.thumb, Rating.reasons, Rating.comment,
                Rating.updated_at)
         .select_from(Rating).join(Message, Message.id == Rating.message_id)
-        .where(*_rating_conditions(f), Rating.comment.is_not(None), Rating.comment != "")
+        .where(*rating_conditions(f), Rating.comment.is_not(None), Rating.comment != "")
         .order_by(Rating.updated_at.desc()).limit(limit)
     ).all()
     return [Comment(*row) for row in rows]
@@ -408,7 +408,7 @@ def daily_usage(session: Session, f: Filters) -> list[DailyUsage]:
             func.coalesce(func.sum(case((Message.status == "abstained", 1), else_=0)), 0),
             func.coalesce(func.sum(Message.input_tokens), 0),
             func.coalesce(func.sum(Message.output_tokens), 0),
-        ).where(*_answer_conditions(f)).group_by(day).order_by(day)
+        ).where(*answer_conditions(f)).group_by(day).order_by(day)
     ).all()
     return [DailyUsage(_as_date(row[0]), *map(int, row[1:])) for row in rows]
 
@@ -417,7 +417,7 @@ def weekly_active_users(session: Session, f: Filters) -> dict[date, int]:
     """Distinct people who asked something, per ISO week (Monday)."""
     week = week_of(session, Message.created_at)
     rows = session.execute(
-        select(week, func.count(func.distinct(Message.user_id))).where(*_answer_conditions(f))
+        select(week, func.count(func.distinct(Message.user_id))).where(*answer_conditions(f))
         .group_by(week).order_by(week)
     ).all()
     return {_as_date(w): int(n) for w, n in rows}
@@ -440,7 +440,7 @@ def spend(session: Session, f: Filters, prices: Mapping[str, Price]) -> list[Spe
     rows = session.execute(
         select(day, Message.team, model, func.coalesce(func.sum(Message.input_tokens), 0),
                func.coalesce(func.sum(Message.output_tokens), 0))
-        .where(*_answer_conditions(f)).group_by(day, Message.team, model).order_by(day, Message.team, model)
+        .where(*answer_conditions(f)).group_by(day, Message.team, model).order_by(day, Message.team, model)
     ).all()
     result = []
     for raw_day, team, model_name, tokens_in, tokens_out in rows:
@@ -474,7 +474,7 @@ class LatencyPoint:
 
 def latency_by_day(session: Session, f: Filters) -> list[LatencyPoint]:
     """Whole-answer latency and time to first token, p50 and p95 per day."""
-    conditions = _answer_conditions(f)
+    conditions = answer_conditions(f)
     day = day_of(session, Message.created_at)
     latency = {_as_date(d): (a, b) for d, a, b in _nearest_rank(session, Message.latency_ms, conditions, (0.5, 0.95), day)}
     ttft = {_as_date(d): (a, b) for d, a, b in _nearest_rank(session, Message.ttft_ms, conditions, (0.5, 0.95), day)}
@@ -525,7 +525,7 @@ def thumbs_down(
         .join(Message, Message.id == Rating.message_id)
         .outerjoin(question, question.id == Message.reply_to)
         .outerjoin(Triage, and_(Triage.subject == "rating", Triage.subject_id == Rating.id))
-        .where(*_rating_conditions(f), Rating.thumb == 0)
+        .where(*rating_conditions(f), Rating.thumb == 0)
     )
     if triage_status:
         query = query.where(status == triage_status)
@@ -540,7 +540,7 @@ def triage_counts(session: Session, f: Filters) -> dict[str, int]:
         select(status, func.count())
         .select_from(Rating).join(Message, Message.id == Rating.message_id)
         .outerjoin(Triage, and_(Triage.subject == "rating", Triage.subject_id == Rating.id))
-        .where(*_rating_conditions(f), Rating.thumb == 0).group_by(status)
+        .where(*rating_conditions(f), Rating.thumb == 0).group_by(status)
     ).all()
     return {s: int(n) for s, n in rows}
 
@@ -563,7 +563,7 @@ def gap_questions(session: Session, f: Filters, *, limit: int = 1000) -> list[Ga
         select(Message.id, Message.conversation_id, question.content, Message.status == "abstained",
                Message.created_at, Message.user_id)
         .select_from(Message).join(question, question.id == Message.reply_to)
-        .where(*_answer_conditions(f), or_(Message.status == "abstained", Message.id.in_(down)))
+        .where(*answer_conditions(f), or_(Message.status == "abstained", Message.id.in_(down)))
         .order_by(Message.created_at.desc()).limit(limit)
     ).all()
     return [GapQuestion(mid, cid, text, bool(abstained), at, uid) for mid, cid, text, abstained, at, uid in rows]
@@ -619,6 +619,7 @@ __all__ = [
     "Share",
     "Spend",
     "TrendPoint",
+    "answer_conditions",
     "choices",
     "comments",
     "daily_usage",
@@ -626,14 +627,16 @@ __all__ = [
     "gap_questions",
     "latency_by_day",
     "overview",
+    "price_for",
+    "rating_conditions",
     "rating_share",
     "rating_trend",
     "reason_counts",
+    "series_shares",
     "spend",
     "thumbs_down",
     "triage_counts",
     "week_of",
     "weekly_active_users",
-    "weekly_share",
     "wilson",
 ]

@@ -12,7 +12,7 @@ import csv
 import io
 import json
 import logging
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -20,7 +20,7 @@ from sqlalchemy import String, and_, func, literal, select
 from sqlalchemy.orm import aliased
 from sqlmodel import Session
 
-from feedback.analytics import Filters, _answer_conditions, _rating_conditions
+from feedback.analytics import Filters, answer_conditions, rating_conditions
 from feedback.models import (
     TRIAGE_STATUSES,
     TRIAGE_SUBJECTS,
@@ -33,7 +33,7 @@ from feedback.models import (
     User,
     utcnow,
 )
-from feedback.store import MAX_COMMENT_CHARS, InvalidInput, NotFound
+from feedback.store import InvalidInput, NotFound
 
 log = logging.getLogger(__name__)
 
@@ -270,7 +270,7 @@ def _export_rows(session: Session, f: Filters, *, batch: int = 2000) -> Iterator
         .select_from(Message)
         .outerjoin(question, question.id == Message.reply_to)
         .outerjoin(Rating, and_(Rating.message_id == Message.id, Rating.user_id == Message.user_id))
-        .where(*_answer_conditions(f))
+        .where(*answer_conditions(f))
         .order_by(Message.created_at, Message.id)
         .execution_options(yield_per=batch)
     )
@@ -319,7 +319,7 @@ def export_eval_jsonl(session: Session, f: Filters, *, quote_words: int = 25) ->
         .select_from(Rating)
         .join(Message, Message.id == Rating.message_id)
         .join(question, question.id == Message.reply_to)
-        .where(*_rating_conditions(f))
+        .where(*rating_conditions(f))
         .order_by(Message.created_at, Message.id)
     ).all()
     for answer_id, asked, answered, sources, status, thumb, declined in rows:
@@ -348,8 +348,7 @@ def _first_words(text: str, n: int) -> str:
     return " ".join(text.split()[:n])
 
 
-__all__: Sequence[str] = (
-    "MAX_COMMENT_CHARS",
+__all__ = [
     "AdminConversation",
     "AdminMessage",
     "TicketRow",
@@ -361,4 +360,4 @@ __all__: Sequence[str] = (
     "set_triage",
     "tickets",
     "triage_history",
-)
+]

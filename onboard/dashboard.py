@@ -13,7 +13,7 @@ from datetime import date
 import altair as alt
 import pandas as pd
 
-from feedback.analytics import DailyUsage, LatencyPoint, Share, Spend, TrendPoint, monday, weekly_share
+from feedback.analytics import DailyUsage, LatencyPoint, Share, Spend, TrendPoint, monday, series_shares
 from feedback.gaps import Topic
 
 
@@ -147,7 +147,7 @@ def topics_frame(topics: Iterable[Topic]) -> pd.DataFrame:
 def series_totals(points: Iterable[TrendPoint]) -> pd.DataFrame:
     """Per series over the whole period: ratings, share of thumbs up and its interval."""
     rows = []
-    for series, share in weekly_share(points).items():
+    for series, share in series_shares(points).items():
         low, high = share.interval or (None, None)
         rows.append({"series": series, "ratings": share.n, "share_up": share.share, "ci_low": low, "ci_high": high})
     return pd.DataFrame(rows, columns=["series", "ratings", "share_up", "ci_low", "ci_high"])

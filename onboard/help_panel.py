@@ -47,12 +47,8 @@ def report_dialog(page: str, conversation_id: str | None = None, message_id: int
 
 
 def _rate(message_id: int) -> None:
-    thumb = st.session_state.get(f"help-thumb-{message_id}")
     try:
-        if thumb is None:
-            web.withdraw_rating(message_id)
-        else:
-            web.rate(message_id, thumb)
+        web.set_thumb(message_id, st.session_state.get(f"help-thumb-{message_id}"))
     except FeedbackError as error:
         st.session_state["help-error"] = str(error)
 

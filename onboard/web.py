@@ -330,6 +330,14 @@ def withdraw_rating(message_id: int) -> None:
         store.withdraw_rating(session=session, user=current_user(session), message_id=message_id)
 
 
+def set_thumb(message_id: int, thumb: int | None) -> None:
+    """What a ``st.feedback`` thumb says: rate the answer, or withdraw the rating when the thumb is un-selected."""
+    if thumb is None:
+        withdraw_rating(message_id)
+    else:
+        rate(message_id, thumb)
+
+
 def report_problem(text: str, *, page: str, conversation_id: str | None = None,
                    message_id: int | None = None) -> int:
     """File a problem report for the person using the app; returns its number."""

@@ -61,12 +61,8 @@ def _delete(conversation_id: str) -> None:
 
 
 def _rate(message_id: int) -> None:
-    thumb = state.get(f"thumb-{message_id}")
     try:
-        if thumb is None:  # the thumb was un-selected: the rating is withdrawn
-            web.withdraw_rating(message_id)
-        else:
-            web.rate(message_id, thumb)
+        web.set_thumb(message_id, state.get(f"thumb-{message_id}"))
     except FeedbackError as exc:
         _flash("error", str(exc))
 

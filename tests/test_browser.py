@@ -90,6 +90,22 @@ def _stored_thumb() -> int | None:
     return _poll(read)
 
 
+def _ask_the_first_question(page, server: str):
+    """Open the app on a fresh server (the first load indexes the sample handbook), ask QUESTION, wait for the
+    cited answer; returns the answer's chat message."""
+    from playwright.sync_api import expect
+
+    page.set_default_timeout(STEP_MS)
+    page.goto(server)
+    chat_box = page.get_by_test_id("stChatInputTextArea")
+    chat_box.wait_for(timeout=FIRST_LOAD_MS)
+    chat_box.fill(QUESTION)
+    chat_box.press("Enter")
+    answer = page.get_by_test_id("stChatMessage").nth(1)
+    expect(answer.get_by_test_id("stExpander").first).to_contain_text("[1]")
+    return answer
+
+
 def test_ask_rate_reload_and_resume_in_a_browser(server, tmp_path):
     try:
         from playwright.sync_api import expect, sync_playwright
@@ -100,16 +116,9 @@ def test_ask_rate_reload_and_resume_in_a_browser(server, tmp_path):
         browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_FLAGS)
         try:
             page = browser.new_page(viewport={"width": 1280, "height": 900})
-            page.set_default_timeout(STEP_MS)
-            page.goto(server)
-            chat_box = page.get_by_test_id("stChatInputTextArea")
-            chat_box.wait_for(timeout=FIRST_LOAD_MS)
+            answer = _ask_the_first_question(page, server)
             expect(page.get_by_text(web.LOCAL_MODE_NOTICE)).to_be_visible()
-
-            chat_box.fill(QUESTION)
-            chat_box.press("Enter")
-            answer = page.get_by_test_id("stChatMessage").nth(1)
-            expect(answer.get_by_test_id("stExpander").first).to_contain_text("[1]")
+            chat_box = page.get_by_test_id("stChatInputTextArea")
             thumbs_up = answer.get_by_role("radio", name="Thumbs up")
             thumbs_up.click()
             expect(thumbs_up).to_be_checked()
@@ -153,14 +162,7 @@ def test_report_a_problem_from_an_answer_then_triage_it_on_the_dashboard(server,
         browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_FLAGS)
         try:
             page = browser.new_page(viewport={"width": 1400, "height": 1000})
-            page.set_default_timeout(STEP_MS)
-            page.goto(server)
-            chat_box = page.get_by_test_id("stChatInputTextArea")
-            chat_box.wait_for(timeout=FIRST_LOAD_MS)
-            chat_box.fill(QUESTION)
-            chat_box.press("Enter")
-            answer = page.get_by_test_id("stChatMessage").nth(1)
-            expect(answer.get_by_test_id("stExpander").first).to_contain_text("[1]")
+            answer = _ask_the_first_question(page, server)
 
             answer.get_by_role("button", name="Report a problem").click()
             dialog = page.get_by_role("dialog")

@@ -379,12 +379,12 @@ def test_rating_trend_split_per_cohort(session, world):
         analytics.rating_trend(session, F, split="colour")
 
 
-def test_weekly_share_totals_each_series(session, world):
-    assert analytics.weekly_share(analytics.rating_trend(session, F)) == {"all": Share(3, 3)}
-    assert analytics.weekly_share(analytics.rating_trend(session, F, split="model")) == {
+def test_series_shares_total_each_series(session, world):
+    assert analytics.series_shares(analytics.rating_trend(session, F)) == {"all": Share(3, 3)}
+    assert analytics.series_shares(analytics.rating_trend(session, F, split="model")) == {
         "(none)": Share(0, 1), "gpt-a": Share(1, 2), "gpt-b": Share(1, 0), "gpt-c": Share(1, 0),
     }
-    assert list(analytics.weekly_share(analytics.rating_trend(session, F, split="model"))) == [
+    assert list(analytics.series_shares(analytics.rating_trend(session, F, split="model"))) == [
         "(none)", "gpt-a", "gpt-b", "gpt-c"]
     assert analytics.rating_share(session, F) == Share(3, 3)
 
