@@ -90,6 +90,11 @@ def _stored_thumb() -> int | None:
     return _poll(read)
 
 
+def _settled(page) -> None:
+    """Wait until the script run in progress has ended (a rerun replaces widgets, closing an open dropdown)."""
+    page.locator("[data-test-script-state=notRunning]").wait_for()
+
+
 def _ask_the_first_question(page, server: str):
     """Open the app on a fresh server (the first load indexes the sample handbook), ask QUESTION, wait for the
     cited answer; returns the answer's chat message."""
@@ -172,13 +177,16 @@ def test_report_a_problem_from_an_answer_then_triage_it_on_the_dashboard(server,
 
             page.get_by_test_id("stSidebarNav").get_by_role("link", name="Dashboard").click()
             expect(page.get_by_role("heading", name="Share of thumbs up")).to_be_visible()
+            _settled(page)
             page.get_by_test_id("stSelectbox").filter(has_text="Answerer").click()
             page.get_by_role("option", name="extractive").click()
             expect(page.get_by_test_id("stMetric").filter(has_text="Questions")).to_contain_text("1")
             page.screenshot(path=str(tmp_path / "dashboard-filtered.png"), full_page=True)
 
+            _settled(page)
             page.get_by_role("tab", name="Problem reports").click()
             report = page.get_by_test_id("stExpander").filter(has_text="carry-over")
+            _settled(page)  # the lazy tab reruns the page: its widgets re-render until the run ends
             report.click()
             expect(report).to_contain_text("The PTO answer misses <b>carry-over</b>")  # shown as text, not HTML
             page.screenshot(path=str(tmp_path / "ticket-open.png"), full_page=True)
