@@ -57,7 +57,7 @@ if TYPE_CHECKING:  # settings import this module: keep its import light
 log = logging.getLogger(__name__)
 
 #: Recorded as ``Answer.prompt_version`` of extractive answers: bump it when the sentence choice changes.
-EXTRACTIVE_VERSION = "extractive-v2"
+EXTRACTIVE_VERSION = "extractive-v3"
 
 
 class AnswerConfig(BaseModel):
@@ -270,7 +270,9 @@ class Assistant:
 
     def _extract(self, turn: _Turn, question: str, retrieval: Retrieval) -> Iterator[str]:
         documents = retrieval.documents
-        vector = self.knowledge_base.embeddings.embed_query(question)
+        vector = retrieval.query_vector
+        if vector is None or retrieval.query != question:
+            vector = self.knowledge_base.embeddings.embed_query(question)
         chosen = extractive.choose(
             question, vector, documents, self._unit_vectors, max_units=self.config.max_sentences
         )

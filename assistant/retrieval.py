@@ -65,6 +65,8 @@ class Retrieval:
     answerability: Answerability
     index_version: int
     timings_ms: dict[str, float] = field(default_factory=dict)
+    #: The query's embedding, for answerers that compare it with passage sentences.
+    query_vector: np.ndarray | None = None
 
     @property
     def answerable(self) -> bool:
@@ -161,7 +163,8 @@ class KnowledgeBase:
         verdict = self._judge(query, vector, top)
         timings["judge_ms"] = (time.perf_counter() - mark) * 1000
         timings["total_ms"] = (time.perf_counter() - start) * 1000
-        return Retrieval(query, [_to_document(h, rank) for rank, h in enumerate(top, 1)], verdict, version, timings)
+        documents = [_to_document(h, rank) for rank, h in enumerate(top, 1)]
+        return Retrieval(query, documents, verdict, version, timings, query_vector=vector)
 
     def _dense(self, vector, n: int, where: Filter | None, hits: dict[str, _Hit]) -> None:
         for rank, (cid, text, meta, distance) in enumerate(self._nearest(vector, n, where), 1):

@@ -9,6 +9,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from conftest import FakeEmbeddings
 from helpers_openai_server import MODEL, Step, chat_server, pieces
 from langchain_core.documents import Document
 from langchain_core.exceptions import ModelAuthenticationError, ModelRateLimitError
@@ -18,7 +19,16 @@ from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResu
 from pydantic import Field, ValidationError
 
 from assistant.answerers import generative
-from assistant.answerers.extractive import Scored, layout, render, split_passage, split_sentences
+from assistant.answerers.extractive import (
+    Scored,
+    UnitVectors,
+    Weights,
+    choose,
+    layout,
+    render,
+    split_passage,
+    split_sentences,
+)
 from assistant.answering import EXTRACTIVE_VERSION, AnswerConfig, Assistant, make_chat_model
 from assistant.ingest import ingest
 from assistant.retrieval import KnowledgeBase, RetrievalConfig
@@ -202,6 +212,58 @@ def test_passages_are_cut_into_whole_sentences_rows_and_code_blocks():
     assert "".join(layout(["A. [1]", shown[1], "B. [2]", "C. [2]"])) == (
         "- A. [1]\n\n" + shown[1] + "\n\n- B. [2]\n- C. [2]"
     )
+
+
+PHISHING = (
+    "If you receive a suspicious email, follow these steps:\n\n"
+    "1. Do not click any links in the email.\n"
+    "2. Report it with the Cofense button.\n"
+    "   - The fish icon is on the right.\n"
+    "3. Delete it after reporting.\n\n"
+    "The cafeteria opens at noon on weekdays.\n\n"
+    "For anything else about a suspicious email, ask security:"
+)
+
+
+def quote(question: str, passages: list[str], **weights) -> tuple[list[Scored], str]:
+    embeddings = FakeEmbeddings()
+    documents = [Document(page_content=p, metadata={"score": 1.0}) for p in passages]
+    chosen = choose(
+        question, embeddings.embed_query(question), documents, UnitVectors(embeddings.embed_documents),
+        max_units=2, weights=Weights(**weights),
+    )
+    return chosen, "".join(layout(render(chosen, marker=lambda p: f"[{p + 1}]", heading=lambda p: "")))
+
+
+def test_a_quoted_lead_in_brings_the_list_it_introduces_nested_under_one_marker():
+    assert [u.listed for u in split_passage(PHISHING)] == [False, True, True, True, True, False, False]
+    chosen, text = quote("what steps if I receive a suspicious email", [PHISHING, "Lunch is at noon."])
+
+    assert text == (
+        "If you receive a suspicious email, follow these steps: [1]\n"
+        "- Do not click any links in the email.\n"
+        "- Report it with the Cofense button.\n"
+        "- The fish icon is on the right.\n"
+        "- Delete it after reporting."
+    )
+    # The paragraph after the list is not part of what the lead-in introduced; the last lead-in of
+    # the passage has nothing after it to show, so it is not quoted although it matches well.
+    assert "cafeteria" not in text and "ask security" not in text
+    assert {s.signals.get("introduced_by") for s in chosen} >= {0.0}
+
+
+def test_what_a_lead_in_introduces_is_bounded_and_nested_in_a_list_of_quotes():
+    _, text = quote("what steps if I receive a suspicious email", [PHISHING, "Report a suspicious email at once."],
+                    lead_units=2)
+    assert text == (
+        "- If you receive a suspicious email, follow these steps: [1]\n"
+        "  - Do not click any links in the email.\n"
+        "  - Report it with the Cofense button.\n"
+        "- Report a suspicious email at once. [2]"
+    )
+    table = "Mileage is paid per trip as follows:\n\n| Distance | Rate |\n| --- | --- |\n| short | $5 |\n| long | $9 |"
+    _, text = quote("how is mileage paid per trip", [table])
+    assert text == "Mileage is paid per trip as follows: [1]\n\n| Distance | Rate |\n| --- | --- |\n| short | $5 |\n| long | $9 |"
 
 
 # -- llm mode, with a recording fake chat model ---------------------------------------------------------
