@@ -21,9 +21,10 @@ from pydantic import BaseModel, Field
 from sqlalchemy import Engine
 
 from assistant.answering import Assistant, make_chat_model
-from assistant.ingest import IngestOptions, IngestReport, ingest
+from assistant.ingest import IngestOptions, IngestReport, forget, ingest
 from assistant.retrieval import KnowledgeBase
-from assistant.store import PassageStore
+from assistant.errors import IndexMismatch
+from assistant.store import PassageStore, drop_collection
 
 log = logging.getLogger(__name__)
 
@@ -71,7 +72,7 @@ class SupportDesk:
         self.engine = engine
         self.embeddings = embeddings
         self.ingest_options = ingest_options or IngestOptions()
-        self.store = PassageStore(client, support.collection, embeddings.model_id)
+        self.store = self._open_store(client, support.collection, embeddings.model_id)
         abstention = settings.retrieval.abstention.model_copy(update={"min_similarity": support.min_similarity})
         retrieval = settings.retrieval.model_copy(update={"k": support.k, "abstention": abstention})
         self.knowledge_base = KnowledgeBase(self.store, embeddings, retrieval)
@@ -83,6 +84,18 @@ class SupportDesk:
         self._seen: tuple | None = None
         self._checked = 0.0
         self.last_report: IngestReport | None = None
+
+    def _open_store(self, client, name: str, model_id: str) -> PassageStore:
+        """The help index; rebuilt when it was made with another embedding model (the docs are the app's own)."""
+        try:
+            return PassageStore(client, name, model_id)
+        except IndexMismatch as exc:
+            log.info("re-indexing the support documentation with %s: %s", model_id, exc)
+            previous = drop_collection(client, name)
+            forget(self.engine, name)
+            store = PassageStore(client, name, model_id)
+            store.continue_from(previous)
+            return store
 
     def refresh(self, *, force: bool = False) -> IngestReport | None:
         """Re-index the documentation if a file changed since the last look; the report, or ``None``."""

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from assistant.embeddings import LOCAL_MODELS, OnnxEmbeddings
+from assistant.embeddings import FUSED_RECIPE, LOCAL_MODELS, PLAIN_RECIPE, OnnxEmbeddings, quantized_model
 from assistant.evaluation import calibrate
 from assistant.ingest import ingest
 from assistant.retrieval import KnowledgeBase, RetrievalConfig
@@ -16,12 +16,52 @@ from onboard.factories import SAMPLE_HANDBOOK
 
 
 def test_quantised_model_is_made_once_and_reused(local_embeddings, model_cache):
-    files = list(model_cache.glob("*-qint8-pc.onnx"))
-    assert len(files) == 1
+    files = list(model_cache.glob("*.onnx"))
+    assert [f.name.split("-", 2)[-1] for f in files] == [f"{FUSED_RECIPE}.onnx"]
+    assert local_embeddings.model_id == f"local:all-MiniLM-L6-v2-int8+{FUSED_RECIPE}"
     before = files[0].stat().st_mtime_ns
     again = OnnxEmbeddings(LOCAL_MODELS["all-MiniLM-L6-v2-int8"], cache_dir=model_cache)
     assert files[0].stat().st_mtime_ns == before
     assert again.embed_query("parental leave") == local_embeddings.embed_query("parental leave")
+
+
+def test_the_rebuilt_fused_model_gives_the_vectors_of_the_model_as_shipped(local_embeddings):
+    shipped = OnnxEmbeddings(LOCAL_MODELS["all-MiniLM-L6-v2-int8-as-shipped"])
+    texts = [
+        "How many vacation days do I get?",
+        "Laptops are replaced every three years; ask IT in #it-help if yours is slow.",
+        "| City | Daily per diem |\n| --- | --- |\n| London | GBP 75 |",
+        "Before taking leave, be sure to: submit a leave request, mark your calendar and set an auto-reply. " * 4,
+    ]
+    ours, reference = np.array(local_embeddings.embed_documents(texts)), np.array(shipped.embed_documents(texts))
+    assert (ours * reference).sum(axis=1).min() > 0.98
+
+
+def test_a_graph_that_cannot_be_rebuilt_is_quantised_as_it_stands(tmp_path):
+    import onnx
+    import onnxruntime as ort
+    from onnx import TensorProto, helper, numpy_helper
+
+    weight = np.arange(32, dtype=np.float32).reshape(4, 8) / 32
+    graph = helper.make_graph(
+        [helper.make_node("MatMul", ["x", "dense.weight"], ["h"]), helper.make_node("Add", ["h", "dense.bias"], ["y"])],
+        "not-bert",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["n", 4])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["n", 8])],
+        [numpy_helper.from_array(weight, "dense.weight"), numpy_helper.from_array(np.ones(8, np.float32), "dense.bias")],
+    )
+    source = tmp_path / "pkg" / "model.onnx"
+    source.parent.mkdir()
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8  # what this onnxruntime reads
+    onnx.save(model, source)
+
+    built = quantized_model(source, tmp_path / "cache")
+    assert built.recipe == PLAIN_RECIPE and built.path.is_file()
+    x = np.ones((2, 4), np.float32)
+    y = ort.InferenceSession(str(built.path), providers=["CPUExecutionProvider"]).run(None, {"x": x})[0]
+    assert np.allclose(y, x @ weight + 1, atol=0.05)
+    assert quantized_model(source, tmp_path / "cache") == built  # made once
 
 
 def test_embeddings_are_normalised_and_semantic(local_embeddings):

@@ -117,6 +117,23 @@ def test_a_changed_doc_is_reindexed_and_a_removed_one_forgotten(desk, docs):
     assert "admin-guide.md" not in {c.source for c in answer.citations}
 
 
+def test_help_indexed_with_another_embedding_model_is_rebuilt_not_refused(desk, tmp_path, local_embeddings):
+    class Renamed:  # the same vectors under another model id, as after an upgrade of the local model
+        model_id = "local:an-earlier-model"
+
+        def __getattr__(self, name):
+            return getattr(local_embeddings, name)
+
+    client = make_client(ChromaLocation(path=tmp_path / "chroma"))
+    version = desk.store.version
+    upgraded = SupportDesk(settings=Settings(), embeddings=Renamed(), client=client, engine=desk.engine)
+    assert upgraded.store.count() == 0 and upgraded.store.version >= version
+    report = upgraded.refresh(force=True)
+    assert report is not None and len(report.added) == 2
+    _, answer = ask(upgraded, "How do I rate an answer?", EMPLOYEE)
+    assert cited_files(answer) == {"user-guide.md"}
+
+
 def test_an_unrelated_question_is_declined_towards_report_a_problem(desk):
     text, answer = ask(desk, "what is the capital of Peru?", EMPLOYEE)
     assert answer.abstained
