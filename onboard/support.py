@@ -21,9 +21,9 @@ from pydantic import BaseModel, Field
 from sqlalchemy import Engine
 
 from assistant.answering import Assistant, make_chat_model
+from assistant.errors import IndexMismatch
 from assistant.ingest import IngestOptions, IngestReport, forget, ingest
 from assistant.retrieval import KnowledgeBase
-from assistant.errors import IndexMismatch
 from assistant.store import PassageStore, drop_collection
 
 log = logging.getLogger(__name__)
