@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import sys
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -95,6 +96,19 @@ def _settled(page) -> None:
     page.locator("[data-test-script-state=notRunning]").wait_for()
 
 
+@contextmanager
+def _explained(page):
+    """On a failure, print what the page showed (CI keeps no screenshots; a flake then leaves a trace)."""
+    try:
+        yield
+    except Exception:
+        try:
+            print("The page showed, at the failure:\n" + page.inner_text("body")[:4000], file=sys.stderr)
+        except Exception as exc:  # noqa: BLE001 - the page may be gone; the original failure matters
+            print(f"(the page could not be read: {exc})", file=sys.stderr)
+        raise
+
+
 def _ask_the_first_question(page, server: str):
     """Open the app on a fresh server (the first load indexes the sample handbook), ask QUESTION, wait for the
     cited answer; returns the answer's chat message."""
@@ -161,43 +175,50 @@ def _ticket_status() -> str | None:
 
 def test_report_a_problem_from_an_answer_then_triage_it_on_the_dashboard(server, tmp_path):
     """Local mode is an employee and an admin at once: report from an answer, then triage it as the admin."""
-    from playwright.sync_api import expect, sync_playwright
+    from playwright.sync_api import sync_playwright
 
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_FLAGS)
         try:
             page = browser.new_page(viewport={"width": 1400, "height": 1000})
-            answer = _ask_the_first_question(page, server)
-
-            answer.get_by_role("button", name="Report a problem").click()
-            dialog = page.get_by_role("dialog")
-            dialog.get_by_label("What went wrong?").fill("The PTO answer misses <b>carry-over</b>")
-            dialog.get_by_role("button", name="Send the report").click()
-            expect(page.get_by_text("problem report #1")).to_be_visible()
-
-            page.get_by_test_id("stSidebarNav").get_by_role("link", name="Dashboard").click()
-            expect(page.get_by_role("heading", name="Share of thumbs up")).to_be_visible()
-            _settled(page)
-            page.get_by_test_id("stSelectbox").filter(has_text="Answerer").click()
-            page.get_by_role("option", name="extractive").click()
-            expect(page.get_by_test_id("stMetric").filter(has_text="Questions")).to_contain_text("1")
-            page.screenshot(path=str(tmp_path / "dashboard-filtered.png"), full_page=True)
-
-            _settled(page)
-            page.get_by_role("tab", name="Problem reports").click()
-            report = page.get_by_test_id("stExpander").filter(has_text="carry-over")
-            _settled(page)  # the lazy tab reruns the page: its widgets re-render until the run ends
-            report.click()
-            expect(report).to_contain_text("The PTO answer misses <b>carry-over</b>")  # shown as text, not HTML
-            page.screenshot(path=str(tmp_path / "ticket-open.png"), full_page=True)
-            status = report.get_by_role("combobox")
-            status.click()
-            status.fill("In progress")
-            page.get_by_role("option").filter(has_text="In progress").click()
-            expect(status).to_have_value("In progress")
-            report.get_by_role("button", name="Save").click()
-            expect(page.get_by_text("Saved")).to_be_visible()
-            page.screenshot(path=str(tmp_path / "ticket-triaged.png"), full_page=True)
+            with _explained(page):
+                _report_and_triage(page, server, tmp_path)
         finally:
             browser.close()
     assert _ticket_status() == "in_progress"
+
+
+def _report_and_triage(page, server: str, tmp_path: Path) -> None:
+    from playwright.sync_api import expect
+
+    answer = _ask_the_first_question(page, server)
+
+    answer.get_by_role("button", name="Report a problem").click()
+    dialog = page.get_by_role("dialog")
+    dialog.get_by_label("What went wrong?").fill("The PTO answer misses <b>carry-over</b>")
+    dialog.get_by_role("button", name="Send the report").click()
+    expect(page.get_by_text("problem report #1")).to_be_visible()
+
+    page.get_by_test_id("stSidebarNav").get_by_role("link", name="Dashboard").click()
+    expect(page.get_by_role("heading", name="Share of thumbs up")).to_be_visible()
+    _settled(page)
+    page.get_by_test_id("stSelectbox").filter(has_text="Answerer").click()
+    page.get_by_role("option", name="extractive").click()
+    expect(page.get_by_test_id("stMetric").filter(has_text="Questions")).to_contain_text("1")
+    page.screenshot(path=str(tmp_path / "dashboard-filtered.png"), full_page=True)
+
+    _settled(page)
+    page.get_by_role("tab", name="Problem reports").click()
+    report = page.get_by_test_id("stExpander").filter(has_text="carry-over")
+    _settled(page)  # the lazy tab reruns the page: its widgets re-render until the run ends
+    report.click()
+    expect(report).to_contain_text("The PTO answer misses <b>carry-over</b>")  # shown as text, not HTML
+    page.screenshot(path=str(tmp_path / "ticket-open.png"), full_page=True)
+    status = report.get_by_role("combobox")
+    status.click()
+    status.fill("In progress")
+    page.get_by_role("option").filter(has_text="In progress").click()
+    expect(status).to_have_value("In progress")
+    report.get_by_role("button", name="Save").click()
+    expect(page.get_by_text("Saved")).to_be_visible()
+    page.screenshot(path=str(tmp_path / "ticket-triaged.png"), full_page=True)
