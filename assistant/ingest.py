@@ -31,7 +31,7 @@ from assistant.chunking import Chunk, chunk_markdown
 from assistant.errors import UnreadableFile
 from assistant.loaders import LoadedDocument, kind_of, load_bytes
 from assistant.manifest import IndexedFile, IngestRun, utcnow
-from assistant.store import PassageStore
+from assistant.store import PassageStore, drop_collection
 
 log = logging.getLogger(__name__)
 
@@ -259,6 +259,19 @@ def forget(engine: Engine, collection: str) -> None:
         for row in session.exec(select(IndexedFile).where(IndexedFile.collection == collection)):
             session.delete(row)
         session.commit()
+
+
+def rebuilt_store(client, engine: Engine, name: str, model_id: str) -> PassageStore:
+    """An empty collection ``name`` to index from scratch: the old vectors and manifest are dropped.
+
+    Its versions go on from the dropped collection's, so a running app sees a new
+    version and reloads (see :func:`assistant.store.drop_collection`).
+    """
+    previous_version = drop_collection(client, name)
+    forget(engine, name)
+    store = PassageStore(client, name, model_id)
+    store.continue_from(previous_version)
+    return store
 
 
 def _collect_garbage(store: PassageStore, engine: Engine, report: IngestReport) -> None:

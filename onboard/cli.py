@@ -58,9 +58,9 @@ def ingest(
     Folders are walked recursively; hidden files and folders starting with "." or "_"
     (site templates) are left out. Citations show paths relative to the folder given.
     """
-    from assistant.ingest import forget
     from assistant.ingest import ingest as run_ingest
-    from assistant.store import drop_collection, make_client
+    from assistant.ingest import rebuilt_store
+    from assistant.store import make_client
     from onboard import factories
 
     settings = _settings(**({"collection": collection} if collection else {}))
@@ -68,12 +68,10 @@ def ingest(
         embeddings = factories.make_embeddings(settings)
         client = make_client(factories.chroma_location(settings))
         engine = factories.make_engine(settings)
-        previous_version = 0
         if rebuild:
-            previous_version = drop_collection(client, settings.collection)
-            forget(engine, settings.collection)
-        store = factories.make_store(settings, embeddings, client)
-        store.continue_from(previous_version)
+            store = rebuilt_store(client, engine, settings.collection, embeddings.model_id)
+        else:
+            store = factories.make_store(settings, embeddings, client)
         report = _with_progress(
             lambda progress: run_ingest(
                 paths,

@@ -22,9 +22,9 @@ from sqlalchemy import Engine
 
 from assistant.answering import Assistant, make_chat_model
 from assistant.errors import IndexMismatch
-from assistant.ingest import IngestOptions, IngestReport, forget, ingest
+from assistant.ingest import IngestOptions, IngestReport, ingest, rebuilt_store
 from assistant.retrieval import KnowledgeBase
-from assistant.store import PassageStore, drop_collection
+from assistant.store import PassageStore
 
 log = logging.getLogger(__name__)
 
@@ -92,11 +92,7 @@ class SupportDesk:
             return PassageStore(client, name, model_id)
         except IndexMismatch as exc:
             log.info("re-indexing the support documentation with %s: %s", model_id, exc)
-            previous = drop_collection(client, name)
-            forget(self.engine, name)
-            store = PassageStore(client, name, model_id)
-            store.continue_from(previous)
-            return store
+            return rebuilt_store(client, self.engine, name, model_id)
 
     def refresh(self, *, force: bool = False) -> IngestReport | None:
         """Re-index the documentation if a file changed since the last look; the report, or ``None``."""
