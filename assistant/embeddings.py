@@ -180,11 +180,11 @@ def quantized_model(source: Path, cache_dir: Path) -> QuantizedModel:
 
     digest = hashlib.sha256(source.read_bytes()).hexdigest()[:16]
     stem = f"{source.parent.name}-{digest}"
-    fused_target = cache_dir / f"{stem}-{FUSED_RECIPE}.onnx"
-    plain_target = cache_dir / f"{stem}-qint8-pc.onnx"
-    for target, recipe in ((fused_target, FUSED_RECIPE), (plain_target, PLAIN_RECIPE)):
-        if target.is_file():
-            return QuantizedModel(target, recipe)
+    fused_model = QuantizedModel(cache_dir / f"{stem}-{FUSED_RECIPE}.onnx", FUSED_RECIPE)
+    plain_model = QuantizedModel(cache_dir / f"{stem}-qint8-pc.onnx", PLAIN_RECIPE)
+    for made in (fused_model, plain_model):
+        if made.path.is_file():
+            return made
     cache_dir.mkdir(parents=True, exist_ok=True)
     log.info("quantising %s into %s (once)", source, cache_dir)
     with tempfile.TemporaryDirectory(dir=cache_dir) as tmp:
@@ -197,15 +197,15 @@ def quantized_model(source: Path, cache_dir: Path) -> QuantizedModel:
         try:
             _write_fused_bert(folded, fused)
             _check_same_outputs(folded, fused)
+            graph, exclude, built = fused, [f"l{i}_ffn_out" for i in _FLOAT_FFN_OUT_LAYERS], fused_model
         except Exception as exc:  # noqa: BLE001 - onnxruntime raises bare Exception subclasses; any failure here
             # means another export of the model, and the plain path still gives a working (slower) model.
             log.warning("could not rebuild %s as fused operators (%s); quantising it as it stands", source, exc)
-            _quantize(folded, Path(tmp) / "model.onnx", exclude=[])
-            os.replace(Path(tmp) / "model.onnx", plain_target)  # atomic: concurrent starts never see half a file
-            return QuantizedModel(plain_target, PLAIN_RECIPE)
-        _quantize(fused, Path(tmp) / "model.onnx", exclude=[f"l{i}_ffn_out" for i in _FLOAT_FFN_OUT_LAYERS])
-        os.replace(Path(tmp) / "model.onnx", fused_target)
-        return QuantizedModel(fused_target, FUSED_RECIPE)
+            graph, exclude, built = folded, [], plain_model
+        partial = Path(tmp) / "model.onnx"
+        _quantize(graph, partial, exclude)
+        os.replace(partial, built.path)  # atomic: concurrent first starts never see half a file
+    return built
 
 
 FUSED_RECIPE = "fused-v1-qint8-per-channel"
