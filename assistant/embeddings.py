@@ -181,7 +181,8 @@ def quantized_model(source: Path, cache_dir: Path) -> QuantizedModel:
     digest = hashlib.sha256(source.read_bytes()).hexdigest()[:16]
     stem = f"{source.parent.name}-{digest}"
     fused_model = QuantizedModel(cache_dir / f"{stem}-{FUSED_RECIPE}.onnx", FUSED_RECIPE)
-    plain_model = QuantizedModel(cache_dir / f"{stem}-qint8-pc.onnx", PLAIN_RECIPE)
+    # Not "-qint8-pc.onnx": that is what earlier versions cached, and it would keep an upgraded app on them.
+    plain_model = QuantizedModel(cache_dir / f"{stem}-unfused-qint8-pc.onnx", PLAIN_RECIPE)
     for made in (fused_model, plain_model):
         if made.path.is_file():
             return made

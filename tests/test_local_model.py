@@ -25,6 +25,19 @@ def test_quantised_model_is_made_once_and_reused(local_embeddings, model_cache):
     assert again.embed_query("parental leave") == local_embeddings.embed_query("parental leave")
 
 
+def test_a_model_cached_by_an_earlier_version_is_not_reused(tmp_path, local_embeddings):
+    from assistant.embeddings import _package_dir
+
+    spec = LOCAL_MODELS["all-MiniLM-L6-v2-int8"]
+    source = _package_dir(spec.package) / spec.model_file
+    built = quantized_model(source, tmp_path)
+    earlier = built.path.with_name(built.path.name.replace(f"-{FUSED_RECIPE}", "-qint8-pc"))
+    built.path.rename(earlier)  # the name (and recipe) earlier versions cached under
+
+    again = quantized_model(source, tmp_path)
+    assert again.recipe == FUSED_RECIPE and again.path.is_file()
+
+
 def test_the_rebuilt_fused_model_gives_the_vectors_of_the_model_as_shipped(local_embeddings):
     shipped = OnnxEmbeddings(LOCAL_MODELS["all-MiniLM-L6-v2-int8-as-shipped"])
     texts = [
