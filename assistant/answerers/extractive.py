@@ -294,7 +294,7 @@ def choose(
             chosen.append(item)
     # Followers carry their sentence's score: sorted, each comes right after it, best first.
     quoted = sorted(chosen + _followers(chosen, every, weights.follow_words), key=lambda s: -s.score)
-    introduced = _introduced(quoted, every, weights.lead_units, weights.lead_words)
+    quoted, introduced = _introduced(quoted, every, weights.lead_units, weights.lead_words)
     return quoted + introduced
 
 
@@ -312,8 +312,10 @@ def _followers(chosen: list[Scored], units: list[Unit], max_words: int) -> list[
     return extra
 
 
-def _introduced(chosen: list[Scored], units: list[Unit], max_units: int, max_words: int) -> list[Scored]:
-    """What chosen lead-ins introduce: the list, table or paragraph right after each in its passage.
+def _introduced(
+    chosen: list[Scored], units: list[Unit], max_units: int, max_words: int
+) -> tuple[list[Scored], list[Scored]]:
+    """``chosen`` without empty lead-ins, and what the others introduce: the list, table or paragraph after each.
 
     A sentence ending in a colon ("To fix this:") says the answer follows;
     quoted alone it tells nothing. What follows it is taken, best lead-in
@@ -321,7 +323,7 @@ def _introduced(chosen: list[Scored], units: list[Unit], max_units: int, max_wor
     the whole answer (a lead-in always gets its first unit): the list items or
     table rows after it, else the sentences of the paragraph after it, never a
     code block, and no further than the next lead-in. A lead-in that ends its
-    passage has nothing to show and is dropped from ``chosen``.
+    passage has nothing to show and is left out.
     """
     taken = {(c.unit.passage, c.unit.position) for c in chosen}
     at = {(u.passage, u.position): u for u in units}
@@ -352,9 +354,7 @@ def _introduced(chosen: list[Scored], units: list[Unit], max_units: int, max_wor
             words += len(unit.text.split())
             if _is_lead_in(unit):
                 break
-    if dropped:
-        chosen[:] = [c for i, c in enumerate(chosen) if i not in dropped]
-    return extra
+    return [c for i, c in enumerate(chosen) if i not in dropped], extra
 
 
 def _continues(first: Unit, unit: Unit) -> bool:
@@ -413,7 +413,7 @@ def render(chosen: Sequence[Scored], marker: Callable[[int], str], heading: Call
     """
     introduced = {(s.unit.passage, s.unit.position) for s in chosen if "introduced_by" in s.signals}
     order = sorted({item.unit.passage for item in chosen})
-    paragraphs: list[str] = []
+    blocks: list[list[str]] = []  # a quote, or a lead-in and the lines of what it introduces
     for passage in order:
         units = sorted((s.unit for s in chosen if s.unit.passage == passage), key=lambda u: u.position)
         cite = marker(passage)
@@ -428,23 +428,22 @@ def render(chosen: Sequence[Scored], marker: Callable[[int], str], heading: Call
                 continue
             lead = None
             if first.kind == "sentence":
-                paragraphs.append(" ".join(u.text for u in group) + f" {cite}")
+                blocks.append([" ".join(u.text for u in group) + f" {cite}"])
                 if _is_lead_in(group[-1]):
-                    lead = [paragraphs.pop()]
-                    paragraphs.append(lead)  # type: ignore[arg-type]  # joined below
+                    lead = blocks[-1]
             elif first.kind == "row":
-                paragraphs.append(f"{heading(passage)} {cite}\n\n{_table(group)}".strip())
+                blocks.append([f"{heading(passage)} {cite}\n\n{_table(group)}".strip()])
             else:
-                paragraphs.append(f"{heading(passage)} {cite}\n\n{first.text}".strip())
-    return [p if isinstance(p, str) else _lead_block(p) for p in paragraphs]
+                blocks.append([f"{heading(passage)} {cite}\n\n{first.text}".strip()])
+    return [_joined(block) for block in blocks]
 
 
 def _table(rows: list[Unit]) -> str:
     return "\n".join([*rows[0].header, *(u.text for u in rows)])
 
 
-def _lead_block(lines: list[str]) -> str:
-    """A lead-in and its items: a list right under it, a table after a blank line."""
+def _joined(lines: list[str]) -> str:
+    """A quote; or a lead-in and its items: a list right under it, a table after a blank line."""
     text = lines[0]
     for item in lines[1:]:
         text += ("\n" if item.startswith("- ") else "\n\n") + item
