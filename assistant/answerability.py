@@ -6,10 +6,11 @@ question and the passage ranked first by hybrid retrieval. Ranking first by
 is close to the question; for a near miss ("can I bring my dog to the DC
 office?") keyword matches pull up a passage that shares words but not meaning,
 and its similarity stays low. On the 18F development set (threshold 0.44) this
-abstains on 40% of the unanswerable questions while answering 91% of the
-answerable ones (the best dense score alone abstained on 27% with the previous quantisation). That is
-short of the 60% we aim for: the unanswerable questions there are near misses
-on topics the handbook covers, which a similarity alone cannot separate.
+abstains on 40 to 47% of the unanswerable questions while answering 91% of the
+answerable ones (the figure moves by a question with the batching of the int8
+model); the best dense score alone abstained on 27% with the previous model.
+That is short of the 60% we aim for: the unanswerable questions there are near
+misses on topics the handbook covers, which a similarity alone cannot separate.
 0.44 sits on a plateau: from 0.43 to 0.45 the same six unanswerable questions
 are abstained on 18F, and on the sample handbook 0.44 abstains on three of
 six where 0.43 abstains on one, answering as many.

@@ -11,8 +11,8 @@ ONNX file whose int8 weights are cast back to float before every matrix
 product. On first use we fold those casts into float weights, rebuild the
 graph from those weights as onnxruntime's fused transformer operators and
 quantise it dynamically (int8 matrix products), once, into a cache folder
-(:func:`quantized_model`). That runs about 2.2 times as fast as the same model
-under sentence-transformers, with the same retrieval quality (see
+(:func:`quantized_model`). That runs 2.1 to 2.4 times as fast as the same
+model under sentence-transformers, with the same retrieval quality (see
 ``benchmarks/retrieval.py``).
 """
 
@@ -172,7 +172,7 @@ def quantized_model(source: Path, cache_dir: Path) -> QuantizedModel:
     fused BERT operators (EmbedLayerNormalization, Attention,
     SkipLayerNormalization, BiasGelu) from its own folded weights, check that
     the rebuilt graph computes the same hidden states, and quantise that
-    (Attention becomes QAttention): about 2.2x sentence-transformers on two
+    (Attention becomes QAttention): 2.1 to 2.4x sentence-transformers on two
     cores. A model whose graph cannot be rebuilt is quantised as it stands
     (recipe ``qint8-per-channel``, about 1.7x).
     """

@@ -38,8 +38,8 @@ introduces, the list, table or paragraph after it, shown nested under it
 (within ``lead_units`` and ``lead_words`` for the whole answer); a lead-in
 that ends its passage is dropped. Measured on the 18F set: +4 of 80 gold
 quotes, none lost on the sample handbook, p90 answer length 107 to 125 words.
-Quotes are shown grouped by passage (in retrieval order, the top passage first) and in
-source order within a passage; a run of adjacent sentences carries one
+Quotes are shown grouped by passage (in retrieval order, the top passage
+first) and in source order within a passage; a run of adjacent sentences carries one
 citation marker, so a quote that spans two sentences stays intact.
 """
 
