@@ -266,6 +266,20 @@ def test_what_a_lead_in_introduces_is_bounded_and_nested_in_a_list_of_quotes():
     assert text == "Mileage is paid per trip as follows: [1]\n\n| Distance | Rate |\n| --- | --- |\n| short | $5 |\n| long | $9 |"
 
 
+def test_a_sentence_that_refers_back_is_quoted_with_the_one_before_it_in_its_paragraph():
+    desk = ("The IT service desk takes calls, chats and tickets. They are available 6am-9pm ET on weekdays.\n\n"
+            "This floor has the night shuttle.")
+    chosen, text = quote("what hours is the desk available on weekdays", [desk, "The cafeteria is available on weekdays."])
+    assert text == (
+        "- The IT service desk takes calls, chats and tickets. They are available 6am-9pm ET on weekdays. [1]\n"
+        "- The cafeteria is available on weekdays. [2]"
+    )
+    assert [s.signals.get("antecedent_of") for s in chosen] == [None, None, 1.0]
+    # A sentence that opens its paragraph does not reach into the paragraph before.
+    _, text = quote("which floor has the night shuttle", [desk, "Lunch is at noon."])
+    assert text == "This floor has the night shuttle. [1]"
+
+
 # -- llm mode, with a recording fake chat model ---------------------------------------------------------
 
 

@@ -32,7 +32,11 @@ second source can answer the other half of a two-part question. A short
 sentence (``follow_words``) right after a kept one in the same paragraph is
 quoted with it: it usually finishes the thought ("The password changes
 monthly."); measured +2 of 80 gold quotes on the 18F set, none lost on the
-sample handbook, answers one word longer at the median. A chosen lead-in
+sample handbook, answers one word longer at the median. A chosen sentence that
+opens by referring back ("They are available 6am-9pm ET.", "Then you'll need
+to...") is quoted with the sentence before it in its paragraph, so it is not
+shown without what it refers to (18F: +1 of 80, sample handbook unchanged,
+median answer length +2 words). A chosen lead-in
 ("If you receive a suspicious email, follow these steps:") brings what it
 introduces, the list, table or paragraph after it, shown nested under it
 (within ``lead_units`` and ``lead_words`` for the whole answer); a lead-in
@@ -66,6 +70,12 @@ _HEADING = re.compile(r"^\s{0,3}#{1,6}\s")
 _QUOTE = re.compile(r"^\s*>\s?")
 # A sentence ends at . ! or ? (closing quotes and brackets stay with it) before a space and a capital or digit.
 _SENTENCE_END = re.compile(r"""[.!?]["'\u201d\u2019)\]]*(?=\s+["'\u201c\u2018(\[*_]*[A-Z0-9])""")
+# A sentence opening with one of these refers back to the one before it ("They are available 6am-9pm ET.").
+_REFERS_BACK = re.compile(
+    r"^[\W_]*(?:they|this|it|these|those|that|he|she|such|then|otherwise|however|also|instead|therefore|so"
+    r"|if so|if not|in (?:that|this) case|as a result)\b",
+    re.IGNORECASE,
+)
 _ABBREVIATIONS = frozenset(
     "e.g. i.e. vs. mr. mrs. ms. dr. jr. sr. st. no. nos. approx. inc. ltd. co. u.s. a.m. p.m. fig. cf. dept.".split()
 )
@@ -293,7 +303,8 @@ def choose(
             per_passage[item.unit.passage] = per_passage.get(item.unit.passage, 0) + 1
             chosen.append(item)
     # Followers carry their sentence's score: sorted, each comes right after it, best first.
-    quoted = sorted(chosen + _followers(chosen, every, weights.follow_words), key=lambda s: -s.score)
+    completing = _followers(chosen, every, weights.follow_words) + _antecedents(chosen, every)
+    quoted = sorted(chosen + completing, key=lambda s: -s.score)
     quoted, introduced = _introduced(quoted, every, weights.lead_units, weights.lead_words)
     return quoted + introduced
 
@@ -309,6 +320,20 @@ def _followers(chosen: list[Scored], units: list[Unit], max_words: int) -> list[
                 and (after.passage, after.position) not in taken and len(after.text.split()) <= max_words):
             taken.add((after.passage, after.position))
             extra.append(Scored(after, item.score, {"follows": float(item.unit.position)}))
+    return extra
+
+
+def _antecedents(chosen: list[Scored], units: list[Unit]) -> list[Scored]:
+    """The sentence before each chosen sentence that opens by referring back to it, in its paragraph."""
+    taken = {(c.unit.passage, c.unit.position) for c in chosen}
+    preceding = {(u.passage, u.position + 1): u for u in units if u.kind == "sentence"}
+    extra = []
+    for item in chosen:
+        before = preceding.get((item.unit.passage, item.unit.position))
+        if (item.unit.kind == "sentence" and _REFERS_BACK.match(item.unit.text) and before is not None
+                and before.block == item.unit.block and (before.passage, before.position) not in taken):
+            taken.add((before.passage, before.position))
+            extra.append(Scored(before, item.score, {"antecedent_of": float(item.unit.position)}))
     return extra
 
 
