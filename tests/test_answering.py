@@ -163,7 +163,7 @@ def test_sentence_vectors_are_cached_and_can_be_warmed_up(sample_kb, local_embed
     counting = CountingEmbeddings(local_embeddings)
     assistant = Assistant(knowledge_base=KnowledgeBase(sample_kb.store, counting), config=AnswerConfig())
     first = assistant.answer(DESK)
-    assert 0 < counting.documents <= 10  # only the best candidates are embedded
+    assert 0 < counting.documents <= Weights().candidates  # only the best candidates are embedded
     counting.documents = 0
     assert assistant.answer(DESK).text == first.text and counting.documents == 0
 
@@ -264,6 +264,18 @@ def test_what_a_lead_in_introduces_is_bounded_and_nested_in_a_list_of_quotes():
     table = "Mileage is paid per trip as follows:\n\n| Distance | Rate |\n| --- | --- |\n| short | $5 |\n| long | $9 |"
     _, text = quote("how is mileage paid per trip", [table])
     assert text == "Mileage is paid per trip as follows: [1]\n\n| Distance | Rate |\n| --- | --- |\n| short | $5 |\n| long | $9 |"
+
+
+def test_only_the_candidates_ranked_best_by_words_and_passage_are_embedded():
+    embeddings = FakeEmbeddings()
+    passages = ["Badges are issued on the first day. Parking is free.", "Lunch is at noon. Badges open every door."]
+    documents = [Document(page_content=p, metadata={"score": s}) for p, s in zip(passages, (1.0, 0.9), strict=True)]
+    chosen = choose("when are badges issued", embeddings.embed_query("when are badges issued"), documents,
+                    UnitVectors(embeddings.embed_documents), max_units=4, weights=Weights(candidates=2))
+    # The two sentences naming what is asked about, not the top passage's other sentence; the one
+    # with more of the question's words wins.
+    assert sorted(embeddings.calls[0]) == ["Badges are issued on the first day.", "Badges open every door."]
+    assert chosen[0].unit.text == "Badges are issued on the first day."
 
 
 def test_a_sentence_that_refers_back_is_quoted_with_the_one_before_it_in_its_paragraph():
