@@ -57,7 +57,7 @@ if TYPE_CHECKING:  # settings import this module: keep its import light
 log = logging.getLogger(__name__)
 
 #: Recorded as ``Answer.prompt_version`` of extractive answers: bump it when the sentence choice changes.
-EXTRACTIVE_VERSION = "extractive-v4"
+EXTRACTIVE_VERSION = "extractive-v5"
 
 
 class AnswerConfig(BaseModel):

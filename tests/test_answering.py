@@ -266,6 +266,22 @@ def test_what_a_lead_in_introduces_is_bounded_and_nested_in_a_list_of_quotes():
     assert text == "Mileage is paid per trip as follows: [1]\n\n| Distance | Rate |\n| --- | --- |\n| short | $5 |\n| long | $9 |"
 
 
+def test_a_paragraph_right_before_a_table_brings_the_table_but_not_across_a_heading():
+    pto = ("Your yearly PTO allowance depends on your country. Tenure counts from your start date.\n\n"
+           "| Country | Days |\n| --- | --- |\n| US | 20 |\n| Portugal | 25 |\n\n"
+           "PTO is counted in working days.")
+    chosen, text = quote("how much PTO allowance do I get", [pto, "Ask People Ops about PTO allowance."])
+    assert text == (
+        "Your yearly PTO allowance depends on your country. Tenure counts from your start date. [1]\n\n"
+        "| Country | Days |\n| --- | --- |\n| US | 20 |\n| Portugal | 25 |\n\n"
+        "Ask People Ops about PTO allowance. [2]"
+    )
+    assert [s.signals.get("introduced_by") for s in chosen if s.unit.kind == "row"] == [0.0, 0.0]
+    under_heading = pto.replace("\n\n|", "\n\n## Office hours\n\n|", 1)
+    _, text = quote("how much PTO allowance do I get", [under_heading, "Ask People Ops about PTO allowance."])
+    assert "| US | 20 |" not in text
+
+
 def test_only_the_candidates_ranked_best_by_words_and_passage_are_embedded():
     embeddings = FakeEmbeddings()
     passages = ["Badges are issued on the first day. Parking is free.", "Lunch is at noon. Badges open every door."]

@@ -155,6 +155,8 @@ def split_passage(text: str, passage: int = 0) -> list[Unit]:
     """The quotable units of one Markdown passage, in source order."""
     units: list[Unit] = []
     for block, (kind, lines) in enumerate(_blocks(text)):
+        if kind == "heading":  # not quoted; it still separates what comes before from what follows
+            continue
         if kind == "code":
             units.append(Unit(passage, block, len(units), "code", "\n".join(lines)))
         elif kind == "table":
@@ -172,7 +174,7 @@ def split_passage(text: str, passage: int = 0) -> list[Unit]:
 
 
 def _blocks(text: str) -> list[tuple[str, list[str]]]:
-    """``(kind, lines)`` for each paragraph (``prose``), list ``item``, ``table`` and ``code`` block; headings dropped."""
+    """``(kind, lines)`` for each ``heading``, paragraph (``prose``), list ``item``, ``table`` and ``code`` block."""
     blocks: list[tuple[str, list[str]]] = []
     kind, lines = "prose", []
     fence: str | None = None
@@ -196,7 +198,11 @@ def _blocks(text: str) -> list[tuple[str, list[str]]]:
             fence, kind, lines = fence_match.group(1), "code", [raw]
             continue
         line = raw.strip()
-        if not line or _HEADING.match(raw):
+        if _HEADING.match(raw):
+            flush()
+            blocks.append(("heading", [line]))
+            kind = "prose"
+        elif not line:
             flush()
             kind = "prose"
         elif line.startswith("|"):
@@ -345,28 +351,36 @@ def _introduced(
     """``chosen`` without empty lead-ins, and what the others introduce: the list, table or paragraph after each.
 
     A sentence ending in a colon ("To fix this:") says the answer follows;
-    quoted alone it tells nothing. What follows it is taken, best lead-in
-    first, until ``max_units`` units or about ``max_words`` words are taken for
-    the whole answer (a lead-in always gets its first unit): the list items or
-    table rows after it, else the sentences of the paragraph after it, never a
-    code block, and no further than the next lead-in. A lead-in that ends its
-    passage has nothing to show and is left out.
+    quoted alone it tells nothing. So does a paragraph right before a table
+    ("Your PTO allowance depends on your country." above the allowances): a
+    sentence chosen from it brings the table. What follows is taken, best
+    lead-in first, until ``max_units`` units or about ``max_words`` words are
+    taken for the whole answer (a lead-in always gets its first unit): the
+    list items or table rows after it, else the sentences of the paragraph
+    after it, never a code block, and no further than the next lead-in. A
+    lead-in that ends its passage has nothing to show and is left out.
     """
     taken = {(c.unit.passage, c.unit.position) for c in chosen}
     at = {(u.passage, u.position): u for u in units}
+    opening: dict[tuple[int, int], Unit] = {}
+    for unit in units:
+        opening.setdefault((unit.passage, unit.block), unit)
     extra: list[Scored] = []
     dropped: set[int] = set()
     words = 0
     for index, item in enumerate(chosen):
         lead = item.unit
-        if not _is_lead_in(lead):
-            continue
-        first = at.get((lead.passage, lead.position + 1))
-        if first is None:
-            dropped.add(index)
-            continue
+        if _is_lead_in(lead):
+            first = at.get((lead.passage, lead.position + 1))
+            if first is None:
+                dropped.add(index)
+                continue
+        else:
+            first = opening.get((lead.passage, lead.block + 1))
+            if lead.kind != "sentence" or lead.listed or first is None or first.kind != "row":
+                continue
         before = len(extra)
-        position = lead.position + 1
+        position = first.position
         while len(extra) < max_units:
             unit = at.get((lead.passage, position))
             if unit is None or unit.kind == "code" or not _continues(first, unit):
@@ -456,7 +470,7 @@ def render(chosen: Sequence[Scored], marker: Callable[[int], str], heading: Call
             lead = None
             if first.kind == "sentence":
                 blocks.append([" ".join(u.text for u in group) + f" {cite}"])
-                if _is_lead_in(group[-1]):
+                if _is_lead_in(group[-1]) or (passage, group[-1].position + 1) in introduced:
                     lead = blocks[-1]
             elif first.kind == "row":
                 blocks.append([f"{heading(passage)} {cite}\n\n{_table(group)}".strip()])
