@@ -16,7 +16,10 @@ are abstained on 18F, and on the sample handbook 0.44 abstains on three of
 six where 0.43 abstains on one, answering as many.
 
 The question words the passages never mention are reported with the verdict,
-so a person reading "nothing in the passages is about: dog" knows why.
+so a person reading "nothing in the passages is about: dog" knows why. The
+verdict's ``reason`` carries the similarity too, for the logs and the
+evaluation reports; ``explanation`` is the same without any score, for the
+people asking.
 
 The threshold depends on the embedding model and, less, on the corpus:
 ``onboard eval --calibrate`` prints the threshold that answers a chosen share
@@ -50,6 +53,12 @@ class Answerability:
     reason: str
     signals: dict[str, float] = field(default_factory=dict)
     unmatched_terms: list[str] = field(default_factory=list)
+    #: The reason in the words shown to the person asking: no scores (default: ``reason``).
+    shown_reason: str | None = None
+
+    @property
+    def explanation(self) -> str:
+        return self.shown_reason or self.reason
 
 
 def question_terms(question: str) -> list[str]:
@@ -71,10 +80,10 @@ def judge(
     signals = {"similarity": round(similarity, 4)}
     if similarity >= config.min_similarity:
         return Answerability(True, similarity, "the passages match the question", signals, unmatched)
-    reason = f"the closest passage is only loosely related to the question (similarity {similarity:.2f})"
-    if unmatched:
-        reason += "; nothing in the passages is about: " + ", ".join(unmatched[:4])
-    return Answerability(False, similarity, reason, signals, unmatched)
+    shown = "the closest passage is only loosely related to the question"
+    missing = "; nothing in the passages is about: " + ", ".join(unmatched[:4]) if unmatched else ""
+    reason = f"{shown} (similarity {similarity:.2f}){missing}"
+    return Answerability(False, similarity, reason, signals, unmatched, shown_reason=shown + missing)
 
 
 def _present(term: str, evidence_tokens: set[str]) -> bool:

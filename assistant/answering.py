@@ -23,9 +23,15 @@ shown, a failure after that must end the stream with the text so far, and every
 path has to leave the same status record behind.
 
 Provider errors never reach the caller. Transient ones (timeout, connection,
-429, 5xx) are retried ``max_retries`` times with exponential backoff; when the
-model stays unavailable the turn falls back to the extractive answer with a
-notice for the person and the full error in ``Answer.error`` and the log.
+429, 5xx) are retried ``max_retries`` times with exponential backoff, within
+``retry_budget_s`` for each model call; when the model stays unavailable the
+turn falls back to the extractive answer with a notice for the person and the
+full error in ``Answer.error`` and the log. While it waits for the model the
+turn tells the caller what it is doing (``ask(..., on_status=...)``: "Waiting
+for the language model…", "Trying again (2 of 3)…", then ``None`` once text
+flows), so a front end can show it. An answer the model did not finish (the
+stream broke, or it hit the length limit or the content filter) is marked
+``Answer.incomplete``.
 
 Citations: an extractive answer cites only the passages it quotes, numbered in
 order of appearance. A generated answer numbers every passage shown to the
@@ -43,7 +49,7 @@ from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Literal
 
 from pydantic import BaseModel, Field, SecretStr, model_validator
-from tenacity import Retrying, retry_if_exception, stop_after_attempt
+from tenacity import RetryCallState, Retrying, retry_if_exception
 
 from assistant.answerers import extractive, generative
 from assistant.errors import AssistantError
@@ -58,6 +64,8 @@ log = logging.getLogger(__name__)
 
 #: Recorded as ``Answer.prompt_version`` of extractive answers: bump it when the sentence choice changes.
 EXTRACTIVE_VERSION = "extractive-v5"
+#: No try of a model call gets less time than this (or ``timeout_s`` if shorter): a retry without it is not made.
+MIN_ATTEMPT_S = 1.0
 
 
 class AnswerConfig(BaseModel):
@@ -72,10 +80,22 @@ class AnswerConfig(BaseModel):
     azure_endpoint: str | None = None
     azure_deployment: str | None = None
     api_version: str | None = None
-    #: Seconds to wait for the connection and for each piece of the streamed reply.
-    timeout_s: float = Field(30.0, gt=0)
-    #: Retries after a transient failure (timeout, connection, 429, 5xx), before the first token.
-    max_retries: int = Field(2, ge=0, le=10)
+    timeout_s: float = Field(
+        10.0, gt=0,
+        description="Seconds to wait for the connection, for the first token and for each next piece of the "
+                    "reply (default 10); a model silent for longer counts as a timeout.",
+    )
+    max_retries: int = Field(
+        2, ge=0, le=10,
+        description="Retries after a transient failure (timeout, connection, 429, 5xx) before the first token "
+                    "(default 2), within retry_budget_s.",
+    )
+    retry_budget_s: float = Field(
+        30.0, gt=0,
+        description="Seconds one model call may take to start answering, all tries and waits included (default "
+                    "30): each try gets at most what is left of it, so a hanging endpoint falls back to the "
+                    "extractive answer after about this long.",
+    )
     #: First backoff delay; it doubles on each retry (with jitter), up to ``retry_max_s``.
     retry_initial_s: float = Field(0.5, ge=0)
     retry_max_s: float = Field(8.0, ge=0)
@@ -144,8 +164,10 @@ class Answer:
     latency_ms: float
     ttft_ms: float | None
     notice: str | None = None  # shown to the person, e.g. the model failed and this is the fallback
-    error: str | None = None  # the full error, for the log and storage; never shown raw
+    error: str | None = None  # the full error, for the log; never shown raw
     retrieval: Retrieval | None = None
+    #: The model did not finish the text: the stream broke, or it stopped at its length limit or content filter.
+    incomplete: bool = False
 
     @property
     def cited(self) -> list[Citation]:
@@ -196,7 +218,12 @@ class Assistant:
             self.rewrite_chain = generative.load_prompt("rewrite", config.prompt_version) | chat_model
 
     def ask(
-        self, question: str, *, history: Sequence[tuple[str, str]] = (), where: Filter | None = None
+        self,
+        question: str,
+        *,
+        history: Sequence[tuple[str, str]] = (),
+        where: Filter | None = None,
+        on_status: Callable[[str | None], object] | None = None,
     ) -> AnswerStream:
         """Answer ``question``; nothing runs until the stream is iterated.
 
@@ -206,8 +233,10 @@ class Assistant:
         follow-up. ``where`` restricts the passages, as in
         :meth:`KnowledgeBase.retrieve`. Provider errors end up in the answer,
         never raised; retrieval errors (e.g. an empty index) are raised.
+        ``on_status`` is told, while the model keeps the turn waiting, what is
+        happening (a sentence), and ``None`` when the first text comes.
         """
-        return AnswerStream(lambda stream: self._turn(stream, question, history, where))
+        return AnswerStream(lambda stream: self._turn(stream, question, history, where, on_status))
 
     def answer(self, question: str, **kwargs) -> Answer:
         """:meth:`ask`, run to its end."""
@@ -228,8 +257,8 @@ class Assistant:
 
     # -- one turn --------------------------------------------------------------------------------
 
-    def _turn(self, stream: AnswerStream, question: str, history, where: Filter | None) -> Iterator[str]:
-        turn = _Turn(self.config)
+    def _turn(self, stream: AnswerStream, question: str, history, where: Filter | None, on_status) -> Iterator[str]:
+        turn = _Turn(self.config, on_status=on_status)
         try:
             yield from self._steps(turn, question, history, where)
             turn.done = True
@@ -248,7 +277,8 @@ class Assistant:
         retrieval = self.knowledge_base.retrieve(standalone, where=where)
         turn.retrieval = retrieval
         if not retrieval.answerable:
-            yield from self._abstain(turn, retrieval.answerability.reason)
+            log.info("abstaining: %s", retrieval.answerability.reason)  # with its scores, for the admins
+            yield from self._abstain(turn, retrieval.answerability.explanation)
         elif llm and turn.error is None:
             yield from self._generate(turn, standalone, retrieval)
             if turn.fallback:
@@ -297,11 +327,31 @@ class Assistant:
 
     # -- generated -------------------------------------------------------------------------------
 
+    def _with_retries(self, turn: _Turn, call: Callable[[float], object]):
+        """``call(timeout)`` with retries, each try given at most what is left of ``retry_budget_s``."""
+        cfg = self.config
+        started = time.monotonic()
+
+        def attempt():
+            left = cfg.retry_budget_s - (time.monotonic() - started)
+            return call(min(cfg.timeout_s, max(left, MIN_ATTEMPT_S)))
+
+        turn.say(generative.WAITING)
+        return self._retrying(turn)(attempt)
+
     def _retrying(self, turn: _Turn) -> Retrying:
         cfg = self.config
 
+        def stop(state: RetryCallState) -> bool:
+            if state.attempt_number >= cfg.max_retries + 1:
+                return True
+            waited = state.seconds_since_start or 0.0
+            shortest_try = min(cfg.timeout_s, MIN_ATTEMPT_S)
+            return waited + (state.upcoming_sleep or 0.0) + shortest_try > cfg.retry_budget_s
+
         def before_sleep(state) -> None:
             turn.attempts = state.attempt_number + 1
+            turn.say(generative.RETRYING.format(attempt=turn.attempts, attempts=cfg.max_retries + 1))
             log.warning(
                 "chat model call failed (attempt %d of %d), retrying in %.2fs: %r",
                 state.attempt_number,
@@ -311,7 +361,7 @@ class Assistant:
             )
 
         return Retrying(
-            stop=stop_after_attempt(cfg.max_retries + 1),
+            stop=stop,
             wait=generative.backoff(cfg.retry_initial_s, cfg.retry_max_s),
             retry=retry_if_exception(lambda exc: generative.classify(exc).retryable),
             before_sleep=before_sleep,
@@ -322,7 +372,7 @@ class Assistant:
         inputs = {"history": generative.format_history(history), "question": question}
         turn.attempts = 1
         try:
-            reply = self._retrying(turn)(self.rewrite_chain.invoke, inputs)
+            reply = self._with_retries(turn, lambda timeout: _timed(self.rewrite_chain, timeout).invoke(inputs))
         except Exception as exc:  # any provider failure: answer without the model
             turn.fail(exc, generative.classify(exc).notice)
             return question
@@ -344,7 +394,7 @@ class Assistant:
         turn.citations = [_citation(n, doc) for n, doc in enumerate(documents, 1)]
         turn.finish_reason = turn.refusal = None
         try:
-            chunks, pending = self._retrying(turn)(self._open_stream, inputs)
+            chunks, pending = self._with_retries(turn, lambda timeout: self._open_stream(inputs, timeout))
         except Exception as exc:  # any provider failure before the first token: fall back
             turn.fail(exc, generative.classify(exc).notice)
             return
@@ -357,6 +407,7 @@ class Assistant:
         except Exception as exc:  # the stream broke after the first token: keep what was said
             if turn.text:
                 turn.fail(exc, generative.INTERRUPTED, fallback=False)
+                turn.incomplete = True
             else:
                 turn.fail(exc, generative.classify(exc).notice)
         finally:
@@ -366,9 +417,9 @@ class Assistant:
         self._check_finish(turn)
         turn.mark_cited()
 
-    def _open_stream(self, inputs: dict) -> tuple[Iterator[BaseMessage], list[BaseMessage]]:
+    def _open_stream(self, inputs: dict, timeout: float) -> tuple[Iterator[BaseMessage], list[BaseMessage]]:
         """Start the model's stream and read up to its first text, so a failure before it can be retried."""
-        chunks = iter(self.answer_chain.stream(inputs))
+        chunks = iter(_timed(self.answer_chain, timeout).stream(inputs))
         pending = []
         for chunk in chunks:
             pending.append(chunk)
@@ -386,11 +437,11 @@ class Assistant:
             turn.notice = generative.REFUSED
         elif reason == "content_filter":
             if turn.text:
-                turn.notice = generative.FILTERED_MIDWAY
+                turn.notice, turn.incomplete = generative.FILTERED_MIDWAY, True
             else:
                 turn.fail(AssistantError("the content filter stopped the answer"), generative.CONTENT_FILTER)
         elif reason == "length":
-            turn.notice = generative.CUT_SHORT
+            turn.notice, turn.incomplete = generative.CUT_SHORT, True
         elif not turn.text:
             turn.fail(AssistantError("the language model returned an empty answer"), generative.UNAVAILABLE)
 
@@ -418,7 +469,10 @@ class _Turn:
     refusal: str | None = None
     attempts: int = 0
     fallback: bool = False
+    incomplete: bool = False
     done: bool = False
+    on_status: Callable[[str | None], object] | None = None
+    saying: str | None = None
 
     @property
     def text(self) -> str:
@@ -427,8 +481,15 @@ class _Turn:
     def emit(self, delta: str) -> str:
         if self.first_at is None:
             self.first_at = time.perf_counter()
+            self.say(None)
         self.parts.append(delta)
         return delta
+
+    def say(self, status: str | None) -> None:
+        """Tell the caller what the turn is waiting for (``None``: nothing any more)."""
+        if self.on_status is not None and status != self.saying:
+            self.saying = status
+            self.on_status(status)
 
     def observe(self, message: BaseMessage) -> None:
         """Take usage, model name, finish reason and refusal from a reply or a streamed chunk."""
@@ -474,6 +535,7 @@ class _Turn:
             notice=self.notice,
             error=error,
             retrieval=retrieval,
+            incomplete=self.incomplete,
         )
 
 
@@ -491,6 +553,11 @@ def _citation(n: int, doc) -> Citation:
         chunk_id=str(meta.get("id") or doc.id or ""),
         passage=doc.page_content,
     )
+
+
+def _timed(chain, timeout: float):
+    """``chain`` (``prompt | chat_model``) with the model's timeout set for one call."""
+    return chain.first | chain.last.bind(timeout=timeout)
 
 
 def _text(message: BaseMessage) -> str:

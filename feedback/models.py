@@ -122,7 +122,8 @@ class Message(SQLModel, table=True):
     output_tokens: int | None = None
     latency_ms: int | None = None
     ttft_ms: int | None = None
-    #: Why an answer failed, in words a person understands (the traceback goes to the log).
+    #: Why an answer failed, or the notice a finished one came with (a fallback, a cut-off answer), in words a
+    #: person understands (the full error and traceback go to the log).
     error: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
     created_at: datetime = Field(default_factory=utcnow, index=True)
     #: When the answer reached its final status.

@@ -8,7 +8,9 @@ objects, and commits what it writes. The path of a question:
 2. :func:`start_answer` stores a ``pending`` answer that records how it will
    be made (answerer, model, prompt and index versions, rollout features);
 3. :func:`finish_answer` or :func:`fail_answer` closes it with its final
-   status, tokens, timings and sources (or the error, and any partial text).
+   status, tokens, timings and sources (or the error, and any partial text);
+   an answer that came with a notice (the model failed and passages are
+   quoted instead, or it stopped before the end) keeps it in ``error``.
    :func:`interrupt_stale_answers` closes answers a crashed process left
    pending.
 
@@ -257,12 +259,18 @@ def finish_answer(
     model: str | None = None,
     prompt_version: str | None = None,
     index_version: int | None = None,
+    error: str | None = None,
+    interrupted: bool = False,
 ) -> Message:
     """Close a pending answer as ``complete`` (or ``abstained``: the handbook did not answer it).
 
     ``answerer`` (with its ``model``, which may be None), ``prompt_version`` and
     ``index_version``, when given, replace what :func:`start_answer` recorded: a
-    failing chat model may fall back to quoting passages.
+    failing chat model may fall back to quoting passages. ``error`` is the
+    notice the person was given with the answer (such as that fallback), and
+    ``interrupted`` closes an answer the model did not finish (its stream
+    broke, or it reached its length limit) as ``interrupted``, with its
+    sources and usage.
     """
     provenance = {"prompt_version": prompt_version, "index_version": index_version}
     if answerer is not None:
@@ -271,8 +279,9 @@ def finish_answer(
         session,
         answer_id,
         **{key: value for key, value in provenance.items() if value is not None or key == "model"},
-        status="abstained" if abstained else "complete",
+        status="interrupted" if interrupted else "abstained" if abstained else "complete",
         content=content,
+        error=error,
         sources=[dict(source) for source in sources],
         input_tokens=input_tokens,
         output_tokens=output_tokens,

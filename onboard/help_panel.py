@@ -64,6 +64,8 @@ def _turn(turn: web.Turn, page: str, conversation_id: str) -> None:
     if answer.status not in web.ANSWERED:
         st.caption(web.plain(answer.error or web.UNEXPECTED))
         return
+    if answer.error:  # the notice it came with (the model failed, the passages are quoted instead)
+        st.caption(web.plain(answer.error))
     cited = [s for s in answer.sources if s.get("cited", True)]
     for source in cited:
         section = str(source.get("section") or "").split(" > ")[-1]
@@ -101,6 +103,8 @@ def render(page: str) -> None:
                        "why it said it doesn't know…")
         for turn in shown[-SHOWN_TURNS:]:
             _turn(turn, page, conversation_id)
+        if unsent := st.session_state.pop("help-unsent", None):  # kept for sending again
+            st.session_state["help-question"] = unsent
         with st.form("help-ask", clear_on_submit=True, border=False):
             question = st.text_input("Ask about this app", max_chars=HELP_INPUT_CHARS, key="help-question")
             asked = st.form_submit_button("Ask", icon=":material/send:")
@@ -120,12 +124,13 @@ def _ask(question: str, conversation_id: str | None, shown: list[web.Turn]) -> N
     except FeedbackError as error:
         st.error(str(error))
         return
-    except Exception:
+    except Exception:  # nothing was saved: put the question back in the box
         log.exception("could not store a help question")
-        st.error(web.UNEXPECTED)
-        return
+        st.session_state["help-error"] = web.NOT_SAVED
+        st.session_state["help-unsent"] = question
+        st.rerun()
     st.markdown(f"**{web.plain(question)}**")
-    outcome = web.answer_support(question=stored, history=web.history_before(shown), write=st.write_stream)
+    outcome = web.answer_support(question=stored, history=web.history_before(shown))  # escaped as it streams
     if outcome.error:
         st.error(outcome.error)
         return

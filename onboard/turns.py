@@ -1,13 +1,19 @@
 """One chat turn, from a stored question to a stored answer, for any front end.
 
 :func:`answer_turn` stores a ``pending`` answer recording how it will be made,
-streams the assistant's answer through the writer the caller gives (the chat
-page passes ``st.write_stream``), and closes the answer as complete,
+streams the assistant's answer through the writer the caller gives (the pages
+get ``st.write_stream`` behind :func:`onboard.web.escaped`), and closes the answer as complete,
 abstained, failed or interrupted whatever happens: an ``Exception`` becomes
 ``failed`` with a sentence for the person (the traceback goes to the log);
 anything else (Streamlit stopping or rerunning the script, a shutdown) becomes
 ``interrupted`` and is raised again. The text produced so far is kept either
-way. No Streamlit here: the page, a benchmark or a future API use it alike.
+way. An answer the model did not finish (its stream broke, or it reached its
+length limit) is stored ``interrupted`` with its notice; an answer that came
+with a notice (the model failed and the passages are quoted instead) is stored
+with the notice in ``error``, so the reopened conversation shows it and the
+admins can find it. ``status`` is told what the turn is waiting for (the model,
+a retry), and ``None`` once text flows. No Streamlit here: the page, a
+benchmark or a future API use it alike.
 """
 
 from __future__ import annotations
@@ -50,6 +56,7 @@ def answer_turn(
     write: Callable[[Iterable[str]], object],
     where: dict | None = None,
     features: Iterable[str] = (),
+    status: Callable[[str | None], object] | None = None,
 ) -> Outcome:
     """Answer a stored question: store a pending answer, stream it through ``write``, then close it.
 
@@ -73,7 +80,7 @@ def answer_turn(
         return Outcome(None, "failed", error=_describe(exc)[0])
     clock = _Clock()
     try:
-        stream = bot.ask(question.content, history=history, where=where)
+        stream = bot.ask(question.content, history=history, where=where, on_status=status)
         write(clock.record(stream))
         return _close(db, pending.id, stream.answer, clock, question.id)
     except Exception as exc:
@@ -110,6 +117,8 @@ def _close(db, answer_id: int, result, clock: _Clock, question_id: int) -> Outco
             model=result.model,
             prompt_version=result.prompt_version,
             index_version=result.index_version,
+            error=result.notice,
+            interrupted=result.incomplete,
         )
     return Outcome(done.id, done.status, notice=result.notice)
 

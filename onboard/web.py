@@ -14,7 +14,9 @@ The only module outside ``pages/`` that imports Streamlit. It holds:
 - reading a conversation (:func:`chat_state`) and the path of one question
   (:func:`store_question`, then :func:`answer`, which runs
   :func:`onboard.turns.answer_turn`: the question is stored first, then a
-  ``pending`` answer, streamed and closed whatever happens);
+  ``pending`` answer, streamed and closed whatever happens); the streamed text
+  is escaped with :func:`safe_markdown` piece by piece as it is shown, and a
+  line above it says what the turn is waiting for (the model, a retry);
 - the helpers that make text written by people and documents safe to show as
   Markdown (:func:`plain`, :func:`safe_markdown`, :func:`safe_url`): no link,
   image, HTML or math from a document or a question reaches the page.
@@ -28,6 +30,7 @@ import re
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import timedelta
 from urllib.parse import urlsplit
 
 import streamlit as st
@@ -54,6 +57,10 @@ MAX_COMMENT_CHARS = store.MAX_COMMENT_CHARS
 #: Statuses of an answer that can be rated and is worth sending back to the assistant as history.
 ANSWERED = ("complete", "abstained")
 STARTUP_FAILED = "The assistant could not start. Please try again in a moment, or tell IT."
+NOT_SAVED = "Your question could not be saved, so it was not sent. Please send it again in a moment."
+#: At start, answers pending longer than this are closed as ``interrupted``: the process writing them is gone
+#: (a turn gives up on the model after ``retry_budget_s``; streaming a long answer takes a minute or two).
+STALE_ANSWER_AGE = timedelta(minutes=10)
 
 
 # --- resources ---------------------------------------------------------------------------------------------------
@@ -66,7 +73,17 @@ def settings() -> Settings:
 
 @st.cache_resource(show_spinner=False)
 def _engine(database_url: str, _settings: Settings) -> Engine:
-    return factories.make_engine(_settings)
+    """The database engine; made once per server, which is when answers left pending by a crash are closed."""
+    engine = factories.make_engine(_settings)
+    try:
+        with Session(engine) as session:
+            closed = store.interrupt_stale_answers(session=session, older_than=STALE_ANSWER_AGE)
+    except Exception:  # the app works without it; the next start tries again
+        log.exception("could not close the answers left pending")
+    else:
+        if closed:
+            log.warning("closed %d answer(s) left pending by an earlier run as interrupted", closed)
+    return engine
 
 
 @st.cache_resource(show_spinner="Loading the handbook…")
@@ -369,22 +386,54 @@ def reason_label(reason: str) -> str:
 # --- answering ---------------------------------------------------------------------------------------------------
 
 
-def answer(
-    *, question: Message, history: list[tuple[str, str]], write: Callable[[Iterable[str]], object]
-) -> Outcome:
-    """Answer a stored question through ``write`` (``st.write_stream``); see :func:`onboard.turns.answer_turn`."""
+Writer = Callable[[Iterable[str]], object]
+
+
+def answer(*, question: Message, history: list[tuple[str, str]], write: Writer | None = None) -> Outcome:
+    """Answer a stored question on the page; see :func:`onboard.turns.answer_turn`.
+
+    ``write`` (default ``st.write_stream``) gets the answer's text already
+    escaped (:func:`escaped`), with a status line above it while the model is
+    awaited.
+    """
     who = identity()
     features = features_for(who, settings().rollout)
     return answer_turn(engine=engine(), assistant=lambda: assistant(features), question=question, history=history,
-                       write=write, where=retrieval_filter(who), features=features)
+                       write=escaped(write), where=retrieval_filter(who), features=features, status=status_line())
 
 
-def answer_support(
-    *, question: Message, history: list[tuple[str, str]], write: Callable[[Iterable[str]], object]
-) -> Outcome:
-    """Answer a question about the app from its documentation (admin pages only for admins)."""
+def answer_support(*, question: Message, history: list[tuple[str, str]], write: Writer | None = None) -> Outcome:
+    """Answer a question about the app from its documentation (admin pages only for admins), as :func:`answer`."""
     return answer_turn(engine=engine(), assistant=lambda: support_desk().assistant, question=question,
-                       history=history, write=write, where=retrieval_filter(identity()))
+                       history=history, write=escaped(write), where=retrieval_filter(identity()),
+                       status=status_line())
+
+
+def escaped(write: Writer | None = None) -> Writer:
+    """``write`` (default ``st.write_stream``) showing every streamed piece through :func:`safe_markdown`.
+
+    The escaping maps each character on its own, so escaping piece by piece
+    gives exactly the escaped whole: a link or image split across pieces is
+    never live, not even while it streams.
+    """
+
+    def write_escaped(deltas: Iterable[str]):
+        return (write or st.write_stream)(safe_markdown(delta) for delta in deltas)
+
+    return write_escaped
+
+
+def status_line() -> Callable[[str | None], None]:
+    """A line on the page saying what the answer is waiting for; ``None`` clears it."""
+    line = st.empty()
+
+    def show(text: str | None) -> None:
+        if text:
+            line.caption(f":material/hourglass_top: {plain(text)}")
+        else:
+            line.empty()
+
+    return show
 
 
 # --- safe text ---------------------------------------------------------------------------------------------------

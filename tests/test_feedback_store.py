@@ -441,3 +441,17 @@ def test_a_rating_can_be_withdrawn_by_its_author_only(session, alice, bob):
     assert store.withdraw_rating(session=session, user=alice, message_id=answer.id) is True
     assert session.exec(select(Rating)).all() == []
     assert store.withdraw_rating(session=session, user=alice, message_id=answer.id) is False
+
+
+def test_an_answer_with_a_notice_keeps_it_and_an_unfinished_one_is_interrupted(session, alice):
+    conversation = store.create_conversation(session=session, user=alice)
+    fallback = store.start_answer(session=session, question_id=ask(session, alice, conversation).id, answerer="llm")
+    done = store.finish_answer(session=session, answer_id=fallback.id, content="Quoted [1]", sources=SOURCES,
+                               answerer="extractive", error="The model is not available; here are the passages.")
+    assert (done.status, done.error) == ("complete", "The model is not available; here are the passages.")
+
+    cut = store.start_answer(session=session, question_id=ask(session, alice, conversation).id, answerer="llm")
+    done = store.finish_answer(session=session, answer_id=cut.id, content="You get 25", sources=SOURCES,
+                               output_tokens=3, error="It reached the length limit.", interrupted=True)
+    assert (done.status, done.content, done.error) == ("interrupted", "You get 25", "It reached the length limit.")
+    assert done.sources == SOURCES and done.output_tokens == 3 and done.finished_at is not None

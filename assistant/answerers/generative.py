@@ -139,6 +139,9 @@ CUT_SHORT = "The answer reached the language model's length limit, so it may be 
 REFUSED = "The language model declined to answer part of this question."
 REFUSED_FALLBACK = "The language model declined to answer; here are the most relevant passages."
 UNAVAILABLE_SHORT = "The language model is not available right now."
+#: What the turn says while it waits for the model (see ``Assistant.ask(on_status=...)``).
+WAITING = "Waiting for the language model…"
+RETRYING = "The language model did not answer; trying again ({attempt} of {attempts})…"
 
 
 @dataclass(frozen=True)
