@@ -54,6 +54,11 @@ def load_dataset(path: Path) -> list[Case]:
     return cases
 
 
+def missing_gold_files(cases: Iterable[Case], indexed: Iterable[str]) -> list[str]:
+    """The gold files of ``cases`` not among the ``indexed`` sources, sorted: their questions cannot score."""
+    return sorted({g for case in cases for g in case.gold_files} - set(indexed))
+
+
 def evaluate(
     kb: KnowledgeBase,
     cases: Iterable[Case],
@@ -115,6 +120,8 @@ def calibrate(rows: list[dict], answered_rate: float = 0.9) -> dict:
 
     Uses the similarity signal recorded per question (see :mod:`assistant.answerability`).
     """
+    if not 0 < answered_rate <= 1:
+        raise ValueError(f"answered_rate must be above 0 and at most 1, not {answered_rate}")
     answerable = sorted(r["signals"]["similarity"] for r in rows if r["answerable"] and "similarity" in r["signals"])
     unanswerable = [r["signals"]["similarity"] for r in rows if not r["answerable"] and "similarity" in r["signals"]]
     if not answerable:

@@ -7,8 +7,15 @@ with the manifest (:mod:`assistant.manifest`):
 * new and changed files are loaded, chunked, embedded and upserted; chunks the
   new version no longer has are deleted;
 * files gone from a path that was indexed before are removed from the index;
-* unreadable files are reported with their reason and skipped; a file that was
-  indexed before keeps its last good version.
+  with ``prune``, so are indexed files outside the paths given;
+* a file that cannot be read or parsed, whatever the exception, is reported with
+  its reason and skipped; a file that was indexed before keeps its last good
+  version. Errors of the store or the embedding backend stop the run.
+
+A file's citation path (``source``) and so its folder audience are relative to
+the outermost folder indexed before (with its subfolders) that holds the path
+given, else to that path: re-indexing a subfolder or a single file of an indexed
+folder changes neither.
 
 Chunk ids depend only on source and content, every file is committed on its
 own, and each run ends by deleting any chunk no file owns, so a run that was
@@ -22,13 +29,13 @@ import logging
 import os
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 from sqlalchemy import Engine
 from sqlmodel import Session, select
 
 from assistant.chunking import Chunk, chunk_markdown
-from assistant.errors import UnreadableFile
+from assistant.errors import AssistantError, UnreadableFile
 from assistant.loaders import LoadedDocument, kind_of, load_bytes
 from assistant.manifest import IndexedFile, IngestRun, utcnow
 from assistant.store import PassageStore, drop_collection
@@ -46,7 +53,7 @@ class IngestOptions:
     chunk_overlap_tokens: int = 30
     #: Chunks embedded per call; files are committed one by one after it.
     embed_batch: int = 256
-    #: Audience of documents by folder (relative to the ingested path), e.g. ``{"hr": ["hr"]}``;
+    #: Audience of documents by folder (relative to the indexed folder), e.g. ``{"hr": ["hr"]}``;
     #: the longest matching folder wins, and a document's own ``audience`` front matter wins over both.
     folder_audiences: dict[str, list[str]] = field(default_factory=dict)
 
@@ -74,6 +81,10 @@ class IngestReport:
     failed: dict[str, str] = field(default_factory=dict)
     chunks_added: int = 0
     chunks_removed: int = 0
+    #: Absolute paths removed because they were outside the paths given (``prune``, ``retire``).
+    pruned: list[str] = field(default_factory=list)
+    #: Absolute paths still indexed that are outside the paths given.
+    outside: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -87,21 +98,39 @@ class _Pending:
     previous: IndexedFile | None
 
 
-def discover(path: Path) -> Iterator[tuple[str, Path]]:
-    """``(source, file)`` pairs under ``path``, sources relative to it, sorted.
+def discover(path: Path, base: Path | None = None) -> Iterator[tuple[str, Path]]:
+    """``(source, file)`` pairs under ``path``, sorted; sources are relative to ``base``
+    (default: ``path`` itself, or a file's folder).
 
     Hidden files and folders are left out, and so are folders starting with ``_``:
     in Jekyll and similar sites those hold templates and layouts, not documents.
     """
+    base = base or (path.parent if path.is_file() else path)
     if path.is_file():
-        yield path.name, path
+        yield path.relative_to(base).as_posix(), path
         return
     for folder, dirs, files in os.walk(path):
         dirs[:] = sorted(d for d in dirs if not d.startswith((".", "_")))
         for name in sorted(files):
             if not name.startswith("."):
                 file = Path(folder) / name
-                yield file.relative_to(path).as_posix(), file
+                yield file.relative_to(base).as_posix(), file
+
+
+def _within(path: str | Path, folder: Path) -> bool:
+    return str(path) == str(folder) or str(path).startswith(str(folder).rstrip(os.sep) + os.sep)
+
+
+def _citation_base(path: Path, known: dict) -> Path:
+    """The folder sources under ``path`` are relative to: the outermost indexed folder holding it, else itself.
+
+    An indexed folder is a file's absolute path minus its source, when that source
+    has a folder in it (a file indexed on its own does not make its folder a root).
+    """
+    parts = {p: PurePosixPath(row.source).parts for p, row in known.items()}
+    folders = {Path(*Path(p).parts[: -len(source)]) for p, source in parts.items() if len(source) > 1}
+    holders = [f for f in folders if _within(path, f)]
+    return min(holders, key=lambda f: len(f.parts)) if holders else (path.parent if path.is_file() else path)
 
 
 def ingest(
@@ -112,9 +141,16 @@ def ingest(
     engine: Engine,
     options: IngestOptions = IngestOptions(),
     progress: Progress | None = None,
+    prune: bool = False,
+    retire: Iterable[Path] = (),
 ) -> IngestReport:
-    """Bring the index in line with the files under ``paths``."""
+    """Bring the index in line with the files under ``paths``.
+
+    With ``prune``, indexed files outside ``paths`` are removed; indexed files under
+    a folder of ``retire`` (the sample handbook, say) are removed in any case.
+    """
     roots = [Path(p).resolve() for p in paths]
+    retire = [Path(p).resolve() for p in retire]
     for root in roots:
         if not root.exists():
             raise FileNotFoundError(f"{root} does not exist")
@@ -126,7 +162,7 @@ def ingest(
         run_id = run.id
     report = IngestReport(run_id=run_id, index_version=store.version)
     try:
-        _ingest(roots, store, embeddings, engine, options, progress, report)
+        _ingest(roots, store, embeddings, engine, options, progress, report, prune, retire)
     except BaseException:
         _finish(engine, run_id, report, "interrupted")
         raise
@@ -134,11 +170,11 @@ def ingest(
     return report
 
 
-def _ingest(roots, store, embeddings, engine, options, progress, report: IngestReport) -> None:
+def _ingest(roots, store, embeddings, engine, options, progress, report: IngestReport, prune, retire) -> None:
     present = store.ids()
     with Session(engine) as session:
         known = {row.path: row for row in session.exec(select(IndexedFile).where(IndexedFile.collection == store.name))}
-    files = {str(file): source for root in roots for source, file in discover(root)}
+    files = {str(file): source for root in roots for source, file in discover(root, _citation_base(root, known))}
     seen: set[str] = set()
     pending: list[_Pending] = []
     for done, (path, source) in enumerate(files.items(), start=1):
@@ -158,6 +194,11 @@ def _ingest(roots, store, embeddings, engine, options, progress, report: IngestR
     _flush(pending, store, embeddings, engine, report)
     for root in roots:
         _remove_missing(root, known, seen, store, engine, report)
+    outside = [row for path, row in known.items() if not any(_within(path, root) for root in roots)]
+    dropped = [row for row in outside if prune or any(_within(row.path, folder) for folder in retire)]
+    _remove(dropped, store, engine, report)
+    report.pruned = sorted(row.path for row in dropped)
+    report.outside = sorted({row.path for row in outside} - set(report.pruned))
     _collect_garbage(store, engine, report)
     if report.added or report.changed or report.removed or report.chunks_removed:
         report.index_version = store.bump_version()
@@ -172,7 +213,11 @@ def _prepare(source, file: Path, previous, present, options, embeddings, report)
             )
         data = file.read_bytes()
         sha = options.fingerprint(data, source)
-        if previous is not None and previous.sha256 == sha and set(previous.chunk_ids) <= present:
+        if (
+            previous is not None
+            and (previous.sha256, previous.source) == (sha, source)
+            and set(previous.chunk_ids) <= present
+        ):
             report.unchanged += 1
             return None
         doc = load_bytes(data, name=file.name, max_bytes=options.max_file_bytes)
@@ -190,6 +235,12 @@ def _prepare(source, file: Path, previous, present, options, embeddings, report)
         reason = str(exc) if isinstance(exc, UnreadableFile) else f"cannot read ({exc.strerror or exc})"
         report.failed[source] = reason
         log.info("skipped %s: %s", source, reason)
+        return None
+    except AssistantError:
+        raise  # the embedding backend failed, not this file
+    except Exception as exc:  # a parser bug on a hostile file fails that file, not the run
+        report.failed[source] = f"could not be read ({type(exc).__name__}: {exc})"
+        log.warning("skipped %s: unexpected error while reading it", source, exc_info=True)
         return None
     doc.metadata.setdefault("audience", options.audience_for(source) or [DEFAULT_AUDIENCE])
     return _Pending(source, str(file), sha, size, doc, chunks, previous)
@@ -242,9 +293,12 @@ def _metadata(item: _Pending, chunk: Chunk) -> dict:
 
 def _remove_missing(root: Path, known: dict, seen: set[str], store, engine, report) -> None:
     """Files indexed before from inside ``root`` that are no longer there."""
-    prefix = str(root) + os.sep
-    gone = [row for path, row in known.items() if (path == str(root) or path.startswith(prefix)) and path not in seen]
-    for row in gone:
+    _remove([row for path, row in known.items() if _within(path, root) and path not in seen], store, engine, report)
+
+
+def _remove(rows: list[IndexedFile], store, engine, report) -> None:
+    """Remove these files from Chroma and the manifest."""
+    for row in rows:
         store.delete(list(row.chunk_ids))
         with Session(engine) as session:
             session.delete(session.get(IndexedFile, row.id))

@@ -4,13 +4,16 @@ Every loader returns a :class:`LoadedDocument` whose ``text`` is Markdown with
 ``#`` headings, so one chunker (:mod:`assistant.chunking`) serves all kinds.
 Markup that means nothing to a reader (YAML front matter, Jekyll/Liquid/Jinja
 tags, HTML fragments, link targets) is removed here; a file that cannot be read
-raises :class:`~assistant.errors.UnreadableFile` with the reason.
+raises :class:`~assistant.errors.UnreadableFile` with the reason. The parsers
+(pypdf, python-docx, YAML) raise many unrelated exception types on hostile
+input, so each loader turns any exception of its parser into that error.
 """
 
 from __future__ import annotations
 
 import html
 import io
+import logging
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -20,6 +23,8 @@ from urllib.parse import urlsplit
 import yaml
 
 from assistant.errors import UnreadableFile
+
+log = logging.getLogger(__name__)
 
 SUPPORTED_SUFFIXES = {
     ".md": "markdown",
@@ -95,6 +100,8 @@ def _load_markdown(data: bytes, stem: str) -> LoadedDocument:
             loaded = yaml.safe_load(match.group(1))
         except yaml.YAMLError:
             loaded = None
+        except RecursionError:  # e.g. ``title: [[[[...`` thousands deep
+            raise UnreadableFile("front matter could not be read (nested too deeply)") from None
         meta = loaded if isinstance(loaded, dict) else {}
     text = clean_markdown(text)
     title = _scalar(meta.get("title")) or _first_heading(text) or stem
@@ -247,7 +254,6 @@ def _load_html(data: bytes, stem: str) -> LoadedDocument:
 
 def _load_pdf(data: bytes, stem: str) -> LoadedDocument:
     from pypdf import PdfReader
-    from pypdf.errors import PyPdfError
 
     try:
         reader = PdfReader(io.BytesIO(data))
@@ -257,7 +263,8 @@ def _load_pdf(data: bytes, stem: str) -> LoadedDocument:
         title = (reader.metadata.title if reader.metadata else None) or ""
     except UnreadableFile:
         raise
-    except (PyPdfError, ValueError, KeyError, TypeError, AttributeError, OSError) as exc:
+    except Exception as exc:  # pypdf raises many types on broken files, not only PyPdfError
+        log.debug("pypdf failed on %s", stem, exc_info=True)
         raise UnreadableFile(f"broken PDF ({type(exc).__name__}: {exc})") from None
     if not any(page.strip() for page in pages):
         raise UnreadableFile("PDF has no extractable text (scanned images?)")
@@ -274,12 +281,21 @@ def _load_pdf(data: bytes, stem: str) -> LoadedDocument:
 
 def _load_docx(data: bytes, stem: str) -> LoadedDocument:
     import docx
-    from docx.table import Table
 
     try:
         document = docx.Document(io.BytesIO(data))
     except Exception as exc:  # python-docx raises many unrelated types on bad zips
         raise UnreadableFile(f"broken DOCX ({type(exc).__name__})") from None
+    try:
+        return _docx_document(document, stem)
+    except Exception as exc:  # a valid zip whose XML is not the shape python-docx expects
+        log.debug("python-docx failed on %s", stem, exc_info=True)
+        raise UnreadableFile(f"broken DOCX ({type(exc).__name__}: {exc})") from None
+
+
+def _docx_document(document, stem: str) -> LoadedDocument:
+    from docx.table import Table
+
     lines: list[str] = []
     title = (document.core_properties.title or "").strip()
     for block in document.iter_inner_content():

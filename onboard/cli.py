@@ -9,9 +9,11 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import subprocess
 import sys
 import tempfile
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated
 
@@ -41,6 +43,64 @@ def _fail(message: str) -> None:
     raise typer.Exit(code=2)
 
 
+@contextmanager
+def _friendly_errors():
+    """Configuration and connection errors become one or two lines; ``--verbose`` logs the traceback."""
+    from chromadb.errors import ChromaError
+    from pydantic import ValidationError
+    from pydantic_settings import SettingsError
+    from sqlalchemy.exc import DBAPIError
+
+    try:
+        yield
+    except AssistantError as exc:
+        _fail(str(exc))
+    except (ValidationError, SettingsError, DBAPIError, ChromaError, ValueError) as exc:
+        if isinstance(exc, ValidationError):
+            message = _invalid_settings(exc)
+        elif isinstance(exc, SettingsError):
+            message = _unparsable_setting(exc)
+        elif isinstance(exc, DBAPIError):
+            reason = str(exc.orig or exc).strip().splitlines()[0]
+            message = f"cannot use the database (ONBOARD_DATABASE_URL): {reason}"
+        elif isinstance(exc, ChromaError):
+            message = f"Chroma refused the request: {exc}"
+        elif "Chroma" in str(exc):  # chromadb's HttpClient raises a bare ValueError when the server is down
+            message = f"cannot reach the Chroma server (ONBOARD_CHROMA_URL): {exc}"
+        else:
+            raise
+        log.info("details", exc_info=True)
+        _fail(message + "\n(run `onboard --verbose ...` for the details)")
+
+
+def _invalid_settings(exc) -> str:
+    lines = []
+    for error in exc.errors():
+        name = "ONBOARD_" + "__".join(str(part) for part in error["loc"]).upper()
+        if isinstance(error.get("input"), dict):  # a group's own check, e.g. answer mode llm without a key
+            name += "__*"
+        if name == "ONBOARD_COLLECTION":
+            name += " (or --collection)"
+        got = f" (got {error['input']!r})" if isinstance(error.get("input"), (str, int, float)) else ""
+        lines.append(f"invalid setting {name}: {error['msg'].removeprefix('Value error, ')}{got}")
+    return "\n".join(lines)
+
+
+def _unparsable_setting(exc) -> str:
+    """pydantic-settings names the group (``ingest``), not the variable: find the value that is not JSON."""
+    field = re.search(r'field "(\w+)"', str(exc))
+    prefix = f"ONBOARD_{field.group(1).upper() if field else ''}"
+    suspects = []
+    for name, value in os.environ.items():
+        if name.upper().startswith(prefix):
+            try:
+                json.loads(value)
+            except ValueError:
+                suspects.append(name)
+    where = ", ".join(sorted(suspects)) or f"a {prefix}__* value (environment or .env)"
+    return f"cannot parse {where}: lists and mappings must be written as JSON, e.g. '{{\"hr\": [\"hr\"]}}' ({exc.__cause__ or exc})"
+
+
 @app.callback()
 def main(verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log details to stderr.")] = False) -> None:
     logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
@@ -51,20 +111,26 @@ def main(verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log deta
 def ingest(
     paths: Annotated[list[Path], typer.Argument(help="Files or folders to index.", exists=True)],
     rebuild: Annotated[bool, typer.Option(help="Drop the index first (needed after changing the embedding model).")] = False,
+    prune: Annotated[bool, typer.Option(help="Remove indexed files that are not under these paths.")] = False,
     collection: Annotated[str | None, typer.Option(help="Collection to index into (default: settings).")] = None,
 ) -> None:
     """Index documents (Markdown, text, HTML, PDF, DOCX); unchanged files are skipped.
 
     Folders are walked recursively; hidden files and folders starting with "." or "_"
-    (site templates) are left out. Citations show paths relative to the folder given.
+    (site templates) are left out. Citations show paths relative to the folder given,
+    or, for a path inside a folder indexed before, to that folder. The sample handbook
+    indexed by the first `onboard serve` is removed when you index your own documents.
     """
     from assistant.ingest import ingest as run_ingest
     from assistant.ingest import rebuilt_store
     from assistant.store import make_client
     from onboard import factories
 
-    settings = _settings(**({"collection": collection} if collection else {}))
-    try:
+    sample = factories.SAMPLE_HANDBOOK.resolve()
+    given = [p.resolve() for p in paths]
+    keep_sample = any(p == sample or sample in p.parents or p in sample.parents for p in given)
+    with _friendly_errors():
+        settings = _settings(**({"collection": collection} if collection else {}))
         embeddings = factories.make_embeddings(settings)
         client = make_client(factories.chroma_location(settings))
         engine = factories.make_engine(settings)
@@ -80,10 +146,10 @@ def ingest(
                 engine=engine,
                 options=factories.ingest_options(settings),
                 progress=progress,
+                prune=prune,
+                retire=[] if keep_sample else [sample],
             )
         )
-    except AssistantError as exc:
-        _fail(str(exc))
     for source, reason in sorted(report.failed.items()):
         typer.secho(f"skipped {source}: {reason}", fg=typer.colors.YELLOW, err=True)
     typer.echo(
@@ -92,6 +158,17 @@ def ingest(
         f"{len(report.skipped)} not supported; chunks +{report.chunks_added} -{report.chunks_removed}; "
         f"index version {report.index_version}"
     )
+    retired = [p for p in report.pruned if Path(p).is_relative_to(sample)]
+    if retired:
+        typer.echo(f"removed the sample handbook ({len(retired)} files) from the index")
+    if len(report.pruned) > len(retired):
+        typer.echo(f"removed {len(report.pruned) - len(retired)} files outside these paths")
+    if report.outside:
+        typer.secho(
+            f"The index also holds {len(report.outside)} files outside these paths (e.g. {report.outside[0]}); "
+            "remove them with `onboard ingest --prune PATH...` or re-index with --rebuild",
+            fg=typer.colors.YELLOW, err=True,
+        )
 
 
 def _with_progress(work):
@@ -116,7 +193,7 @@ def evaluate(
     out: Annotated[Path | None, typer.Option(help="Also write the figures and per-question rows here.")] = None,
     calibrate: Annotated[
         float | None,
-        typer.Option(help="Also print the abstention threshold that answers this share of answerable questions."),
+        typer.Option(help="Also print the abstention threshold that answers this share (0 to 1) of answerable questions."),
     ] = None,
     answers: Annotated[
         bool, typer.Option("--answers", help="Also run the answerer on every question (quote_hit_rate, turn latency).")
@@ -136,6 +213,8 @@ def evaluate(
 
     if retriever not in ("hybrid", "dense", "keyword"):
         _fail("--retriever must be hybrid, dense or keyword")
+    if calibrate is not None and not 0 < calibrate <= 1:
+        _fail(f"--calibrate must be a share of the answerable questions, above 0 and at most 1 (got {calibrate})")
     where = None
     if groups is not None:
         where = {"audience": sorted({"all", *(g.strip() for g in groups.split(",") if g.strip())})}
@@ -143,32 +222,30 @@ def evaluate(
         cases = load_dataset(dataset)
     except ValueError as exc:
         _fail(str(exc))
-    with tempfile.TemporaryDirectory(prefix="onboard-eval-") as tmp:
+    with _friendly_errors(), tempfile.TemporaryDirectory(prefix="onboard-eval-") as tmp:
         configured = _settings()  # the configured model, and the folder its quantised copy is kept in
         settings = _settings(
             data_dir=Path(tmp), database_url=None, chroma_path=None, chroma_url=None, collection="eval",
             embedding=configured.embedding, answer=configured.answer, retrieval=configured.retrieval,
         )
-        try:
-            embeddings = factories.make_embeddings(settings)
-            store = factories.make_store(settings, embeddings)
-            engine = factories.make_engine(settings, migrate=True)
-            report = _with_progress(
-                lambda progress: run_ingest(
-                    [corpus], store=store, embeddings=embeddings, engine=engine,
-                    options=factories.ingest_options(settings), progress=progress,
-                )
+        embeddings = factories.make_embeddings(settings)
+        store = factories.make_store(settings, embeddings)
+        engine = factories.make_engine(settings, migrate=True)
+        report = _with_progress(
+            lambda progress: run_ingest(
+                [corpus], store=store, embeddings=embeddings, engine=engine,
+                options=factories.ingest_options(settings), progress=progress,
             )
-            kb = factories.make_knowledge_base(settings, embeddings, store)
-            summary, rows = run_eval(kb, cases, mode=retriever, k=k, where=where)
-            if answers:
-                kb.config = kb.config.model_copy(update={"mode": retriever})
-                answer_summary, answer_rows = evaluate_answers(factories.make_assistant(settings, kb), cases, where=where)
-                summary |= answer_summary
-                rows = [r | {"answer": a} for r, a in zip(rows, answer_rows, strict=True)]
-        except AssistantError as exc:
-            _fail(str(exc))
+        )
         engine.dispose()
+        _check_gold_files(cases, report.added, dataset, corpus)
+        kb = factories.make_knowledge_base(settings, embeddings, store)
+        summary, rows = run_eval(kb, cases, mode=retriever, k=k, where=where)
+        if answers:
+            kb.config = kb.config.model_copy(update={"mode": retriever})
+            answer_summary, answer_rows = evaluate_answers(factories.make_assistant(settings, kb), cases, where=where)
+            summary |= answer_summary
+            rows = [r | {"answer": a} for r, a in zip(rows, answer_rows, strict=True)]
     summary = {"retriever": retriever, "k": k, "embedding_model": embeddings.model_id,
                "audiences": where["audience"] if where else None, **summary,
                "corpus_files_failed": len(report.failed)}
@@ -179,15 +256,35 @@ def evaluate(
         out.write_text(json.dumps({"summary": summary, "questions": rows}, indent=1), encoding="utf-8")
 
 
+def _check_gold_files(cases, indexed: list[str], dataset: Path, corpus: Path) -> None:
+    """Warn about gold files the corpus did not yield; fail when it yielded none (a wrong --corpus)."""
+    from assistant.evaluation import missing_gold_files
+
+    gold = {g for case in cases for g in case.gold_files}
+    missing = missing_gold_files(cases, indexed)
+    if gold and len(missing) == len(gold):
+        _fail(
+            f"none of the {len(gold)} gold files of {dataset} was indexed from {corpus} (e.g. {missing[0]}); "
+            "--corpus must be the folder the gold_files are relative to"
+        )
+    if missing:
+        typer.secho(
+            f"warning: {len(missing)} of the {len(gold)} gold files are missing or unreadable in {corpus}, "
+            f"so their questions cannot score: {', '.join(missing)}",
+            fg=typer.colors.YELLOW, err=True,
+        )
+
+
 @db_app.command("upgrade")
 def db_upgrade(revision: Annotated[str, typer.Argument(help="Target revision.")] = "head") -> None:
     """Apply the database migrations (PostgreSQL in production; SQLite upgrades itself)."""
     from onboard import db
 
-    settings = _settings()
-    engine = db.make_engine(settings.database_url)
-    db.upgrade(engine, revision)
-    typer.echo(f"database at revision {db.current_revision(engine)}")
+    with _friendly_errors():
+        settings = _settings()
+        engine = db.make_engine(settings.database_url)
+        db.upgrade(engine, revision)
+        typer.echo(f"database at revision {db.current_revision(engine)}")
 
 
 @db_app.command("purge")
@@ -203,8 +300,7 @@ def db_purge(
     from feedback.store import purge_deleted
     from onboard import factories
 
-    engine = factories.make_engine(_settings())
-    with Session(engine) as session:
+    with _friendly_errors(), Session(factories.make_engine(_settings())) as session:
         purged = purge_deleted(session=session, before=utcnow() - timedelta(days=older_than_days))
     typer.echo(f"purged {purged} deleted conversation(s)")
 
@@ -218,16 +314,17 @@ def serve(
 
     from onboard import factories
 
-    settings = _settings()
-    engine = factories.make_engine(settings)  # the embedded database is migrated before the app starts
-    knowledge_base = factories.bootstrap_knowledge_base(
-        settings, on_first_index=lambda folder: typer.echo(f"indexing the sample handbook ({folder}) ...")
-    )
-    if settings.support.enabled:  # the Help panel's documentation, indexed now rather than on the first page
-        desk = factories.make_support_desk(settings, knowledge_base, engine)
-        if desk.last_report is not None and (desk.last_report.added or desk.last_report.changed):
-            typer.echo(f"indexed the help documentation ({desk.folder})")
-    engine.dispose()
+    with _friendly_errors():
+        settings = _settings()
+        engine = factories.make_engine(settings)  # the embedded database is migrated before the app starts
+        knowledge_base = factories.bootstrap_knowledge_base(
+            settings, on_first_index=lambda folder: typer.echo(f"indexing the sample handbook ({folder}) ...")
+        )
+        if settings.support.enabled:  # the Help panel's documentation, indexed now rather than on the first page
+            desk = factories.make_support_desk(settings, knowledge_base, engine)
+            if desk.last_report is not None and (desk.last_report.added or desk.last_report.changed):
+                typer.echo(f"indexed the help documentation ({desk.folder})")
+        engine.dispose()
     candidates = [Path.cwd() / "streamlit_app.py", Path(__file__).resolve().parent.parent / "streamlit_app.py"]
     app_file = next((path for path in candidates if path.is_file()), None)
     if app_file is None:

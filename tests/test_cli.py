@@ -9,6 +9,7 @@ which local model is installed. The autouse fixture points ONBOARD_DATA_DIR at
 
 from __future__ import annotations
 
+import logging
 import re
 
 import pytest
@@ -165,6 +166,92 @@ def test_ingest_into_a_named_collection(handbook, api_embeddings):
     assert summary(result)["added"] == len(HANDBOOK)
     # The default collection is untouched: ingesting there adds everything again.
     assert summary(invoke("ingest", str(handbook)))["added"] == len(HANDBOOK)
+
+
+def test_ingest_of_your_own_folder_removes_the_sample_handbook(handbook, api_embeddings):
+    from onboard.factories import SAMPLE_HANDBOOK
+
+    sample = invoke("ingest", str(SAMPLE_HANDBOOK))  # what the first `onboard serve` does
+    assert sample.exit_code == 0, sample.output
+    indexed = summary(sample)["added"]
+    assert indexed > 0
+
+    result = invoke("ingest", str(handbook))
+
+    assert result.exit_code == 0, result.output
+    assert f"removed the sample handbook ({indexed} files) from the index" in result.stdout
+    assert (summary(result)["added"], summary(result)["removed"]) == (len(HANDBOOK), indexed)
+    assert "outside these paths" not in result.stderr
+    # Nothing of the sample is left: the next run has nothing to remove.
+    assert summary(invoke("ingest", str(handbook)))["removed"] == 0
+
+
+def test_ingest_names_files_outside_the_paths_and_prune_removes_them(handbook, api_embeddings):
+    assert invoke("ingest", str(handbook)).exit_code == 0
+    moved = handbook.rename(handbook.with_name("handbook-2025"))
+
+    result = invoke("ingest", str(moved))
+
+    assert result.exit_code == 0, result.output
+    hint = flat(result.stderr)
+    assert f"The index also holds {len(HANDBOOK)} files outside these paths (e.g. {handbook}" in hint
+    assert "onboard ingest --prune PATH..." in hint and "--rebuild" in hint
+
+    pruned = invoke("ingest", "--prune", str(moved))
+
+    assert pruned.exit_code == 0, pruned.output
+    assert f"removed {len(HANDBOOK)} files outside these paths" in pruned.stdout
+    assert summary(pruned)["removed"] == len(HANDBOOK) and summary(pruned)["unchanged"] == len(HANDBOOK)
+    assert "outside these paths" not in pruned.stderr
+    assert "outside these paths" not in invoke("ingest", str(moved)).stderr
+
+
+# --- configuration and connection errors: one clear message, no traceback ------------------------
+
+
+@pytest.mark.parametrize(
+    ("env", "args", "expected"),
+    [
+        ({"ONBOARD_RETRIEVAL__K": "abc"}, [], "invalid setting ONBOARD_RETRIEVAL__K: Input should be a valid integer"),
+        ({"ONBOARD_INGEST__FOLDER_AUDIENCES": "hr"}, [], "cannot parse ONBOARD_INGEST__FOLDER_AUDIENCES"),
+        ({"ONBOARD_ANSWER__MODE": "llm"}, [], "ONBOARD_ANSWER__API_KEY"),
+        ({}, ["--collection", "x"], "invalid setting ONBOARD_COLLECTION (or --collection)"),
+        ({}, ["--collection", "bad name!"], "Chroma refused the request"),
+        ({"ONBOARD_CHROMA_URL": "http://127.0.0.1:{port}"}, [], "cannot reach the Chroma server (ONBOARD_CHROMA_URL)"),
+    ],
+    ids=["bad-value", "not-json", "llm-without-key", "short-collection", "bad-collection-name", "chroma-down"],
+)
+def test_ingest_configuration_errors_are_one_clear_message(handbook, api_embeddings, monkeypatch, env, args, expected):
+    from helpers_net import free_port
+
+    port = free_port()
+    for name, value in env.items():
+        monkeypatch.setenv(name, value.format(port=port))
+
+    result = invoke("ingest", *args, str(handbook))
+
+    assert result.exit_code == 2, result.output
+    assert result.stderr.startswith("error: ") and expected in result.stderr, result.stderr
+    assert "Traceback" not in result.output and len(result.stderr.splitlines()) <= 3
+    assert result.exception is None or isinstance(result.exception, SystemExit)
+
+
+def test_unreachable_database_is_one_clear_message(monkeypatch):
+    from helpers_net import free_port
+
+    monkeypatch.setenv("ONBOARD_DATABASE_URL", f"postgresql+psycopg://u:secret@127.0.0.1:{free_port()}/x")
+    result = invoke("db", "upgrade")
+    assert result.exit_code == 2
+    assert "cannot use the database (ONBOARD_DATABASE_URL)" in result.stderr
+    assert "Traceback" not in result.output and "secret" not in result.output
+
+
+def test_verbose_logs_the_traceback_of_a_configuration_error(handbook, monkeypatch, caplog):
+    caplog.set_level(logging.INFO, logger="onboard")
+    monkeypatch.setenv("ONBOARD_RETRIEVAL__K", "abc")
+    result = invoke("--verbose", "ingest", str(handbook))
+    assert result.exit_code == 2
+    assert any(r.exc_info and type(r.exc_info[1]).__name__ == "ValidationError" for r in caplog.records)
 
 
 # --- db ---------------------------------------------------------------------------------------

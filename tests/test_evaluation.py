@@ -9,7 +9,7 @@ import pytest
 from helpers_kb import write_docs
 from typer.testing import CliRunner
 
-from assistant.evaluation import Case, evaluate, load_dataset, summarise
+from assistant.evaluation import Case, calibrate, evaluate, load_dataset, missing_gold_files, summarise
 from assistant.ingest import ingest
 from assistant.retrieval import KnowledgeBase
 from onboard.cli import app
@@ -343,3 +343,66 @@ def test_onboard_eval_as_a_group_never_finds_documents_meant_for_others(tmp_path
     assert questions[0]["sources"][0] == "hr/bands.md" and summary["recall_at_1"] == 1.0
     summary, _ = run()
     assert summary["audiences"] is None and summary["recall_at_1"] == 1.0
+
+
+# --- gold files the corpus does not hold, and --calibrate bounds ----------------------------------
+
+
+def test_missing_gold_files_lists_those_not_indexed():
+    cases = [Case("a", "q", ("x.md", "y.md")), Case("b", "q", ("y.md", "z/w.md")), Case("c", "q", ())]
+    assert missing_gold_files(cases, ["y.md", "other.md"]) == ["x.md", "z/w.md"]
+    assert missing_gold_files(cases, ["x.md", "y.md", "z/w.md"]) == []
+
+
+@pytest.mark.parametrize("rate", [0, -1, 1.5])
+def test_calibrate_refuses_a_rate_outside_zero_to_one(rate):
+    with pytest.raises(ValueError, match="answered_rate"):
+        calibrate([row(True, False, 1, 1.0)], rate)
+
+
+@pytest.fixture
+def hashing_endpoint(monkeypatch):
+    from helpers_embedding_server import embedding_server
+
+    with embedding_server() as server:
+        monkeypatch.setenv("ONBOARD_EMBEDDING__BACKEND", "openai")
+        monkeypatch.setenv("ONBOARD_EMBEDDING__BASE_URL", server.base_url)
+        monkeypatch.setenv("ONBOARD_EMBEDDING__MODEL", "hashing-test")
+        yield server
+
+
+def eval_command(tmp_path, dataset: list[dict], corpus: Path, *extra: str):
+    path = tmp_path / "qa.jsonl"
+    path.write_text("\n".join(json.dumps(case) for case in dataset) + "\n", encoding="utf-8")
+    return CliRunner().invoke(app, ["eval", "--dataset", str(path), "--corpus", str(corpus), *extra])
+
+
+def test_onboard_eval_warns_about_gold_files_missing_from_the_corpus(tmp_path, hashing_endpoint):
+    corpus = write_docs(tmp_path / "corpus", CORPUS)
+    dataset = [*DATASET, {"id": "e6", "question": "where is the gym", "gold_files": ["office/gym.md"]}]
+
+    result = eval_command(tmp_path, dataset, corpus)
+
+    assert result.exit_code == 0, result.output
+    assert "warning: 1 of the 5 gold files are missing or unreadable" in result.stderr
+    assert result.stderr.rstrip().endswith("cannot score: office/gym.md")
+    assert json.loads(result.stdout)["n"] == len(dataset)
+
+
+def test_onboard_eval_fails_when_the_corpus_holds_none_of_the_gold_files(tmp_path, hashing_endpoint):
+    write_docs(tmp_path / "corpus", CORPUS)
+    wrong = write_docs(tmp_path / "elsewhere", {"readme.md": "# Readme\n\nNot the corpus.\n"})
+
+    result = eval_command(tmp_path, DATASET, wrong)
+
+    assert result.exit_code == 2
+    assert "none of the 4 gold files" in result.stderr and "--corpus must be the folder" in result.stderr
+    assert result.stdout == ""
+
+
+@pytest.mark.parametrize("rate", ["1.5", "-1", "0"])
+def test_onboard_eval_refuses_a_calibration_share_outside_zero_to_one(tmp_path, rate):
+    corpus = write_docs(tmp_path / "corpus", CORPUS)
+    result = eval_command(tmp_path, DATASET, corpus, "--calibrate", rate)
+    assert result.exit_code == 2
+    assert "--calibrate must be a share of the answerable questions, above 0 and at most 1" in result.stderr

@@ -5,13 +5,15 @@ Runs on SQLite and, with TEST_DATABASE_URL, on PostgreSQL (the ``engine`` fixtur
 
 from __future__ import annotations
 
+import io
 import uuid
 
 import pytest
+from conftest import FakeEmbeddings
 from helpers_kb import HANDBOOK, embedded_texts, manifest, manifest_ids, runs, write_docs
 
 from assistant.chunking import chunk_markdown
-from assistant.errors import IndexMismatch
+from assistant.errors import EmbeddingError, IndexMismatch
 from assistant.ingest import IngestOptions, ingest
 from assistant.loaders import load_bytes
 from assistant.store import PassageStore
@@ -455,3 +457,123 @@ def test_folder_audiences_apply_and_a_changed_mapping_reindexes(tmp_path, store,
     report = run(root, store, fake_embeddings, engine, folder_audiences={"hr": ["hr", "managers"]})
     assert sorted(report.changed) == ["hr/bands.md", "hr/public.md"] and report.unchanged == 1
     assert audiences() == {"hr/bands.md": ["hr", "managers"], "hr/public.md": ["all"], "it/laptop.md": ["all"]}
+
+
+# --- hostile files ----------------------------------------------------------------------------
+
+
+def test_hostile_files_fail_alone_and_the_run_goes_on(root, store, fake_embeddings, engine):
+    from reportlab.pdfgen import canvas
+
+    buffer = io.BytesIO()
+    pdf = canvas.Canvas(buffer)
+    pdf.drawString(72, 720, "Expenses need receipts.")
+    pdf.showPage()
+    pdf.save()
+    (root / "filter.pdf").write_bytes(buffer.getvalue().replace(b"/ASCII85Decode", b"/ASCII85Decade"))
+    (root / "deep.md").write_text("---\ntitle: " + "[" * 5000 + "\n---\n# Deep\n\nText.\n", encoding="utf-8")
+
+    report = run(root, store, fake_embeddings, engine)
+
+    assert sorted(report.added) == ALL
+    assert report.failed["filter.pdf"].startswith("broken PDF (NotImplementedError")
+    assert report.failed["deep.md"].startswith("front matter could not be read")
+    assert runs(engine, store.name)[-1].status == "completed"
+
+
+class PickyEmbeddings(FakeEmbeddings):
+    """Counting tokens of one word raises ``error``: a bug on one file, or a backend that fails."""
+
+    def __init__(self, word: str, error: Exception) -> None:
+        super().__init__()
+        self.word, self.error = word, error
+
+    def count_tokens(self, text: str) -> int:
+        if self.word in text:
+            raise self.error
+        return super().count_tokens(text)
+
+
+def test_an_unexpected_error_on_one_file_is_that_files_failure(root, store, engine):
+    (root / "odd.md").write_text("# Odd\n\nThe zyzzyva clause.\n", encoding="utf-8")
+    report = run(root, store, PickyEmbeddings("zyzzyva", IndexError("list index out of range")), engine)
+
+    assert sorted(report.added) == ALL
+    assert report.failed == {"odd.md": "could not be read (IndexError: list index out of range)"}
+
+
+def test_an_embedding_backend_error_still_stops_the_run(root, store, engine):
+    with pytest.raises(EmbeddingError):
+        run(root, store, PickyEmbeddings("laptop", EmbeddingError("endpoint down")), engine)
+    assert runs(engine, store.name)[-1].status == "interrupted"
+
+
+# --- citation paths and audiences do not depend on the path given ---------------------------------
+
+
+def stored(store) -> dict[str, list[str]]:
+    """``{source: audience}`` of every chunk in Chroma."""
+    return {m["source"]: m["audience"] for m in store.collection.get(include=["metadatas"])["metadatas"]}
+
+
+def test_reingesting_a_subfolder_or_a_file_keeps_source_and_audience(tmp_path, store, fake_embeddings, engine):
+    docs = write_docs(
+        tmp_path / "docs",
+        {"hr/salaries.md": "# Salaries\n\nBands are reviewed in spring.\n", "it/laptop.md": "# Laptop\n\nEvery three years.\n"},
+    )
+    hr = {"hr": ["hr"]}
+    run(docs, store, fake_embeddings, engine, folder_audiences=hr)
+    assert stored(store) == {"hr/salaries.md": ["hr"], "it/laptop.md": ["all"]}
+
+    (docs / "hr/salaries.md").write_text("# Salaries\n\nBands are reviewed in autumn.\n", encoding="utf-8")
+    (docs / "hr/bonus.md").write_text("# Bonus\n\nPaid in March.\n", encoding="utf-8")
+    report = run(docs / "hr", store, fake_embeddings, engine, folder_audiences=hr)
+    assert report.changed == ["hr/salaries.md"] and report.added == ["hr/bonus.md"]
+    assert stored(store) == {"hr/salaries.md": ["hr"], "hr/bonus.md": ["hr"], "it/laptop.md": ["all"]}
+
+    (docs / "hr/salaries.md").write_text("# Salaries\n\nBands are reviewed in winter.\n", encoding="utf-8")
+    report = run(docs / "hr/salaries.md", store, fake_embeddings, engine, folder_audiences=hr)
+    assert report.changed == ["hr/salaries.md"]
+    assert stored(store) == {"hr/salaries.md": ["hr"], "hr/bonus.md": ["hr"], "it/laptop.md": ["all"]}
+    assert set(manifest(engine, store.name)) == {"hr/salaries.md", "hr/bonus.md", "it/laptop.md"}
+
+
+def test_a_file_indexed_alone_does_not_make_its_folder_the_root_of_others(tmp_path, store, fake_embeddings, engine):
+    write_docs(tmp_path, {"notes.md": "# Notes\n\nMy notes.\n", "handbook/hr/pay.md": "# Pay\n\nOn the 25th.\n"})
+    ingest([tmp_path / "notes.md"], store=store, embeddings=fake_embeddings, engine=engine)
+    run(tmp_path / "handbook", store, fake_embeddings, engine, folder_audiences={"hr": ["hr"]})
+    assert stored(store) == {"notes.md": ["all"], "hr/pay.md": ["hr"]}
+
+
+# --- files outside the paths given -------------------------------------------------------------
+
+
+def test_files_of_a_renamed_folder_are_reported_and_pruned(root, store, fake_embeddings, engine):
+    run(root, store, fake_embeddings, engine)
+    moved = root.rename(root.with_name("handbook-2025"))
+    (moved / "it/laptop.md").write_text("# Laptops\n\nLaptops are replaced every four years.\n", encoding="utf-8")
+
+    report = run(moved, store, fake_embeddings, engine)
+    assert sorted(report.added) == ALL and report.removed == []
+    assert report.outside == sorted(str(root / source) for source in ALL)
+    assert report.pruned == []
+
+    report = ingest([moved], store=store, embeddings=fake_embeddings, engine=engine, prune=True)
+    assert report.pruned == sorted(str(root / source) for source in ALL) and report.outside == []
+    assert sorted(report.removed) == ALL and report.unchanged == len(ALL)
+    texts = store.collection.get(include=["documents"])["documents"]
+    assert not any("three years" in t for t in texts) and any("four years" in t for t in texts)
+    assert store.ids() == manifest_ids(engine, store.name) == clean_ids(moved, store.client, engine)
+
+
+def test_a_retired_folder_is_removed_and_other_outside_files_are_kept(tmp_path, root, store, fake_embeddings, engine):
+    sample = write_docs(tmp_path / "sample", {"welcome.md": "# Welcome\n\nNorthwind welcomes you.\n"})
+    other = write_docs(tmp_path / "other", {"misc.md": "# Misc\n\nOther notes.\n"})
+    ingest([sample, other], store=store, embeddings=fake_embeddings, engine=engine)
+
+    report = ingest([root], store=store, embeddings=fake_embeddings, engine=engine, retire=[sample])
+
+    assert report.pruned == [str(sample / "welcome.md")] and report.removed == ["welcome.md"]
+    assert report.outside == [str(other / "misc.md")]
+    assert set(stored(store)) == {*ALL, "misc.md"}
+    assert store.ids() == manifest_ids(engine, store.name)

@@ -399,3 +399,39 @@ def test_kind_of_is_case_insensitive():
     assert kind_of(Path("A.MD")) == "markdown"
     assert kind_of(Path("b.Docx")) == "docx"
     assert kind_of(Path("c.png")) is None
+
+
+# --- hostile files: any parser error is the file's own failure ----------------------------
+
+
+def _docx_with_renamed_body() -> bytes:
+    import zipfile
+
+    source = zipfile.ZipFile(io.BytesIO(make_docx()))
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as target:
+        for item in source.infolist():
+            data = source.read(item.filename)
+            if item.filename == "word/document.xml":
+                data = data.replace(b"<w:body>", b"<w:bodx>").replace(b"</w:body>", b"</w:bodx>")
+            target.writestr(item, data)
+    return buffer.getvalue()
+
+
+@pytest.mark.parametrize(
+    ("make", "name", "reason"),
+    [
+        # pypdf raises NotImplementedError and DeprecationError here, neither a PyPdfError.
+        (lambda: make_pdf(["Some text."]).replace(b"/ASCII85Decode", b"/ASCII85Decade"), "a85.pdf",
+         "broken PDF (NotImplementedError"),
+        (lambda: make_pdf(["Some text."]).replace(b"/FlateDecode", b"/Fl"), "fl.pdf", "broken PDF (DeprecationError"),
+        (_docx_with_renamed_body, "nobody.docx", "broken DOCX (AttributeError"),
+        (lambda: ("---\ntitle: " + "[" * 5000 + "\n---\n# Deep\n\nText.\n").encode(), "deep.md",
+         "front matter could not be read"),
+    ],
+    ids=["pdf-bad-filter", "pdf-removed-filter-name", "docx-without-body", "front-matter-5000-deep"],
+)
+def test_hostile_files_are_refused_with_a_reason(make, name, reason):
+    with pytest.raises(UnreadableFile) as excinfo:
+        load(make(), name)
+    assert str(excinfo.value).startswith(reason), str(excinfo.value)
