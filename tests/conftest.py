@@ -120,6 +120,18 @@ def sqlite_engine(tmp_path):
 
 
 @pytest.fixture
+def api_embeddings(monkeypatch):
+    """A real local OpenAI-compatible embeddings endpoint (hashing vectors), configured as the app's embeddings."""
+    from helpers_embedding_server import embedding_server
+
+    with embedding_server() as server:
+        monkeypatch.setenv("ONBOARD_EMBEDDING__BACKEND", "openai")
+        monkeypatch.setenv("ONBOARD_EMBEDDING__BASE_URL", server.base_url)
+        monkeypatch.setenv("ONBOARD_EMBEDDING__MODEL", "hashing-test")
+        yield server
+
+
+@pytest.fixture
 def fake_embeddings() -> FakeEmbeddings:
     return FakeEmbeddings()
 

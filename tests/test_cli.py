@@ -13,7 +13,6 @@ import logging
 import re
 
 import pytest
-from helpers_embedding_server import embedding_server
 from helpers_kb import HANDBOOK, write_docs
 from sqlalchemy import create_engine, inspect, text
 from typer.testing import CliRunner
@@ -41,15 +40,6 @@ def summary(result) -> dict:
     assert match, result.stdout
     keys = ("run", "added", "changed", "removed", "unchanged", "failed", "unsupported", "plus", "minus", "version")
     return dict(zip(keys, map(int, match.groups()), strict=True))
-
-
-@pytest.fixture
-def api_embeddings(monkeypatch):
-    with embedding_server() as server:
-        monkeypatch.setenv("ONBOARD_EMBEDDING__BACKEND", "openai")
-        monkeypatch.setenv("ONBOARD_EMBEDDING__BASE_URL", server.base_url)
-        monkeypatch.setenv("ONBOARD_EMBEDDING__MODEL", "hashing-test")
-        yield server
 
 
 @pytest.fixture

@@ -237,14 +237,9 @@ def test_onboard_eval_end_to_end(tmp_path):
     assert summary["recall_at_5"] >= 0.75
 
 
-def test_onboard_eval_through_an_openai_compatible_endpoint(tmp_path, monkeypatch):
-    from helpers_embedding_server import embedding_server
-
-    with embedding_server() as server:
-        monkeypatch.setenv("ONBOARD_EMBEDDING__BACKEND", "openai")
-        monkeypatch.setenv("ONBOARD_EMBEDDING__BASE_URL", server.base_url)
-        monkeypatch.setenv("ONBOARD_EMBEDDING__MODEL", "hashing-test")
-        summary, written = run_eval_command(tmp_path)
+def test_onboard_eval_through_an_openai_compatible_endpoint(tmp_path, api_embeddings):
+    server = api_embeddings
+    summary, written = run_eval_command(tmp_path)
 
     assert summary["embedding_model"] == "openai:hashing-test"
     assert {body["model"] for body in server.requests} == {"hashing-test"}
@@ -360,24 +355,13 @@ def test_calibrate_refuses_a_rate_outside_zero_to_one(rate):
         calibrate([row(True, False, 1, 1.0)], rate)
 
 
-@pytest.fixture
-def hashing_endpoint(monkeypatch):
-    from helpers_embedding_server import embedding_server
-
-    with embedding_server() as server:
-        monkeypatch.setenv("ONBOARD_EMBEDDING__BACKEND", "openai")
-        monkeypatch.setenv("ONBOARD_EMBEDDING__BASE_URL", server.base_url)
-        monkeypatch.setenv("ONBOARD_EMBEDDING__MODEL", "hashing-test")
-        yield server
-
-
 def eval_command(tmp_path, dataset: list[dict], corpus: Path, *extra: str):
     path = tmp_path / "qa.jsonl"
     path.write_text("\n".join(json.dumps(case) for case in dataset) + "\n", encoding="utf-8")
     return CliRunner().invoke(app, ["eval", "--dataset", str(path), "--corpus", str(corpus), *extra])
 
 
-def test_onboard_eval_warns_about_gold_files_missing_from_the_corpus(tmp_path, hashing_endpoint):
+def test_onboard_eval_warns_about_gold_files_missing_from_the_corpus(tmp_path, api_embeddings):
     corpus = write_docs(tmp_path / "corpus", CORPUS)
     dataset = [*DATASET, {"id": "e6", "question": "where is the gym", "gold_files": ["office/gym.md"]}]
 
@@ -389,7 +373,7 @@ def test_onboard_eval_warns_about_gold_files_missing_from_the_corpus(tmp_path, h
     assert json.loads(result.stdout)["n"] == len(dataset)
 
 
-def test_onboard_eval_fails_when_the_corpus_holds_none_of_the_gold_files(tmp_path, hashing_endpoint):
+def test_onboard_eval_fails_when_the_corpus_holds_none_of_the_gold_files(tmp_path, api_embeddings):
     write_docs(tmp_path / "corpus", CORPUS)
     wrong = write_docs(tmp_path / "elsewhere", {"readme.md": "# Readme\n\nNot the corpus.\n"})
 
