@@ -266,6 +266,14 @@ def test_what_a_lead_in_introduces_is_bounded_and_nested_in_a_list_of_quotes():
     assert text == "Mileage is paid per trip as follows: [1]\n\n| Distance | Rate |\n| --- | --- |\n| short | $5 |\n| long | $9 |"
 
 
+def test_a_sentence_between_two_chosen_ones_is_quoted_once():
+    # "It is quick." both follows the first chosen sentence and precedes one that refers back to it.
+    chosen, text = quote("IT desk laptop calls",
+                         ["The IT desk takes calls about laptops. It is quick. They answer laptop calls 6am-9pm."])
+    assert text == "The IT desk takes calls about laptops. It is quick. They answer laptop calls 6am-9pm. [1]"
+    assert sorted(s.unit.position for s in chosen) == [0, 1, 2]
+
+
 def test_a_paragraph_right_before_a_table_brings_the_table_but_not_across_a_heading():
     pto = ("Your yearly PTO allowance depends on your country. Tenure counts from your start date.\n\n"
            "| Country | Days |\n| --- | --- |\n| US | 20 |\n| Portugal | 25 |\n\n"

@@ -310,38 +310,35 @@ def choose(
         if per_passage.get(item.unit.passage, 0) < weights.per_passage:
             per_passage[item.unit.passage] = per_passage.get(item.unit.passage, 0) + 1
             chosen.append(item)
-    # Followers carry their sentence's score: sorted, each comes right after it, best first.
-    completing = _followers(chosen, every, weights.follow_words) + _antecedents(chosen, every)
-    quoted = sorted(chosen + completing, key=lambda s: -s.score)
+    # Completing sentences carry their sentence's score: sorted, each stays next to it, best first.
+    quoted = sorted(chosen + _completing(chosen, every, weights.follow_words), key=lambda s: -s.score)
     quoted, introduced = _introduced(quoted, every, weights.lead_units, weights.lead_words)
     return quoted + introduced
 
 
-def _followers(chosen: list[Scored], units: list[Unit], max_words: int) -> list[Scored]:
-    """Short sentences that directly follow a chosen sentence in its paragraph, not chosen themselves."""
-    taken = {(c.unit.passage, c.unit.position) for c in chosen}
-    following = {(u.passage, u.position - 1): u for u in units if u.kind == "sentence"}
-    extra = []
-    for item in chosen:
-        after = following.get((item.unit.passage, item.unit.position))
-        if (item.unit.kind == "sentence" and after is not None and after.block == item.unit.block
-                and (after.passage, after.position) not in taken and len(after.text.split()) <= max_words):
-            taken.add((after.passage, after.position))
-            extra.append(Scored(after, item.score, {"follows": float(item.unit.position)}))
-    return extra
+def _completing(chosen: list[Scored], units: list[Unit], follow_words: int) -> list[Scored]:
+    """Sentences quoted with a chosen one, from its paragraph, each once and never one chosen itself.
 
-
-def _antecedents(chosen: list[Scored], units: list[Unit]) -> list[Scored]:
-    """The sentence before each chosen sentence that opens by referring back to it, in its paragraph."""
+    The short sentence right after it (``follow_words`` words at most), which
+    usually completes it; and the sentence right before it when it opens by
+    referring back. Each carries its sentence's score.
+    """
+    at = {(u.passage, u.position): u for u in units if u.kind == "sentence"}
     taken = {(c.unit.passage, c.unit.position) for c in chosen}
-    preceding = {(u.passage, u.position + 1): u for u in units if u.kind == "sentence"}
     extra = []
-    for item in chosen:
-        before = preceding.get((item.unit.passage, item.unit.position))
-        if (item.unit.kind == "sentence" and _REFERS_BACK.match(item.unit.text) and before is not None
-                and before.block == item.unit.block and (before.passage, before.position) not in taken):
-            taken.add((before.passage, before.position))
-            extra.append(Scored(before, item.score, {"antecedent_of": float(item.unit.position)}))
+    for step, signal in ((1, "follows"), (-1, "antecedent_of")):
+        for item in chosen:
+            unit = item.unit
+            near = at.get((unit.passage, unit.position + step))
+            if unit.kind != "sentence" or near is None or near.block != unit.block:
+                continue
+            if (near.passage, near.position) in taken:
+                continue
+            completes = len(near.text.split()) <= follow_words if step == 1 else _REFERS_BACK.match(unit.text)
+            if not completes:
+                continue
+            taken.add((near.passage, near.position))
+            extra.append(Scored(near, item.score, {signal: float(unit.position)}))
     return extra
 
 
