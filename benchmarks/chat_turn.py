@@ -39,7 +39,7 @@ def percentiles(values: list[float]) -> dict:
 
 
 def run_turns(settings: Settings, engine, questions: list[str]) -> tuple[list[float], list[float | None]]:
-    assistant = factories.make_assistant(settings)
+    assistant = factories.make_assistant(settings, factories.bootstrap_knowledge_base(settings))  # as the app does
     with Session(engine, expire_on_commit=False) as session:
         user = store.get_or_create_user(session=session, subject="bench", name="Benchmark")
     totals, firsts = [], []

@@ -57,7 +57,8 @@ def make_knowledge_base(settings: Settings, embeddings=None, store: PassageStore
 
 
 def bootstrap_knowledge_base(settings: Settings, on_first_index=None) -> KnowledgeBase:
-    """The knowledge base, after indexing the sample handbook into it if it is empty (the first start).
+    """The knowledge base, ready to answer: the sample handbook indexed into it if it is empty (the first
+    start), its keyword index loaded and its embedding model run once (see :meth:`KnowledgeBase.warm_up`).
 
     ``on_first_index(folder)`` is called before that indexing, so a caller can say what is happening.
     """
@@ -71,7 +72,9 @@ def bootstrap_knowledge_base(settings: Settings, on_first_index=None) -> Knowled
         engine = make_engine(settings)
         ingest([SAMPLE_HANDBOOK], store=store, embeddings=embeddings, engine=engine, options=ingest_options(settings))
         engine.dispose()
-    return make_knowledge_base(settings, embeddings, store)
+    knowledge_base = make_knowledge_base(settings, embeddings, store)
+    knowledge_base.warm_up()
+    return knowledge_base
 
 
 def make_engine(settings: Settings, *, migrate: bool | None = None) -> Engine:

@@ -230,6 +230,15 @@ def test_keyword_index_sees_new_documents_after_forced_refresh(corpus, indexed, 
     assert sources(kb.retrieve("zeppelin", mode="keyword")) == ["travel/zeppelin.md"]
 
 
+def test_warm_up_loads_the_keyword_index_before_the_first_question(indexed, fake_embeddings, monkeypatch):
+    kb = KnowledgeBase(indexed, fake_embeddings, RetrievalConfig(refresh_s=3600))
+    kb.warm_up()
+    loads = []
+    monkeypatch.setattr(kb, "_load_keyword_index", lambda: loads.append(1))
+    assert sources(kb.retrieve("free coffee in the office kitchen", mode="keyword"))[0] == "office/kitchen.md"
+    assert loads == []  # the first question did not read the whole store
+
+
 def test_keyword_index_refreshes_itself_with_refresh_s_zero(corpus, indexed, fake_embeddings, sqlite_engine):
     kb = KnowledgeBase(indexed, fake_embeddings, RetrievalConfig(refresh_s=0))
     assert kb.retrieve("zeppelin", mode="keyword").documents == []
