@@ -54,7 +54,7 @@ class ChatSettings(BaseModel):
 
     #: Offered as buttons on an empty chat.
     starter_questions: list[str] = [
-        "How much time off do I get?",
+        "How much PTO do I get?",
         "Who do I ask about my laptop?",
         "When do I get my first paycheck?",
     ]

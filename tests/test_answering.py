@@ -290,6 +290,16 @@ def test_a_paragraph_right_before_a_table_brings_the_table_but_not_across_a_head
     assert "| US | 20 |" not in text
 
 
+def test_a_chosen_row_of_a_small_table_brings_its_table_a_big_table_only_the_row():
+    table = "| Tenure | Vacation days |\n| --- | --- |\n| under 2 years | 20 |\n| 2 to 4 years | 23 |\n| 5 years or more | 26 |"
+    chosen, text = quote("vacation days for 5 years or more", ["Lunch is served at noon.\n\n" + table])
+    assert text == "[1]\n\n" + table  # every row, once, in source order, under one header
+    brought = [s.signals.get("row_of") for s in chosen if s.unit.kind == "row"]
+    assert len(brought) == 3 and brought.count(None) < 3  # the row(s) chosen, and the rest brought by them
+    chosen, text = quote("vacation days for 5 years or more", ["Lunch is served at noon.\n\n" + table], table_rows=2)
+    assert "| 5 years or more | 26 |" in text and "| 2 to 4 years | 23 |" not in text  # the chosen rows only
+
+
 def test_only_the_candidates_ranked_best_by_words_and_passage_are_embedded():
     embeddings = FakeEmbeddings()
     passages = ["Badges are issued on the first day. Parking is free.", "Lunch is at noon. Badges open every door."]

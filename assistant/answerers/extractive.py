@@ -38,7 +38,11 @@ sample handbook, answers one word longer at the median. A chosen sentence that
 opens by referring back ("They are available 6am-9pm ET.", "Then you'll need
 to...") is quoted with the sentence before it in its paragraph, so it is not
 shown without what it refers to (18F: +1 of 80, sample handbook unchanged,
-median answer length +2 words). A chosen lead-in
+median answer length +2 words). A chosen row of a small table (``table_rows``
+rows, ``lead_words`` words) brings the rest of its table: one row alone ("5
+years or more | 26 days") reads as the answer to "how many vacation days do I
+get?" when it is one line of three (no gold quote won or lost on either set;
+sample handbook p90 answer length 116 to 130 words). A chosen lead-in
 ("If you receive a suspicious email, follow these steps:") brings what it
 introduces, the list, table or paragraph after it, shown nested under it
 (within ``lead_units`` and ``lead_words`` for the whole answer); a lead-in
@@ -126,6 +130,8 @@ class Weights:
     #: A sentence this short right after a chosen one, in the same paragraph, is quoted with it: it
     #: usually completes it ("The password changes monthly.", "Do not delete the commit itself.").
     follow_words: int = 8
+    #: A chosen row of a table this small (rows, and at most ``lead_words`` words) brings its whole table.
+    table_rows: int = 8
     #: A chosen lead-in ("To fix this:", "Before taking leave, be sure to:") brings what it introduces:
     #: up to this many following units of its passage, and about this many words.
     lead_units: int = 5
@@ -311,21 +317,28 @@ def choose(
             per_passage[item.unit.passage] = per_passage.get(item.unit.passage, 0) + 1
             chosen.append(item)
     # Completing sentences carry their sentence's score: sorted, each stays next to it, best first.
-    quoted = sorted(chosen + _completing(chosen, every, weights.follow_words), key=lambda s: -s.score)
+    quoted = sorted(chosen + _completing(chosen, every, weights), key=lambda s: -s.score)
     quoted, introduced = _introduced(quoted, every, weights.lead_units, weights.lead_words)
     return quoted + introduced
 
 
-def _completing(chosen: list[Scored], units: list[Unit], follow_words: int) -> list[Scored]:
-    """Sentences quoted with a chosen one, from its paragraph, each once and never one chosen itself.
+def _completing(chosen: list[Scored], units: list[Unit], weights: Weights) -> list[Scored]:
+    """Units quoted with a chosen one, each once and never one chosen itself, carrying its score.
 
-    The short sentence right after it (``follow_words`` words at most), which
-    usually completes it; and the sentence right before it when it opens by
-    referring back. Each carries its sentence's score.
+    For a sentence, from its paragraph: the short sentence right after it
+    (``follow_words`` words at most), which usually completes it; and the
+    sentence right before it when it opens by referring back. For a row of a
+    small table (``table_rows`` rows and ``lead_words`` words at most): the
+    other rows of its table.
     """
     at = {(u.passage, u.position): u for u in units if u.kind == "sentence"}
     taken = {(c.unit.passage, c.unit.position) for c in chosen}
     extra = []
+
+    def add(unit: Unit, item: Scored, signal: str) -> None:
+        taken.add((unit.passage, unit.position))
+        extra.append(Scored(unit, item.score, {signal: float(item.unit.position)}))
+
     for step, signal in ((1, "follows"), (-1, "antecedent_of")):
         for item in chosen:
             unit = item.unit
@@ -334,11 +347,17 @@ def _completing(chosen: list[Scored], units: list[Unit], follow_words: int) -> l
                 continue
             if (near.passage, near.position) in taken:
                 continue
-            completes = len(near.text.split()) <= follow_words if step == 1 else _REFERS_BACK.match(unit.text)
-            if not completes:
-                continue
-            taken.add((near.passage, near.position))
-            extra.append(Scored(near, item.score, {signal: float(unit.position)}))
+            completes = len(near.text.split()) <= weights.follow_words if step == 1 else _REFERS_BACK.match(unit.text)
+            if completes:
+                add(near, item, signal)
+    for item in chosen:
+        if item.unit.kind != "row":
+            continue
+        rows = [u for u in units if u.passage == item.unit.passage and u.block == item.unit.block]
+        if len(rows) <= weights.table_rows and sum(len(u.text.split()) for u in rows) <= weights.lead_words:
+            for row in rows:
+                if (row.passage, row.position) not in taken:
+                    add(row, item, "row_of")
     return extra
 
 
