@@ -205,12 +205,16 @@ def test_passages_are_cut_into_whole_sentences_rows_and_code_blocks():
         marker=lambda p: "[1]",
         heading=lambda p: "**Per diem**",
     )
-    # Adjacent sentences share one marker; a row keeps its table header.
-    assert shown[0] == "Claim up to $1.50 per km, e.g. for client visits. Mr. Smith approves it! [1]"
-    assert shown[1] == "**Per diem** [1]\n\n| City | Daily per diem |\n| --- | --- |\n| Lisbon | EUR 55 |"
+    # Adjacent sentences share one marker; a row keeps its table header; a table right after a quoted
+    # paragraph goes under it, even when the paragraph's last sentence is not quoted.
+    assert shown == ["Claim up to $1.50 per km, e.g. for client visits. Mr. Smith approves it! [1]\n\n"
+                     "| City | Daily per diem |\n| --- | --- |\n| Lisbon | EUR 55 |"]
+    # A row quoted on its own is captioned with its section.
+    alone = render([Scored(rows[1], 1.0)], marker=lambda p: "[1]", heading=lambda p: "**Per diem**")
+    assert alone == ["**Per diem** [1]\n\n| City | Daily per diem |\n| --- | --- |\n| Lisbon | EUR 55 |"]
     # Several quotes become a list; a table stands apart.
-    assert "".join(layout(["A. [1]", shown[1], "B. [2]", "C. [2]"])) == (
-        "- A. [1]\n\n" + shown[1] + "\n\n- B. [2]\n- C. [2]"
+    assert "".join(layout(["A. [1]", alone[0], "B. [2]", "C. [2]"])) == (
+        "- A. [1]\n\n" + alone[0] + "\n\n- B. [2]\n- C. [2]"
     )
 
 

@@ -466,19 +466,25 @@ def render(chosen: Sequence[Scored], marker: Callable[[int], str], heading: Call
 
     ``marker(passage)`` gives the citation marker of a passage, ``heading(passage)``
     the caption put above a table or code block quoted from it. What a lead-in
-    introduces is listed under it, in the same block, with the lead-in's marker.
+    introduces is listed under it, in the same block, with the lead-in's marker;
+    so is a table right after a quoted paragraph, whether the paragraph brought
+    it or one of its rows was chosen.
     """
     introduced = {(s.unit.passage, s.unit.position) for s in chosen if "introduced_by" in s.signals}
+    # A table right after a quoted paragraph goes under it, whether the paragraph brought it or a row was chosen.
+    tables = {(s.unit.passage, s.unit.block) for s in chosen if s.unit.kind == "row"}
     order = sorted({item.unit.passage for item in chosen})
     blocks: list[list[str]] = []  # a quote, or a lead-in and the lines of what it introduces
     for passage in order:
         units = sorted((s.unit for s in chosen if s.unit.passage == passage), key=lambda u: u.position)
         cite = marker(passage)
         lead: list[str] | None = None  # the open lead-in block, while what it introduces follows
-        last = -1
+        last = lead_block = -1
         for group in _runs(units):
             first = group[0]
-            follows_lead = lead is not None and first.position == last + 1 and first.kind != "code"
+            follows_lead = lead is not None and first.kind != "code" and (
+                first.position == last + 1 or (first.kind == "row" and first.block == lead_block + 1)
+            )
             last = group[-1].position
             if follows_lead and (first.listed or first.kind == "row" or (first.passage, first.position) in introduced):
                 lead.append(_table(group) if first.kind == "row" else "- " + " ".join(u.text for u in group))
@@ -486,8 +492,10 @@ def render(chosen: Sequence[Scored], marker: Callable[[int], str], heading: Call
             lead = None
             if first.kind == "sentence":
                 blocks.append([" ".join(u.text for u in group) + f" {cite}"])
-                if _is_lead_in(group[-1]) or (passage, group[-1].position + 1) in introduced:
-                    lead = blocks[-1]
+                end = group[-1]
+                table_after = not end.listed and (passage, end.block + 1) in tables
+                if _is_lead_in(end) or (passage, end.position + 1) in introduced or table_after:
+                    lead, lead_block = blocks[-1], end.block
             elif first.kind == "row":
                 blocks.append([f"{heading(passage)} {cite}\n\n{_table(group)}".strip()])
             else:
