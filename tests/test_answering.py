@@ -207,8 +207,8 @@ def test_passages_are_cut_into_whole_sentences_rows_and_code_blocks():
     )
     # Adjacent sentences share one marker; a row keeps its table header; a table right after a quoted
     # paragraph goes under it, even when the paragraph's last sentence is not quoted.
-    assert shown == ["Claim up to $1.50 per km, e.g. for client visits. Mr. Smith approves it! [1]\n\n"
-                     "| City | Daily per diem |\n| --- | --- |\n| Lisbon | EUR 55 |"]
+    assert shown == [("Claim up to $1.50 per km, e.g. for client visits. Mr. Smith approves it! [1]\n\n"
+                      "| City | Daily per diem |\n| --- | --- |\n| Lisbon | EUR 55 |")]
     # A row quoted on its own is captioned with its section.
     alone = render([Scored(rows[1], 1.0)], marker=lambda p: "[1]", heading=lambda p: "**Per diem**")
     assert alone == ["**Per diem** [1]\n\n| City | Daily per diem |\n| --- | --- |\n| Lisbon | EUR 55 |"]
