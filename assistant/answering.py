@@ -57,13 +57,14 @@ from assistant.keyword import Filter
 from assistant.retrieval import KnowledgeBase, Retrieval
 
 if TYPE_CHECKING:  # settings import this module: keep its import light
+    from langchain_core.documents import Document
     from langchain_core.language_models import BaseChatModel
     from langchain_core.messages import BaseMessage
 
 log = logging.getLogger(__name__)
 
 #: Recorded as ``Answer.prompt_version`` of extractive answers: bump it when the sentence choice changes.
-EXTRACTIVE_VERSION = "extractive-v5"
+EXTRACTIVE_VERSION = "extractive-v6"
 #: No try of a model call gets less time than this (or ``timeout_s`` if shorter): a retry without it is not made.
 MIN_ATTEMPT_S = 1.0
 
@@ -110,6 +111,11 @@ class AnswerConfig(BaseModel):
     contact: str = "People Ops (#people-ops, people@northwind.example)"
     #: Extractive answers quote at most this many sentences (or table rows).
     max_sentences: int = Field(4, ge=1, le=20)
+    #: When the assistant abstains, it lists up to this many passages closest to the question (one per
+    #: document, none cited) for the person to check: a near miss on a covered topic still finds its page.
+    closest_on_abstain: int = Field(3, ge=0, le=10)
+    #: ... if the closest is at least this similar to the question (below, the passages are unrelated).
+    closest_min_similarity: float = Field(0.3, ge=-1.0, le=1.0)
 
     @model_validator(mode="after")
     def _check_endpoint(self) -> AnswerConfig:
@@ -278,7 +284,7 @@ class Assistant:
         turn.retrieval = retrieval
         if not retrieval.answerable:
             log.info("abstaining: %s", retrieval.answerability.reason)  # with its scores, for the admins
-            yield from self._abstain(turn, retrieval.answerability.explanation)
+            yield from self._abstain(turn, retrieval.answerability.explanation, closest=self._closest(retrieval))
         elif llm and turn.error is None:
             yield from self._generate(turn, standalone, retrieval)
             if turn.fallback:
@@ -286,15 +292,28 @@ class Assistant:
         else:
             yield from self._extract(turn, standalone, retrieval)
 
-    def _abstain(self, turn: _Turn, reason: str) -> Iterator[str]:
+    def _abstain(self, turn: _Turn, reason: str, closest: Sequence[Document] = ()) -> Iterator[str]:
+        """Say the passages do not answer, and who to ask; list the ``closest`` passages, none cited."""
         turn.abstained = True
         if turn.notice:  # the model failed on the rewrite: there are no passages to show instead
             turn.notice = generative.UNAVAILABLE_SHORT
         turn.answerer = self.config.mode
         turn.prompt_version = self.config.prompt_version if self.config.mode == "llm" else EXTRACTIVE_VERSION
+        turn.citations = [replace(_citation(n, doc), cited=False) for n, doc in enumerate(closest, 1)]
         reason = reason.rstrip(".")
-        yield turn.emit(f"The {self.config.source_name} doesn't seem to cover this: {reason}. "
+        nearby = " The passages that came closest are listed below." if closest else ""
+        yield turn.emit(f"The {self.config.source_name} doesn't seem to cover this: {reason}.{nearby} "
                         f"Please ask {self.config.contact}.")
+
+    def _closest(self, retrieval: Retrieval) -> list[Document]:
+        """The best passage of each of the first ``closest_on_abstain`` documents, if related enough to show."""
+        similarity = retrieval.answerability.signals.get("similarity")
+        if similarity is None or similarity < self.config.closest_min_similarity:
+            return []
+        best: dict[str, Document] = {}
+        for doc in retrieval.documents:
+            best.setdefault(str(doc.metadata.get("source", "")), doc)
+        return list(best.values())[: self.config.closest_on_abstain]
 
     # -- extractive ------------------------------------------------------------------------------
 

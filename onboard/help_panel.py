@@ -67,7 +67,9 @@ def _turn(turn: web.Turn, page: str, conversation_id: str) -> None:
     if answer.error:  # the notice it came with (the model failed, the passages are quoted instead)
         st.caption(web.plain(answer.error))
     cited = [s for s in answer.sources if s.get("cited", True)]
-    for source in cited:
+    if not cited and answer.status == "abstained" and answer.sources:  # the closest passages, none cited
+        st.caption("Closest pages (they may not answer the question):")
+    for source in cited or (answer.sources if answer.status == "abstained" else []):
         section = str(source.get("section") or "").split(" > ")[-1]
         st.caption(web.plain(f"[{source.get('n')}] {source.get('title') or source.get('source')}"
                              + (f" › {section}" if section else "")))

@@ -114,12 +114,19 @@ def _sidebar(chat: web.ChatState) -> None:
                                        icon=":material/download:", key=f"download-{conversation.id}")
 
 
-def _sources(sources: list[dict]) -> None:
-    """The cited passages, each expanding to its title, section and text, with its link if it has one."""
+def _sources(sources: list[dict], *, abstained: bool = False) -> None:
+    """The cited passages, each expanding to its title, section and text, with its link if it has one.
+
+    An abstention lists the passages closest to the question instead, none cited.
+    """
     cited = [source for source in sources if source.get("cited", True)]
     if not sources:
         return
-    st.caption("Sources" if cited else "Passages consulted (none is cited)")
+    if cited:
+        st.caption("Sources")
+    else:
+        st.caption("Closest passages (they may not answer the question)" if abstained
+                   else "Passages consulted (none is cited)")
     for source in cited or sources:
         title = source.get("title") or source.get("source") or "Untitled"
         heading = str(source.get("section") or "").split(" > ")[-1]
@@ -162,7 +169,7 @@ def _answer(turn: web.Turn, *, last: bool) -> None:
         else:
             if answer.content:
                 st.markdown(web.safe_markdown(answer.content))
-            _sources(answer.sources)
+            _sources(answer.sources, abstained=answer.status == "abstained")
             if answer.status not in web.ANSWERED:
                 st.error(answer.error or web.UNEXPECTED, icon=":material/error:")
             elif answer.error:  # the notice it came with, e.g. the model failed and passages are quoted instead

@@ -376,6 +376,21 @@ def test_an_unknown_prompt_version_fails_at_start_up(sample_kb):
         llm_assistant(sample_kb, RecordingChatModel(), prompt_version="v9")
 
 
+def test_a_near_miss_abstains_but_lists_the_closest_passages_one_per_document_none_cited(sample_kb):
+    near_miss = "Is there an office in Denver?"
+    _, answer = run(Assistant(knowledge_base=sample_kb, config=AnswerConfig()).ask(near_miss))
+    assert answer.abstained and "Denver" in answer.text and "came closest" in answer.text
+    assert not MARKER.search(answer.text) and answer.cited == []
+    sources = [c.source for c in answer.citations]
+    assert sources[0] == "workplace/remote-and-offices.md" and len(set(sources)) == len(sources) == 3
+    assert [c.n for c in answer.citations] == [1, 2, 3]
+    assert sources == list(dict.fromkeys(d.metadata["source"] for d in answer.retrieval.documents))[:3]
+
+    for config in (AnswerConfig(closest_on_abstain=0), AnswerConfig(closest_min_similarity=0.9)):
+        _, answer = run(Assistant(knowledge_base=sample_kb, config=config).ask(near_miss))
+        assert answer.abstained and answer.citations == [] and "came closest" not in answer.text
+
+
 def test_unanswerable_question_abstains_without_calling_the_model(sample_kb):
     model = RecordingChatModel(replies=["should not be used"])
     _, answer = run(llm_assistant(sample_kb, model).ask(OFF_TOPIC))

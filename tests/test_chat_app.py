@@ -193,6 +193,16 @@ def test_question_is_stored_answered_with_citations_rated_and_regenerated(app, d
     assert "Answer 2 of 2" in [c.value for c in app.caption]
 
 
+def test_an_abstention_lists_the_closest_passages_not_as_sources(app, db):
+    ask(app, "Is there an office in Denver?")
+    _, answer = messages(db)
+    assert answer.status == "abstained" and answer.sources and not any(s["cited"] for s in answer.sources)
+    captions = [c.value for c in app.caption]
+    assert "Closest passages (they may not answer the question)" in captions and "Sources" not in captions
+    labels = [unescape(e.label) for e in app.expander]
+    assert labels[0].startswith("[1] ") and len(labels) == len(answer.sources)
+
+
 def test_empty_and_oversized_messages_are_not_sent_and_the_long_one_is_kept(app, db):
     ask(app, "   ")
     assert messages(db) == [] and not app.chat_message
