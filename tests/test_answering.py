@@ -302,6 +302,10 @@ def test_a_chosen_row_of_a_small_table_brings_its_table_a_big_table_only_the_row
     assert len(brought) == 3 and brought.count(None) < 3  # the row(s) chosen, and the rest brought by them
     chosen, text = quote("vacation days for 5 years or more", ["Lunch is served at noon.\n\n" + table], table_rows=2)
     assert "| 5 years or more | 26 |" in text and "| 2 to 4 years | 23 |" not in text  # the chosen rows only
+    # A row that is not the best unit of the answer stays alone.
+    best = "Vacation days for 5 years or more of tenure are 26 vacation days."
+    chosen, text = quote("vacation days for 5 years or more of tenure", [best, table])
+    assert chosen[0].unit.text == best and "| 5 years or more | 26 |" in text and "| 2 to 4 years | 23 |" not in text
 
 
 def test_only_the_candidates_ranked_best_by_words_and_passage_are_embedded():

@@ -38,11 +38,12 @@ sample handbook, answers one word longer at the median. A chosen sentence that
 opens by referring back ("They are available 6am-9pm ET.", "Then you'll need
 to...") is quoted with the sentence before it in its paragraph, so it is not
 shown without what it refers to (18F: +1 of 80, sample handbook unchanged,
-median answer length +2 words). A chosen row of a small table (``table_rows``
-rows, ``lead_words`` words) brings the rest of its table: one row alone ("5
-years or more | 26 days") reads as the answer to "how many vacation days do I
-get?" when it is one line of three (no gold quote won or lost on either set;
-sample handbook p90 answer length 116 to 130 words). A chosen lead-in
+median answer length +2 words). When the best unit is a row of a small table
+(``table_rows`` rows, ``lead_words`` words), the rest of its table comes with
+it: one row alone ("5 years or more | 26 days") reads as the answer to "how
+many vacation days do I get?" when it is one line of three (no gold quote won
+or lost on either set; sample handbook p90 answer length 115 to 127 words;
+expanding every chosen row's table too gave 129). A chosen lead-in
 ("If you receive a suspicious email, follow these steps:") brings what it
 introduces, the list, table or paragraph after it, shown nested under it
 (within ``lead_units`` and ``lead_words`` for the whole answer); a lead-in
@@ -130,7 +131,7 @@ class Weights:
     #: A sentence this short right after a chosen one, in the same paragraph, is quoted with it: it
     #: usually completes it ("The password changes monthly.", "Do not delete the commit itself.").
     follow_words: int = 8
-    #: A chosen row of a table this small (rows, and at most ``lead_words`` words) brings its whole table.
+    #: The best unit, if a row of a table this small (rows, and at most ``lead_words`` words), brings its table.
     table_rows: int = 8
     #: A chosen lead-in ("To fix this:", "Before taking leave, be sure to:") brings what it introduces:
     #: up to this many following units of its passage, and about this many words.
@@ -327,9 +328,9 @@ def _completing(chosen: list[Scored], units: list[Unit], weights: Weights) -> li
 
     For a sentence, from its paragraph: the short sentence right after it
     (``follow_words`` words at most), which usually completes it; and the
-    sentence right before it when it opens by referring back. For a row of a
-    small table (``table_rows`` rows and ``lead_words`` words at most): the
-    other rows of its table.
+    sentence right before it when it opens by referring back. For the best
+    unit, if it is a row of a small table (``table_rows`` rows and
+    ``lead_words`` words at most): the other rows of its table.
     """
     at = {(u.passage, u.position): u for u in units if u.kind == "sentence"}
     taken = {(c.unit.passage, c.unit.position) for c in chosen}
@@ -350,7 +351,7 @@ def _completing(chosen: list[Scored], units: list[Unit], weights: Weights) -> li
             completes = len(near.text.split()) <= weights.follow_words if step == 1 else _REFERS_BACK.match(unit.text)
             if completes:
                 add(near, item, signal)
-    for item in chosen:
+    for item in chosen[:1]:  # the best unit: a lesser row's table would mostly add noise
         if item.unit.kind != "row":
             continue
         rows = [u for u in units if u.passage == item.unit.passage and u.block == item.unit.block]
