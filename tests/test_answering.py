@@ -270,6 +270,18 @@ def test_what_a_lead_in_introduces_is_bounded_and_nested_in_a_list_of_quotes():
     assert text == "Mileage is paid per trip as follows: [1]\n\n| Distance | Rate |\n| --- | --- |\n| short | $5 |\n| long | $9 |"
 
 
+def test_a_lead_in_brings_a_short_code_block_and_is_left_out_before_a_long_one():
+    command = "```bash\nfdesetup status\n```"
+    _, text = quote("how do I check the disk encryption status", [
+        f"Check the disk encryption status yourself:\n\n{command}", "Lunch is at noon."])
+    assert text == f"Check the disk encryption status yourself: [1]\n\n{command}"
+    long = "```bash\n" + "echo hello world\n" * 50 + "```"
+    chosen, text = quote("how do I check the disk encryption status", [
+        f"Check the disk encryption status yourself:\n\n{long}", "Check the disk encryption status in Settings."])
+    assert text == "Check the disk encryption status in Settings. [2]"
+    assert [c.unit.passage for c in chosen] == [1]  # the lead-in, chosen above, is left out
+
+
 def test_a_sentence_between_two_chosen_ones_is_quoted_once():
     # "It is quick." both follows the first chosen sentence and precedes one that refers back to it.
     chosen, text = quote("IT desk laptop calls",

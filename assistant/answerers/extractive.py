@@ -373,9 +373,10 @@ def _introduced(
     sentence chosen from it brings the table. What follows is taken, best
     lead-in first, until ``max_units`` units or about ``max_words`` words are
     taken for the whole answer (a lead-in always gets its first unit): the
-    list items or table rows after it, else the sentences of the paragraph
-    after it, never a code block, and no further than the next lead-in. A
-    lead-in that ends its passage has nothing to show and is left out.
+    list items or table rows after it, else a short code block (``max_words``
+    words at most), else the sentences of the paragraph after it, and no
+    further than the next lead-in. A lead-in that ends its passage, or could
+    bring nothing, has nothing to show and is left out.
     """
     taken = {(c.unit.passage, c.unit.position) for c in chosen}
     at = {(u.passage, u.position): u for u in units}
@@ -400,8 +401,10 @@ def _introduced(
         position = first.position
         while len(extra) < max_units:
             unit = at.get((lead.passage, position))
-            if unit is None or unit.kind == "code" or not _continues(first, unit):
+            if unit is None or not _continues(first, unit):
                 break
+            if unit.kind == "code" and (unit is not first or len(unit.text.split()) > max_words):
+                break  # only a short code block right after a lead-in ("run this command:")
             position += 1
             if (unit.passage, unit.position) in taken:  # quoted already: what it introduces goes on
                 continue
@@ -412,6 +415,8 @@ def _introduced(
             words += len(unit.text.split())
             if _is_lead_in(unit):
                 break
+        if len(extra) == before and _is_lead_in(lead) and (first.passage, first.position) not in taken:
+            dropped.add(index)  # it could bring nothing (a long code block, the answer's budget spent)
     return [c for i, c in enumerate(chosen) if i not in dropped], extra
 
 
@@ -483,12 +488,13 @@ def render(chosen: Sequence[Scored], marker: Callable[[int], str], heading: Call
         last = lead_block = -1
         for group in _runs(units):
             first = group[0]
-            follows_lead = lead is not None and first.kind != "code" and (
+            follows_lead = lead is not None and (
                 first.position == last + 1 or (first.kind == "row" and first.block == lead_block + 1)
             )
             last = group[-1].position
-            if follows_lead and (first.listed or first.kind == "row" or (first.passage, first.position) in introduced):
-                lead.append(_table(group) if first.kind == "row" else "- " + " ".join(u.text for u in group))
+            if follows_lead and (first.listed or first.kind != "sentence" or (first.passage, first.position) in introduced):
+                lead.append(_table(group) if first.kind == "row" else first.text if first.kind == "code"
+                            else "- " + " ".join(u.text for u in group))
                 continue
             lead = None
             if first.kind == "sentence":
