@@ -218,6 +218,19 @@ def test_passages_are_cut_into_whole_sentences_rows_and_code_blocks():
     )
 
 
+def test_a_block_quote_is_cut_into_its_paragraphs_and_list_items():
+    quoted = ("Per the email of 4/13:\n\n> **Only Zoom for Government may be used.**\n>\n> …\n>\n"
+              "> - Staff may join meetings hosted by partners\n>   unless they must install software.\n> - Keep it short.")
+    units = split_passage(quoted)
+    assert [(u.text, u.listed) for u in units] == [
+        ("Per the email of 4/13:", False),
+        ("**Only Zoom for Government may be used.**", False),
+        ("…", False),
+        ("Staff may join meetings hosted by partners unless they must install software.", True),
+        ("Keep it short.", True),
+    ]
+
+
 PHISHING = (
     "If you receive a suspicious email, follow these steps:\n\n"
     "1. Do not click any links in the email.\n"

@@ -181,7 +181,11 @@ def split_passage(text: str, passage: int = 0) -> list[Unit]:
 
 
 def _blocks(text: str) -> list[tuple[str, list[str]]]:
-    """``(kind, lines)`` for each ``heading``, paragraph (``prose``), list ``item``, ``table`` and ``code`` block."""
+    """``(kind, lines)`` for each ``heading``, paragraph (``prose``), list ``item``, ``table`` and ``code`` block.
+
+    A block quote's ``>`` markers are dropped first, so its paragraphs, list
+    items and tables are cut as anywhere else.
+    """
     blocks: list[tuple[str, list[str]]] = []
     kind, lines = "prose", []
     fence: str | None = None
@@ -193,6 +197,8 @@ def _blocks(text: str) -> list[tuple[str, list[str]]]:
         lines = []
 
     for raw in text.splitlines():
+        if fence is None:
+            raw = _QUOTE.sub("", raw, count=1)
         fence_match = _FENCE.match(raw)
         if fence is not None:
             lines.append(raw)
@@ -225,7 +231,7 @@ def _blocks(text: str) -> list[tuple[str, list[str]]]:
             if kind == "table":
                 flush()
                 kind = "prose"
-            lines.append(_QUOTE.sub("", line, count=1))
+            lines.append(line)
     if fence is not None:  # an unclosed fence: keep what was there
         kind = "code"
     flush()
