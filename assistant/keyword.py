@@ -43,6 +43,7 @@ class KeywordIndex:
     def __init__(self, ids: Sequence[str], texts: Sequence[str], metadatas: Sequence[Mapping]) -> None:
         self.ids = list(ids)
         self.metadatas = list(metadatas)
+        self.positions = {cid: position for position, cid in enumerate(self.ids)}
         self._masks: dict[tuple, np.ndarray] = {}
         self._bm25 = bm25s.BM25()
         self._vocab: dict[str, int] = {}
