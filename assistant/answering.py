@@ -10,7 +10,8 @@ it cost). A turn runs:
    a follow-up into a standalone question (prompt ``rewrite-{version}.md``);
 2. *retrieve*: :meth:`KnowledgeBase.retrieve` finds the passages and judges
    whether they can answer;
-3. *abstain* when they cannot, saying why and whom to ask (no model call);
+3. *abstain* when they cannot, saying why and whom to ask (no model call),
+   and listing the passages that came closest, if related at all;
 4. *answer*: ``extractive`` (the default, offline) quotes the passages' best
    sentences verbatim (:mod:`assistant.answerers.extractive`); ``llm`` streams
    an answer grounded in the numbered passages (prompt ``answer-{version}.md``,
@@ -37,7 +38,9 @@ Citations: an extractive answer cites only the passages it quotes, numbered in
 order of appearance. A generated answer numbers every passage shown to the
 model (``[n]`` is the n-th passage), keeps them all in ``Answer.citations``, and
 marks the ones the text cites with ``Citation.cited``; ``Answer.cited`` lists
-those. The text streamed already, so it cannot be renumbered afterwards.
+those. The text streamed already, so it cannot be renumbered afterwards. An
+abstention cites nothing: the closest passages it lists (one per document,
+``closest_on_abstain``) are citations with ``cited`` false.
 """
 
 from __future__ import annotations
@@ -326,7 +329,8 @@ class Assistant:
             question, vector, documents, self._unit_vectors, max_units=self.config.max_sentences
         )
         if not chosen:
-            yield from self._abstain(turn, "the passages found contain no text that can be quoted")
+            yield from self._abstain(turn, "the passages found contain no text that can be quoted",
+                                     closest=self._closest(retrieval))
             return
         numbers: dict[int, int] = {}
 

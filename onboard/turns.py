@@ -107,7 +107,8 @@ def _close(db, answer_id: int, result, clock: _Clock, question_id: int) -> Outco
             session=session,
             answer_id=answer_id,
             content=result.text,
-            sources=[dataclasses.asdict(citation) for citation in result.citations],  # all shown to the answerer
+            # Every passage shown to the model, or listed under an abstention; ``cited`` marks what the text cites.
+            sources=[dataclasses.asdict(citation) for citation in result.citations],
             input_tokens=result.input_tokens,
             output_tokens=result.output_tokens,
             latency_ms=_int(result.latency_ms) if result.latency_ms is not None else clock.latency_ms(),

@@ -218,6 +218,25 @@ def test_passages_are_cut_into_whole_sentences_rows_and_code_blocks():
     )
 
 
+def test_a_code_block_in_a_block_quote_ends_at_its_quoted_fence_and_nested_quotes_are_cut_too():
+    text = "Run this:\n\n> Check it:\n>\n> ```bash\n> fdesetup status\n> ```\n>\n> Done.\n\nAfter the quote.\n\n> > - a b c\n> > - d e f"
+    units = split_passage(text)
+    assert [(u.kind, u.text) for u in units] == [
+        ("sentence", "Run this:"), ("sentence", "Check it:"), ("code", "```bash\nfdesetup status\n```"),
+        ("sentence", "Done."), ("sentence", "After the quote."), ("sentence", "a b c"), ("sentence", "d e f"),
+    ]
+    assert [u.listed for u in units][-2:] == [True, True]
+    assert split_passage("```\n> a shell prompt\n```")[0].text == "```\n> a shell prompt\n```"  # code stays code
+
+
+def test_each_lead_in_gets_its_first_unit_when_the_budget_is_spent():
+    steps = "Before you travel, do these steps:\n\n- Book the flight early.\n- Book the hotel early.\n- Pack a charger."
+    more = "Before you travel abroad, do these steps:\n\n- Check the passport.\n- Tell your bank."
+    _, text = quote("what steps before you travel", [steps, more], lead_units=3)
+    assert "Before you travel abroad, do these steps: [2]\n  - Check the passport." in text
+    assert "Pack a charger." in text
+
+
 def test_a_block_quote_is_cut_into_its_paragraphs_and_list_items():
     quoted = ("Per the email of 4/13:\n\n> **Only Zoom for Government may be used.**\n>\n> …\n>\n"
               "> - Staff may join meetings hosted by partners\n>   unless they must install software.\n> - Keep it short.")
@@ -414,6 +433,10 @@ def test_a_near_miss_abstains_but_lists_the_closest_passages_one_per_document_no
     assert sources[0] == "workplace/remote-and-offices.md" and len(set(sources)) == len(sources) == 3
     assert [c.n for c in answer.citations] == [1, 2, 3]
     assert sources == list(dict.fromkeys(d.metadata["source"] for d in answer.retrieval.documents))[:3]
+
+    model = RecordingChatModel()  # in llm mode too, without calling the model
+    _, generated = run(llm_assistant(sample_kb, model).ask(near_miss))
+    assert model.calls == [] and generated.abstained and [c.source for c in generated.citations] == sources
 
     for config in (AnswerConfig(closest_on_abstain=0), AnswerConfig(closest_min_similarity=0.9)):
         _, answer = run(Assistant(knowledge_base=sample_kb, config=config).ask(near_miss))

@@ -239,6 +239,40 @@ def test_warm_up_loads_the_keyword_index_before_the_first_question(indexed, fake
     assert loads == []  # the first question did not read the whole store
 
 
+def test_a_filtered_search_is_right_while_chroma_holds_passages_the_keyword_index_has_not_loaded(
+    tmp_path, store, fake_embeddings, sqlite_engine
+):
+    docs = {f"hr/policy-{i}.md": f"---\naudience: hr\n---\n# Leave policy {i}\n\nLeave rule {i} for HR.\n"
+            for i in range(40)}
+    docs |= {f"public-{i}.md": f"# Leave {i}\n\nPublic leave note {i}.\n" for i in range(3)}
+    root = write_docs(tmp_path / "docs", docs)
+    ingest([root], store=store, embeddings=fake_embeddings, engine=sqlite_engine)
+    kb = KnowledgeBase(store, fake_embeddings, RetrievalConfig(candidates=2, k=5, refresh_s=3600))
+    public = {"public-0.md", "public-1.md", "public-2.md"}
+
+    def found() -> set[str]:
+        return set(sources(kb.retrieve("leave policy rule for HR", mode="dense", where={"audience": ["all"]})))
+
+    assert found() == public
+    # Another run adds passages that rank first; until the next refresh only Chroma knows them.
+    write_docs(root, {f"hr/new-{i}.md": f"---\naudience: hr\n---\n# Leave policy rule {i}\n\n"
+                                        f"Leave policy rule for HR number {i}.\n" for i in range(3)})
+    ingest([root], store=store, embeddings=fake_embeddings, engine=sqlite_engine)
+    assert found() == public
+
+
+def test_the_app_s_knowledge_base_is_warmed_up_when_built():
+    from onboard import factories
+    from onboard.settings import Settings
+
+    kb = factories.bootstrap_knowledge_base(Settings())  # indexes the sample handbook: the index is empty
+    assert kb.store.count() > 0
+    loads = []
+    kb._load_keyword_index = lambda: loads.append(1)
+    assert sources(kb.retrieve("How much PTO do I get?"))[0] == "time-off/time-off.md"
+    assert loads == []  # loaded by bootstrap_knowledge_base, not by the first question
+
+
 def test_keyword_index_refreshes_itself_with_refresh_s_zero(corpus, indexed, fake_embeddings, sqlite_engine):
     kb = KnowledgeBase(indexed, fake_embeddings, RetrievalConfig(refresh_s=0))
     assert kb.retrieve("zeppelin", mode="keyword").documents == []

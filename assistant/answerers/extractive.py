@@ -45,10 +45,12 @@ many vacation days do I get?" when it is one line of three (no gold quote won
 or lost on either set; sample handbook p90 answer length 115 to 127 words;
 expanding every chosen row's table too gave 129). A chosen lead-in
 ("If you receive a suspicious email, follow these steps:") brings what it
-introduces, the list, table or paragraph after it, shown nested under it
-(within ``lead_units`` and ``lead_words`` for the whole answer); a lead-in
-that ends its passage is dropped. Measured on the 18F set: +4 of 80 gold
-quotes, none lost on the sample handbook, p90 answer length 107 to 125 words.
+introduces, the list, table, short code block or paragraph after it, shown
+nested under it (within ``lead_units`` and ``lead_words`` for the whole
+answer, though each lead-in gets its first unit); a lead-in that ends its
+passage, or introduces only a long code block, is dropped. Measured on the
+18F set: +4 of 80 gold quotes, none lost on the sample handbook, p90 answer
+length 107 to 125 words.
 Quotes are shown grouped by passage (in retrieval order, the top passage
 first) and in source order within a passage; a run of adjacent sentences carries one
 citation marker, so a quote that spans two sentences stays intact.
@@ -74,7 +76,7 @@ _FENCE = re.compile(r"^\s*(`{3,}|~{3,})")
 _TABLE_SEPARATOR = re.compile(r"^\s*\|?\s*:?-{3,}:?\s*(\|\s*:?-{3,}:?\s*)*\|?\s*$")
 _LIST_ITEM = re.compile(r"^\s*(?:[-*+]|\d{1,3}[.)])\s+")
 _HEADING = re.compile(r"^\s{0,3}#{1,6}\s")
-_QUOTE = re.compile(r"^\s*>\s?")
+_QUOTE = re.compile(r"^(?:\s*>\s?)+")  # block quote markers, nested ones too
 # A sentence ends at . ! or ? (closing quotes and brackets stay with it) before a space and a capital or digit.
 _SENTENCE_END = re.compile(r"""[.!?]["'\u201d\u2019)\]]*(?=\s+["'\u201c\u2018(\[*_]*[A-Z0-9])""")
 # A sentence opening with one of these refers back to the one before it ("They are available 6am-9pm ET.").
@@ -196,9 +198,13 @@ def _blocks(text: str) -> list[tuple[str, list[str]]]:
             blocks.append((kind, lines))
         lines = []
 
+    quoted_fence = False  # a code block opened inside a block quote: its lines carry the markers too
     for raw in text.splitlines():
-        if fence is None:
-            raw = _QUOTE.sub("", raw, count=1)
+        if fence is None or quoted_fence:
+            unquoted = _QUOTE.sub("", raw, count=1)
+            if fence is None:
+                quoted_fence = unquoted != raw
+            raw = unquoted
         fence_match = _FENCE.match(raw)
         if fence is not None:
             lines.append(raw)
@@ -361,7 +367,8 @@ def _completing(chosen: list[Scored], units: list[Unit], weights: Weights) -> li
         if item.unit.kind != "row":
             continue
         rows = [u for u in units if u.passage == item.unit.passage and u.block == item.unit.block]
-        if len(rows) <= weights.table_rows and sum(len(u.text.split()) for u in rows) <= weights.lead_words:
+        words = sum(len(" ".join(_cells(u.text)).split()) for u in rows)  # the cells' words, not the pipes
+        if len(rows) <= weights.table_rows and words <= weights.lead_words:
             for row in rows:
                 if (row.passage, row.position) not in taken:
                     add(row, item, "row_of")
@@ -405,7 +412,7 @@ def _introduced(
                 continue
         before = len(extra)
         position = first.position
-        while len(extra) < max_units:
+        while len(extra) < max_units or len(extra) == before:
             unit = at.get((lead.passage, position))
             if unit is None or not _continues(first, unit):
                 break
