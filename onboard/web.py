@@ -412,9 +412,11 @@ def answer_support(*, question: Message, history: list[tuple[str, str]], write: 
 def escaped(write: Writer | None = None) -> Writer:
     """``write`` (default ``st.write_stream``) showing every streamed piece through :func:`safe_markdown`.
 
-    The escaping maps each character on its own, so escaping piece by piece
-    gives exactly the escaped whole: a link or image split across pieces is
-    never live, not even while it streams.
+    Every bracket, angle bracket, dollar sign and lone backslash of each piece
+    is escaped, so a link or image split across pieces is never live, not
+    even while it streams. Piece by piece gives the escaped whole, except
+    that an escape the text already has (``\\$``) split between two pieces
+    shows its backslash until the answer is shown again from the store.
     """
 
     def write_escaped(deltas: Iterable[str]):
@@ -439,7 +441,7 @@ def status_line() -> Callable[[str | None], None]:
 # --- safe text ---------------------------------------------------------------------------------------------------
 
 _PUNCTUATION = re.compile(r"([!-/:-@\[-`{-~])")
-_ACTIVE = re.compile(r"([\\\[\]<>$])")
+_ACTIVE = re.compile(r"(\\[!-/:-@\[-`{-~])|([\\\[\]<>$])")  # an escape already made, or a character to escape
 _SAFE_SCHEMES = ("http", "https")
 
 
@@ -457,9 +459,11 @@ def safe_markdown(text: str) -> str:
     They are escaped inside code too (where the backslash then shows): telling
     code from text the way the browser's parser does (fences inside list
     items, unequal fences) is easy to get wrong, and a mistake there would
-    let a link or an image through.
+    let a link or an image through. An escape the text already has (``\\$10``,
+    ``snake\\_case``) is kept: it shows its character, never markup, and
+    escaping its backslash again would show the backslash.
     """
-    return _ACTIVE.sub(r"\\\1", str(text))
+    return _ACTIVE.sub(lambda m: m.group(1) or "\\" + m.group(2), str(text))
 
 
 def safe_url(url: str | None) -> str | None:

@@ -324,6 +324,11 @@ HOSTILE = [
     "\\[x](javascript:alert(1))",
     "``[x](javascript:alert(1))`",
     "<script>alert(1)</script>",
+    "\\\\[x](javascript:alert(1))",
+    "`a\\[`x](javascript:alert(1))",
+    "`a\\`[x](javascript:alert(1))`",
+    "\\<img src=x onerror=alert(1)>",
+    "\\![x](https://tracker.example/p.png)",
 ]
 
 
@@ -346,6 +351,9 @@ def test_plain_shows_text_as_typed_and_safe_markdown_keeps_formatting():
     rendered = MarkdownIt("commonmark").render(web.plain(text))
     assert rendered == "<p># Not a heading<br />\n1. not a list *nor emphasis* $5</p>\n"
     assert "<strong>20 days</strong>" in MarkdownIt("commonmark").render(web.safe_markdown("**20 days** [1]"))
+    # A document's own escapes show their character, not a backslash.
+    escaped = MarkdownIt("commonmark").render(web.safe_markdown(r"under \$10,000 in snake\_case, not $5 \ or [1]"))
+    assert escaped == "<p>under $10,000 in snake_case, not $5 \\ or [1]</p>\n"
     assert web.safe_url("https://handbook.example/pto") == "https://handbook.example/pto"
     assert [web.safe_url(u) for u in ("javascript:alert(1)", "data:text/html,x", "//evil", "", None)] == [None] * 5
 
