@@ -94,8 +94,9 @@ def _conversation(conversation_id: str) -> None:
                     st.caption(web.plain(", ".join(map(web.reason_label, message.reasons)) +
                                          (f" — “{message.comment}”" if message.comment else "")))
                 for source in message.sources:
+                    uncited = "" if source.get("cited", True) else " — not cited"
                     st.caption(web.plain(f"[{source.get('n')}] {source.get('title')} › {source.get('section')}"
-                                         f" ({source.get('source')})"))
+                                         f" ({source.get('source')}){uncited}"))
 
 
 def _filters() -> tuple[analytics.Filters, str, bool]:
@@ -237,7 +238,8 @@ def _answers_tab(f: analytics.Filters) -> None:
             st.markdown(web.safe_markdown(row.answer) or "_(no text)_")
             st.caption(web.plain(" · ".join(x for x in (row.status, row.answerer, row.model, row.prompt_version) if x)))
             if row.sources:
-                st.dataframe([{k: s.get(k) for k in ("n", "title", "section", "source")} for s in row.sources],
+                st.dataframe([{**{k: s.get(k) for k in ("n", "title", "section", "source")},
+                               "cited": s.get("cited", True)} for s in row.sources],
                              hide_index=True, key=f"sources_{row.rating_id}")
             if row.reasons or row.comment:
                 st.markdown("**Feedback**")

@@ -93,6 +93,8 @@ def test_triage_a_thumbs_down_and_keep_its_history(dashboard, db):
     at = open_tab(dashboard, "Worst answers")
     labels = [e.label for e in at.expander]
     assert any("is there parking for bikes" in label for label in labels)
+    sources = next(df for df in at.dataframe if "cited" in df.value.columns).value
+    assert list(sources["source"]) == ["parking.md"] and list(sources["cited"]) == [True]
     rating = db.exec(select(Rating).where(Rating.comment == "=wrong garage")).one()
     form = f"triage_rating_{rating.id}"
     status = next(s for s in at.selectbox if s.label == "Status" and form in str(s.proto.form_id))
