@@ -15,11 +15,13 @@ misses on topics the handbook covers, which a similarity alone cannot separate.
 are abstained on 18F, and on the sample handbook 0.44 abstains on three of
 six where 0.43 abstains on one, answering as many.
 
-The question words the passages never mention are reported with the verdict,
-so a person reading "nothing in the passages is about: dog" knows why. The
-verdict's ``reason`` carries the similarity too, for the logs and the
-evaluation reports; ``explanation`` is the same without any score, for the
-people asking.
+The question words the passages never mention are reported with the verdict
+("nothing in the passages is about: dog", in the logs). The person asking is
+told only the words no document mentions at all ("no document mentions:
+dog"): the passages miss common words too ("think", "work", "happens"), and
+naming those reads as nonsense. The verdict's ``reason`` carries the
+similarity too, for the logs and the evaluation reports; ``explanation`` is
+what the person is shown, without any score.
 
 The threshold depends on the embedding model and, less, on the corpus:
 ``onboard eval --calibrate`` prints the threshold that answers a chosen share
@@ -28,6 +30,7 @@ of a question set, to put in ``ONBOARD_RETRIEVAL__ABSTENTION__MIN_SIMILARITY``.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from pydantic import BaseModel, Field
@@ -72,18 +75,25 @@ def judge(
     question: str,
     similarity: float | None,
     evidence_tokens: set[str],
+    known: Callable[[str], bool] | None = None,
 ) -> Answerability:
-    """The verdict for one question, given the top passage's similarity and the evidence's words."""
+    """The verdict for one question, given the top passage's similarity and the evidence's words.
+
+    ``known(stem)`` tells whether any document uses a word (default: the
+    evidence's words are all there is).
+    """
     if similarity is None:
         return Answerability(False, 0.0, "no passage matches the question")
     unmatched = [term for term in question_terms(question) if not _present(term, evidence_tokens)]
     signals = {"similarity": round(similarity, 4)}
     if similarity >= config.min_similarity:
         return Answerability(True, similarity, "the passages match the question", signals, unmatched)
+    unknown = [term for term in unmatched if known is None or not all(map(known, tokenize(term)))]
     shown = "the closest passage is only loosely related to the question"
     missing = "; nothing in the passages is about: " + ", ".join(unmatched[:4]) if unmatched else ""
+    never = "; no document mentions: " + ", ".join(unknown[:4]) if unknown else ""
     reason = f"{shown} (similarity {similarity:.2f}){missing}"
-    return Answerability(False, similarity, reason, signals, unmatched, shown_reason=shown + missing)
+    return Answerability(False, similarity, reason, signals, unmatched, shown_reason=shown + never)
 
 
 def _present(term: str, evidence_tokens: set[str]) -> bool:

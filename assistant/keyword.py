@@ -59,6 +59,10 @@ class KeywordIndex:
     def __len__(self) -> int:
         return len(self.ids)
 
+    def knows(self, token: str) -> bool:
+        """Whether any passage uses this (tokenized) word."""
+        return token in self._vocab
+
     def idf(self, token: str) -> float:
         """Inverse document frequency; a word the corpus never uses gets the highest value."""
         n = max(len(self.ids), 1)

@@ -269,7 +269,8 @@ class KnowledgeBase:
         tokens: set[str] = set()
         for hit in top[: cfg.evidence_passages]:
             tokens.update(tokenize(_index_text(hit.metadata, hit.text)))
-        return judge(config=cfg, question=query, similarity=similarity, evidence_tokens=tokens)
+        known = self._keyword.knows if self._keyword is not None else None
+        return judge(config=cfg, question=query, similarity=similarity, evidence_tokens=tokens, known=known)
 
 
 def _index_text(meta: dict, text: str) -> str:

@@ -622,10 +622,16 @@ def test_the_default_timeouts_give_up_on_a_silent_model_after_about_30_seconds()
 def test_an_abstention_tells_the_person_no_score_but_the_reason_keeps_it(sample_kb, caplog):
     from assistant.answerability import AbstentionConfig, judge
 
-    verdict = judge(config=AbstentionConfig(), question="can I bring my dog?", similarity=0.16, evidence_tokens=set())
-    assert "0.16" in verdict.reason and "dog" in verdict.reason
+    verdict = judge(config=AbstentionConfig(), question="can I bring my dog?", similarity=0.16, evidence_tokens=set(),
+                    known={"bring"}.__contains__)
+    assert verdict.reason == ("the closest passage is only loosely related to the question (similarity 0.16); "
+                              "nothing in the passages is about: bring, dog")
+    # The person is told only the words no document uses: a common word missing from the passages says nothing.
     assert verdict.explanation == "the closest passage is only loosely related to the question; " \
-                                  "nothing in the passages is about: bring, dog"
+                                  "no document mentions: dog"
+    everything = judge(config=AbstentionConfig(), question="can I bring my dog?", similarity=0.16,
+                       evidence_tokens=set(), known=lambda stem: True)
+    assert everything.explanation == "the closest passage is only loosely related to the question"
 
     with caplog.at_level("INFO", logger="assistant.answering"):
         _, answer = run(Assistant(knowledge_base=sample_kb, config=AnswerConfig()).ask(OFF_TOPIC))
