@@ -217,16 +217,13 @@ class KnowledgeBase:
         for cid, distance in zip(ids, result["distances"][0], strict=True):
             position = index.positions.get(cid)
             if position is not None:
-                meta = dict(index.metadatas[position])
-                rows.append((cid, meta.pop("_text"), meta, distance))
+                rows.append((cid, *_stored(index, position), distance))
         return rows, len(ids)
 
     def _lexical(self, tokens: list[str], n: int, where: Filter | None, hits: dict[str, _Hit]) -> None:
         index = self._keyword
         for rank, (position, score) in enumerate(index.search(tokens, n, where), 1):
-            meta = dict(index.metadatas[position])
-            text = meta.pop("_text")
-            hit = hits.setdefault(index.ids[position], _Hit(index.ids[position], text, meta))
+            hit = hits.setdefault(index.ids[position], _Hit(index.ids[position], *_stored(index, position)))
             hit.keyword, hit.keyword_rank = score, rank
 
     def _fuse(self, hits, mode: Mode) -> list[_Hit]:
@@ -269,8 +266,15 @@ class KnowledgeBase:
         tokens: set[str] = set()
         for hit in top[: cfg.evidence_passages]:
             tokens.update(tokenize(_index_text(hit.metadata, hit.text)))
-        known = self._keyword.knows if self._keyword is not None else None
-        return judge(config=cfg, question=query, similarity=similarity, evidence_tokens=tokens, known=known)
+        assert self._keyword is not None
+        return judge(config=cfg, question=query, similarity=similarity, evidence_tokens=tokens,
+                     known=self._keyword.knows)
+
+
+def _stored(index: KeywordIndex, position: int) -> tuple[str, dict]:
+    """The text and metadata of a passage, as :meth:`KnowledgeBase._load_keyword_index` keeps them."""
+    meta = dict(index.metadatas[position])
+    return meta.pop("_text"), meta
 
 
 def _index_text(meta: dict, text: str) -> str:
