@@ -317,8 +317,9 @@ def serve(
     with _friendly_errors():
         settings = _settings()
         engine = factories.make_engine(settings)  # the embedded database is migrated before the app starts
-        knowledge_base = factories.bootstrap_knowledge_base(
-            settings, on_first_index=lambda folder: typer.echo(f"indexing the sample handbook ({folder}) ...")
+        knowledge_base = factories.bootstrap_knowledge_base(  # not warmed: the app's own process answers
+            settings, on_first_index=lambda folder: typer.echo(f"indexing the sample handbook ({folder}) ..."),
+            warm=False,
         )
         if settings.support.enabled:  # the Help panel's documentation, indexed now rather than on the first page
             desk = factories.make_support_desk(settings, knowledge_base, engine)

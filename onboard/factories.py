@@ -56,11 +56,12 @@ def make_knowledge_base(settings: Settings, embeddings=None, store: PassageStore
     return KnowledgeBase(store, embeddings, settings.retrieval)
 
 
-def bootstrap_knowledge_base(settings: Settings, on_first_index=None) -> KnowledgeBase:
+def bootstrap_knowledge_base(settings: Settings, on_first_index=None, *, warm: bool = True) -> KnowledgeBase:
     """The knowledge base, ready to answer: the sample handbook indexed into it if it is empty (the first
     start), its keyword index loaded and its embedding model run once (see :meth:`KnowledgeBase.warm_up`).
 
     ``on_first_index(folder)`` is called before that indexing, so a caller can say what is happening.
+    ``warm=False`` skips the warm-up, for a process that will not answer questions.
     """
     from assistant.ingest import ingest
 
@@ -73,7 +74,8 @@ def bootstrap_knowledge_base(settings: Settings, on_first_index=None) -> Knowled
         ingest([SAMPLE_HANDBOOK], store=store, embeddings=embeddings, engine=engine, options=ingest_options(settings))
         engine.dispose()
     knowledge_base = make_knowledge_base(settings, embeddings, store)
-    knowledge_base.warm_up()
+    if warm:
+        knowledge_base.warm_up()
     return knowledge_base
 
 

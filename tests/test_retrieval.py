@@ -271,6 +271,8 @@ def test_the_app_s_knowledge_base_is_warmed_up_when_built():
     kb._load_keyword_index = lambda: loads.append(1)
     assert sources(kb.retrieve("How much PTO do I get?"))[0] == "time-off/time-off.md"
     assert loads == []  # loaded by bootstrap_knowledge_base, not by the first question
+    # `onboard serve` indexes the sample before the server starts, in a process that answers nothing.
+    assert factories.bootstrap_knowledge_base(Settings(), warm=False)._keyword is None
 
 
 def test_keyword_index_refreshes_itself_with_refresh_s_zero(corpus, indexed, fake_embeddings, sqlite_engine):
