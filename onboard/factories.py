@@ -35,9 +35,7 @@ def make_embeddings(settings: Settings):
     if cfg.model not in LOCAL_MODELS:
         known = ", ".join(sorted(LOCAL_MODELS))
         raise AssistantError(f"Unknown local embedding model {cfg.model!r}; choose one of: {known}")
-    return OnnxEmbeddings(
-        LOCAL_MODELS[cfg.model], batch_size=cfg.batch_size, threads=cfg.threads, cache_dir=cfg.cache_dir
-    )
+    return OnnxEmbeddings(LOCAL_MODELS[cfg.model], threads=cfg.threads, cache_dir=cfg.cache_dir)
 
 
 def chroma_location(settings: Settings) -> ChromaLocation:

@@ -31,8 +31,10 @@ class EmbeddingSettings(BaseModel):
     model: str = "all-MiniLM-L6-v2-int8"
     base_url: str | None = None
     api_key: SecretStr | None = None
+    #: Texts per request to an embeddings endpoint. The local model runs each text alone (see
+    #: :meth:`assistant.embeddings.OnnxEmbeddings.embed_array`), so its vectors never depend on batching.
     batch_size: int = Field(32, ge=1, le=2048)
-    threads: int = Field(0, ge=0, description="ONNX threads; 0 = all cores")
+    threads: int = Field(0, ge=0, description="local model: cores used; 0 = all this process may use")
     timeout_s: float = Field(30.0, gt=0)
     #: Where a local model's quantised copy is kept; default: ``data_dir/models``.
     cache_dir: Path | None = None

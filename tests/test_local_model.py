@@ -88,6 +88,17 @@ def test_embeddings_are_normalised_and_semantic(local_embeddings):
     assert vectors[0] @ vectors[1] > vectors[0] @ vectors[2] + 0.2
 
 
+def test_a_passage_gets_the_same_vector_whatever_is_embedded_with_it(local_embeddings):
+    passage = "Laptops are replaced every three years; ask IT in #it-help if yours is slow."
+    neighbours = ["| City | Daily per diem |\n| --- | --- |\n| London | GBP 75 |", "expense " * 200, "PTO"]
+    alone = np.array(local_embeddings.embed_documents([passage]))[0]
+    for others in (neighbours, neighbours[::-1] * 5, [passage.upper()] * 40):
+        vectors = np.array(local_embeddings.embed_documents([*others, passage]))
+        # Batched, the activation scales were shared and this moved by up to 0.016 in one dimension.
+        assert np.abs(vectors[-1] - alone).max() < 1e-6
+    assert np.abs(np.array(local_embeddings.embed_query(passage)) - alone).max() < 1e-6
+
+
 def test_long_texts_are_read_past_the_tokenizers_baked_in_128_tokens(local_embeddings):
     head = " ".join(f"word{i}" for i in range(100))
     long_text = head + " " + "parental leave policy " * 40
