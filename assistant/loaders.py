@@ -2,8 +2,11 @@
 
 Every loader returns a :class:`LoadedDocument` whose ``text`` is Markdown with
 ``#`` headings, so one chunker (:mod:`assistant.chunking`) serves all kinds.
-Markup that means nothing to a reader (YAML front matter, Jekyll/Liquid/Jinja
-tags, HTML fragments, link targets) is removed here; a file that cannot be read
+Markup that means nothing to a reader is removed here: YAML front matter,
+Jekyll/Liquid/Jinja tags, Hugo shortcodes, MDX imports and comments, HTML and
+JSX fragments, link targets, heading ids and Kramdown attributes, table-of-
+contents markers. Admonitions (``:::tip``, MkDocs ``!!! note``, GitHub's
+``> [!NOTE]``) keep their title and text, without their markers; a file that cannot be read
 raises :class:`~assistant.errors.UnreadableFile` with the reason. The parsers
 (pypdf, python-docx, YAML) raise many unrelated exception types on hostile
 input, so each loader turns any exception of its parser into that error.
@@ -29,6 +32,7 @@ log = logging.getLogger(__name__)
 SUPPORTED_SUFFIXES = {
     ".md": "markdown",
     ".markdown": "markdown",
+    ".mdx": "markdown",  # Docusaurus, Nextra, Astro: Markdown plus JSX components and ES imports
     ".txt": "text",
     ".text": "text",
     ".html": "html",
@@ -136,14 +140,32 @@ _REF_DEF = re.compile(r"^[ \t]*\[[^\]]+\]:[ \t]*\S+.*$", re.M)
 _AUTOLINK = re.compile(r"<((?:https?|mailto):[^>\s]+)>")
 _BARE_URL = re.compile(r"\bhttps?://[^\s<>()\[\]]+")
 _HTML_COMMENT = re.compile(r"<!--.*?-->", re.S)
+_MDX_COMMENT = re.compile(r"\{/\*.*?\*/\}", re.S)
+_MDX_ESM = re.compile(
+    r"^(?:import[ \t].*?from[ \t]*['\"][^'\"\n]+['\"]|import[ \t]+['\"][^'\"\n]+['\"]"
+    r"|export[ \t]+(?:const|let|var|default|function)\b.*?)[ \t]*;?[ \t]*$\n?",
+    re.M,
+)
+#: ``{{< name "arg" >}}``, ``{{% name %}}``, ``{{< /name >}}``; group 2 holds the arguments, as for Liquid tags.
+_HUGO_SHORTCODE = re.compile(r"\{\{[<%]-?[ \t]*/?[ \t]*([\w./-]+)(.*?)-?[ \t]*[>%]\}\}", re.S)
+#: Kramdown's ``* TOC`` list item (any text) followed by ``{:toc}``.
+_KRAMDOWN_TOC = re.compile(r"^[ \t]*[*+-][ \t].*\n[ \t]*\{:[ \t]*\.?no_toc[ \t]*\}[ \t]*$|^[ \t]*[*+-][ \t].*\n[ \t]*\{:[ \t]*toc[ \t]*\}[ \t]*$", re.M)
+_TOC_MARKER = re.compile(r"^[ \t]*(?:\[\[_?toc_?\]\]|\[TOC\]|\{:[ \t]*toc[ \t]*\}|<!--[ \t]*toc[ \t]*-->)[ \t]*$", re.M | re.I)
+#: Heading ids and classes at the end of a line: ``## Side navigation {#side-nav}``, ``{.note}``.
+_ATTRIBUTES = re.compile(r"[ \t]*\{[ \t]*[#.][\w-][^{}\n]*\}[ \t]*$", re.M)
+#: Kramdown inline attribute lists: ``[link](url){:target="_blank"}``, ``{: .note}`` on its own line.
+_IAL = re.compile(r"\{:[^{}\n]*\}")
 _HTML_BREAK = re.compile(r"<br\s*/?>", re.I)
 _HTML_TAG = re.compile(r"</?[A-Za-z][A-Za-z0-9-]*(?:\s[^<>]*)?/?>")
 _INVISIBLE = re.compile("[\u200b-\u200f\u202a-\u202e\u2066-\u2069\ufeff]")
 _BLANKS = re.compile(r"\n{3,}")
+_SPACES_ONLY = re.compile(r"^[ \t]+$", re.M)
+_FENCE_OPEN = re.compile(r"^[ \t]*(`{3,}|~{3,})")
 
 
 def clean_markdown(text: str) -> str:
     """Remove template tags, HTML and link targets; keep code blocks as written."""
+    text = _admonitions(text)
     text = _LIQUID_COMMENT.sub("", text)
     text = _JINJA_COMMENT.sub("", text)
     parts: list[str] = []
@@ -167,6 +189,13 @@ def _clean_code(code: str) -> str:
 def _clean_prose(text: str) -> str:
     text = _LIQUID_RAW.sub(lambda m: m.group(1), text)
     text = _SCRIPT.sub("", text)
+    text = _MDX_COMMENT.sub("", text)
+    text = _MDX_ESM.sub("", text)
+    text = _HUGO_SHORTCODE.sub(_inline_tag, text)
+    text = _KRAMDOWN_TOC.sub("", text)
+    text = _TOC_MARKER.sub("", text)
+    text = _ATTRIBUTES.sub("", text)
+    text = _IAL.sub("", text)
     text = _IMAGE.sub(lambda m: m.group(1), text)
     text = _LINK.sub(lambda m: m.group(1), text)
     text = _REF_LINK.sub(lambda m: m.group(1), text)
@@ -178,7 +207,53 @@ def _clean_prose(text: str) -> str:
     text = _HTML_TAG.sub("", text)
     text = _AUTOLINK.sub(lambda m: _url_host(m.group(1)), text)
     text = _BARE_URL.sub(_bare_url, text)
+    text = _SPACES_ONLY.sub("", text)  # what removed tags leave behind
     return html.unescape(text)
+
+
+_ADMONITION_FENCE = re.compile(r"^[ \t]*:{3,}[ \t]*(?P<kind>[A-Za-z][\w-]*)?[ \t]*(?P<title>.*?)[ \t]*$")
+_ADMONITION_MKDOCS = re.compile(r"^(?P<indent>[ \t]*)(?:!!!|\?\?\?\+?)[ \t]+(?P<kind>[\w-]+)(?:[ \t]+\"(?P<title>[^\"]*)\")?[ \t]*$")
+_GITHUB_ALERT = re.compile(r"^[ \t]*>[ \t]*\[!(?:NOTE|TIP|IMPORTANT|WARNING|CAUTION)\][ \t]*$", re.I)
+
+
+def _admonitions(text: str) -> str:
+    """Admonition markers out, their title (bold) and text in; code blocks untouched.
+
+    ``:::tip Holidays`` ... ``:::`` (Docusaurus, VuePress), ``!!! note "Carry over"``
+    followed by an indented body (MkDocs: the body is de-indented, or it would
+    read as a code block) and GitHub's ``> [!NOTE]`` line.
+    """
+    out: list[str] = []
+    fence: str | None = None
+    body_indent: str | None = None  # the indentation of an MkDocs admonition's body being de-indented
+    for line in text.split("\n"):
+        if body_indent is not None:
+            if not line.strip() or line.startswith(body_indent):
+                line = line[len(body_indent) :]
+            else:
+                body_indent = None
+        fence_match = _FENCE_OPEN.match(line)
+        if fence_match:
+            marker = fence_match.group(1)
+            if fence is None:
+                fence = marker
+            elif marker[0] == fence[0] and len(marker) >= len(fence) and not line.strip()[len(marker) :]:
+                fence = None
+        if fence is not None or fence_match:
+            out.append(line)
+            continue
+        if _GITHUB_ALERT.match(line):
+            continue
+        match = _ADMONITION_FENCE.match(line) or _ADMONITION_MKDOCS.match(line)
+        if match is None:
+            out.append(line)
+            continue
+        if match.re is _ADMONITION_MKDOCS:
+            body_indent = match.group("indent") + "    "
+        title = (match.group("title") or "").strip().strip("[]{}").strip()
+        if title:
+            out.extend(["", f"**{title}**", ""])
+    return "\n".join(out)
 
 
 def _inline_tag(match: re.Match) -> str:

@@ -102,6 +102,100 @@ def test_liquid_tag_on_its_own_line_leaves_nothing():
     assert doc.text == "Before.\n\nAfter."
 
 
+def test_hugo_shortcodes_are_removed_and_inline_ones_keep_their_quoted_argument():
+    text = (
+        '{{< alert title="Note" color="info" >}}\nEveryone gets 25 days of paid time off.\n{{< /alert >}}\n\n'
+        "{{% notice tip %}}\nBook leave in BambooHR.\n{{% /notice %}}\n\n"
+        'Questions go to {{< member-by-gitlab "people-ops" >}} on Slack.\n'
+    )
+    doc = load(text, "time-off.md")
+    assert doc.text == "Everyone gets 25 days of paid time off.\n\nBook leave in BambooHR.\n\nQuestions go to people-ops on Slack."
+
+
+def test_mdx_imports_exports_comments_and_components_are_removed():
+    text = """\
+---
+title: Time off
+---
+import Tabs from '@theme/Tabs';
+import TabItem from "@theme/TabItem"
+export const meta = {audience: 'all'};
+
+<Tabs>
+  <TabItem value="us" label="US">
+  US staff accrue leave monthly.
+  </TabItem>
+</Tabs>
+
+{/* reviewers: check the accrual rate */}
+<Callout type="warning">Ask your manager first.</Callout>
+
+```js
+import Tabs from '@theme/Tabs';
+```
+"""
+    doc = load(text, "time-off.mdx")
+    assert doc.title == "Time off"
+    assert doc.text == "US staff accrue leave monthly.\n\nAsk your manager first.\n\n```js\nimport Tabs from '@theme/Tabs';\n```"
+
+
+def test_admonitions_keep_their_title_and_text_without_markers():
+    text = """\
+:::tip Holidays
+Public holidays come on top of your PTO.
+:::
+
+:::warning
+Unused days lapse in March.
+:::
+
+!!! note "Carry over"
+    You can carry over up to 5 days.
+
+    Ask People Ops for more.
+
+Back to normal text.
+
+> [!IMPORTANT]
+> Book leave two weeks ahead.
+"""
+    doc = load(text, "leave.md")
+    assert doc.text == (
+        "**Holidays**\n\nPublic holidays come on top of your PTO.\n\nUnused days lapse in March.\n\n"
+        "**Carry over**\n\nYou can carry over up to 5 days.\n\nAsk People Ops for more.\n\nBack to normal text.\n\n"
+        "> Book leave two weeks ahead."
+    )
+
+
+def test_admonition_markers_inside_code_blocks_are_kept():
+    text = "Write a tip like this:\n\n```md\n:::tip Title\nText\n:::\n!!! note\n    Body\n```\n"
+    doc = load(text, "docs.md")
+    assert ":::tip Title\nText\n:::\n!!! note\n    Body" in doc.text
+
+
+def test_heading_ids_attribute_lists_and_toc_markers_are_removed():
+    text = """\
+# Engagements
+{: .no_toc }
+
+* TOC
+{:toc}
+
+[[toc]]
+
+## Set up {#set-up-phase}
+
+Read the [guide](https://example.com/guide){:target="_blank"} first.
+{: .note }
+
+## Discovery {.highlight}
+
+Interview users.
+"""
+    doc = load(text, "engagements.md")
+    assert doc.text == "# Engagements\n\n## Set up\n\nRead the guide first.\n\n## Discovery\n\nInterview users."
+
+
 def test_html_fragments_are_removed_from_prose():
     text = (
         '<div class="alert">Badges are issued at reception.</div>\n'
@@ -397,6 +491,7 @@ def test_kind_of_is_case_insensitive():
     from pathlib import Path
 
     assert kind_of(Path("A.MD")) == "markdown"
+    assert kind_of(Path("Onboarding.MDX")) == "markdown"
     assert kind_of(Path("b.Docx")) == "docx"
     assert kind_of(Path("c.png")) is None
 
