@@ -149,7 +149,7 @@ _MDX_ESM = re.compile(
 #: ``{{< name "arg" >}}``, ``{{% name %}}``, ``{{< /name >}}``; group 2 holds the arguments, as for Liquid tags.
 _HUGO_SHORTCODE = re.compile(r"\{\{[<%]-?[ \t]*/?[ \t]*([\w./-]+)(.*?)-?[ \t]*[>%]\}\}", re.S)
 #: Kramdown's ``* TOC`` list item (any text) followed by ``{:toc}``.
-_KRAMDOWN_TOC = re.compile(r"^[ \t]*[*+-][ \t].*\n[ \t]*\{:[ \t]*\.?no_toc[ \t]*\}[ \t]*$|^[ \t]*[*+-][ \t].*\n[ \t]*\{:[ \t]*toc[ \t]*\}[ \t]*$", re.M)
+_KRAMDOWN_TOC = re.compile(r"^[ \t]*[*+-][ \t].*\n[ \t]*\{:[ \t]*toc[ \t]*\}[ \t]*$", re.M)
 _TOC_MARKER = re.compile(r"^[ \t]*(?:\[\[_?toc_?\]\]|\[TOC\]|\{:[ \t]*toc[ \t]*\}|<!--[ \t]*toc[ \t]*-->)[ \t]*$", re.M | re.I)
 #: Heading ids and classes at the end of a line: ``## Side navigation {#side-nav}``, ``{.note}``.
 _ATTRIBUTES = re.compile(r"[ \t]*\{[ \t]*[#.][\w-][^{}\n]*\}[ \t]*$", re.M)
