@@ -15,7 +15,10 @@ it cost). A turn runs:
 4. *answer*: ``extractive`` (the default, offline) quotes the passages' best
    sentences verbatim (:mod:`assistant.answerers.extractive`); ``llm`` streams
    an answer grounded in the numbered passages (prompt ``answer-{version}.md``,
-   :mod:`assistant.answerers.generative`).
+   :mod:`assistant.answerers.generative`). A model that finds no answer in them
+   replies ``NO_ANSWER: <what is missing>`` (prompt ``v2`` on): the turn then
+   abstains as in 3, with the model's reason. Only a reply's start that could
+   still become that marker is held back; any other answer streams as it comes.
 
 The model calls are LCEL chains (``prompt | chat_model``); the turn around them
 is plain Python because what it must do does not fit ``with_retry`` /
@@ -105,7 +108,7 @@ class AnswerConfig(BaseModel):
     retry_max_s: float = Field(8.0, ge=0)
     temperature: float = Field(0.0, ge=0.0, le=2.0)
     #: Prompt files ``assistant/prompts/answer-{version}.md`` and ``rewrite-{version}.md``.
-    prompt_version: str = Field("v1", pattern=r"^[A-Za-z0-9._-]+$")
+    prompt_version: str = Field("v2", pattern=r"^[A-Za-z0-9._-]+$")
     #: What the passages are, in the answers' own words ("the handbook doesn't seem to cover this").
     source_name: str = "handbook"
     #: The answer prompt's file name before ``-{version}.md`` (the support bot has its own).
@@ -421,12 +424,23 @@ class Assistant:
         except Exception as exc:  # any provider failure before the first token: fall back
             turn.fail(exc, generative.classify(exc).notice)
             return
+        held = ""  # the reply's start, held back while it may be the no-answer marker
+        verdict: bool | None = None
         try:
             for chunk in _chain(pending, chunks):
                 turn.observe(chunk)
                 delta = _text(chunk)
-                if delta:
+                if not delta:
+                    continue
+                if verdict is False:
                     yield turn.emit(delta)
+                    continue
+                held += delta
+                verdict = generative.declares_no_answer(held) if verdict is None else verdict
+                if verdict is False:
+                    yield turn.emit(held)
+            if verdict is None and held:
+                yield turn.emit(held)
         except Exception as exc:  # the stream broke after the first token: keep what was said
             if turn.text:
                 turn.fail(exc, generative.INTERRUPTED, fallback=False)
@@ -437,8 +451,18 @@ class Assistant:
             close = getattr(chunks, "close", None)
             if close:
                 close()
+        if verdict and turn.error is None:
+            yield from self._model_abstains(turn, held, retrieval)
+            return
         self._check_finish(turn)
         turn.mark_cited()
+
+    def _model_abstains(self, turn: _Turn, reply: str, retrieval: Retrieval) -> Iterator[str]:
+        """The model found no answer in the passages: abstain as retrieval would, with the model's reason."""
+        missing = generative.no_answer_reason(reply)
+        log.info("the model found no answer in the passages%s", f": {missing}" if missing else "")
+        reason = f"the passages found say nothing about {missing}" if missing else "the passages found do not answer it"
+        yield from self._abstain(turn, reason, closest=self._closest(retrieval))
 
     def _open_stream(self, inputs: dict, timeout: float) -> tuple[Iterator[BaseMessage], list[BaseMessage]]:
         """Start the model's stream and read up to its first text, so a failure before it can be retried."""

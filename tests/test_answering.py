@@ -394,12 +394,44 @@ def test_generated_answer_is_grounded_in_numbered_passages_and_streamed(sample_k
         assert f'<passage n="{n}" title="{doc.metadata["title"]}"' in user.content
         assert doc.page_content.strip() in user.content
     assert len(deltas) > 3 and "".join(deltas) == answer.text
-    assert answer.answerer == "llm" and answer.model == "recording-fake" and answer.prompt_version == "v1"
+    assert answer.answerer == "llm" and answer.model == "recording-fake" and answer.prompt_version == "v2"
     assert (answer.input_tokens, answer.output_tokens) == (100, len(pieces(answer.text)))
     # Every passage shown is kept under its prompt number; the cited one is marked.
     assert [c.n for c in answer.citations] == list(range(1, len(documents) + 1))
     assert [c.n for c in answer.cited] == [1]
     assert answer.error is None and answer.notice is None
+
+
+@pytest.mark.parametrize("reply", ["NO_ANSWER: the relocation budget for Denver.", "**NO_ANSWER** - the relocation budget for Denver"])
+def test_a_model_that_finds_no_answer_makes_the_turn_an_abstention_with_its_reason(sample_kb, reply):
+    model = RecordingChatModel(replies=[reply])
+    deltas, answer = run(llm_assistant(sample_kb, model).ask(DESK))
+
+    system = model.calls[0][0].content
+    assert "NO_ANSWER" in system  # the prompt (v2) asks for the marker
+    assert answer.abstained and answer.answerer == "llm" and answer.prompt_version == "v2"
+    assert "".join(deltas) == answer.text and "NO_ANSWER" not in answer.text
+    assert "say nothing about the relocation budget for Denver." in answer.text and CONTACT in answer.text
+    # As any abstention: the closest passages listed, none cited; the model's usage still counted.
+    assert answer.citations and answer.cited == [] and len({c.source for c in answer.citations}) == len(answer.citations)
+    assert answer.model == "recording-fake" and answer.output_tokens == len(pieces(reply))
+    assert answer.error is None and answer.notice is None
+
+
+def test_only_a_reply_that_may_still_become_the_marker_is_held_back(sample_kb):
+    for reply in ("No, the stipend is paid once [1].", "NOT covered: ask People Ops.", "Each new employee gets $600 [1]."):
+        deltas, answer = run(llm_assistant(sample_kb, RecordingChatModel(replies=[reply])).ask(DESK))
+        assert not answer.abstained and answer.text == reply
+        assert deltas == pieces(reply)  # every piece streamed as it came: the first one decided
+    assert generative.declares_no_answer("NO_") is None and generative.declares_no_answer(" `NO_ANSWER`") is True
+    assert generative.no_answer_reason("NO_ANSWER") == ""
+
+
+def test_the_first_prompt_version_is_kept(sample_kb):
+    model = RecordingChatModel(replies=["The handbook does not seem to cover this; ask People Ops."])
+    _, answer = run(llm_assistant(sample_kb, model, prompt_version="v1").ask(DESK))
+    assert "NO_ANSWER" not in model.calls[0][0].content
+    assert not answer.abstained and answer.prompt_version == "v1"
 
 
 def test_follow_up_is_rewritten_from_the_history_before_retrieval(sample_kb):
@@ -533,6 +565,14 @@ def test_streamed_answer_records_the_usage_the_server_reports(sample_kb):
     assert answer.model == MODEL and answer.answerer == "llm"
     assert answer.ttft_ms >= 300 and answer.latency_ms >= answer.ttft_ms
     assert [c.n for c in answer.cited] == [1]
+
+
+def test_a_streamed_no_answer_reply_is_an_abstention_with_the_servers_usage(sample_kb):
+    with chat_server(Step(text="NO_ANSWER: the parking rules of the Denver office")) as server:
+        deltas, answer = run(server_assistant(server, sample_kb).ask(DESK))
+    assert answer.abstained and answer.answerer == "llm" and "NO_ANSWER" not in "".join(deltas)
+    assert "say nothing about the parking rules of the Denver office." in answer.text
+    assert (answer.input_tokens, answer.output_tokens) == server.usage_sent[0]
 
 
 def test_rate_limit_is_retried_then_answered(sample_kb):

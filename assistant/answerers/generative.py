@@ -121,6 +121,31 @@ def clean_rewrite(text: str, original: str) -> str:
     return line
 
 
+#: How a reply starts when the passages hold no answer (prompt version v2 on): the turn then abstains.
+NO_ANSWER = "NO_ANSWER"
+_MARKS = " \t\r\n*`_"  # Markdown emphasis and code marks a model may wrap the marker in
+
+
+def declares_no_answer(text: str) -> bool | None:
+    """Whether a reply beginning with ``text`` says the passages hold no answer; ``None`` while it cannot tell.
+
+    The turn holds back only text that could still become the marker, so an
+    answer starting "No, …" or "Each …" streams from its first piece.
+    """
+    head = text.lstrip(_MARKS)
+    if head.startswith(NO_ANSWER):
+        return True
+    return None if NO_ANSWER.startswith(head) else False
+
+
+def no_answer_reason(text: str, limit: int = 200) -> str:
+    """What a ``NO_ANSWER: …`` reply says the passages lack (empty when it says nothing)."""
+    rest = text.lstrip(_MARKS)[len(NO_ANSWER) :]
+    line = next((ln for ln in rest.splitlines() if ln.strip(_MARKS + ":-—.")), "")
+    line = re.sub(r"\s+", " ", line.strip(_MARKS + ":-—.")).strip()
+    return line if len(line) <= limit else line[:limit].rsplit(" ", 1)[0] + " …"
+
+
 def cited_numbers(text: str) -> set[int]:
     """The passage numbers cited as ``[n]`` or ``[n, m]`` in ``text``."""
     return {int(n) for group in _CITATION.findall(text) for n in group.split(",")}
