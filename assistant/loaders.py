@@ -125,29 +125,31 @@ def _scalar(value: object) -> str:
     return str(value).strip() if isinstance(value, (str, int, float)) else ""
 
 
+# A body never spans its own opener again ("(?:(?!opener).)*?"): a file of unclosed openers ("{{ {{ {{ …")
+# would otherwise be re-scanned to its end from each one, minutes for a megabyte. Links are bounded for the same reason.
 _FENCE = re.compile(r"^[ \t]*(`{3,}|~{3,}).*?^[ \t]*\1[ \t]*$", re.S | re.M)
-_LIQUID_RAW = re.compile(r"\{%-?\s*raw\s*-?%\}(.*?)\{%-?\s*endraw\s*-?%\}", re.S)
-_SCRIPT = re.compile(r"<(script|style)\b[^>]*>.*?</\1\s*>", re.S | re.I)
-_LIQUID_COMMENT = re.compile(r"\{%-?\s*comment\s*-?%\}.*?\{%-?\s*endcomment\s*-?%\}", re.S)
-_JINJA_COMMENT = re.compile(r"\{#.*?#\}", re.S)
-_LIQUID_TAG = re.compile(r"\{%-?\s*(\w+)(.*?)-?%\}", re.S)
-_LIQUID_OUTPUT = re.compile(r"\{\{.*?\}\}", re.S)
+_LIQUID_RAW = re.compile(r"\{%-?\s*raw\s*-?%\}((?:(?!\{%-?\s*raw\b).)*?)\{%-?\s*endraw\s*-?%\}", re.S)
+_SCRIPT = re.compile(r"<(script|style)\b[^>]*>(?:(?!<\1\b).)*?</\1\s*>", re.S | re.I)
+_LIQUID_COMMENT = re.compile(r"\{%-?\s*comment\s*-?%\}(?:(?!\{%-?\s*comment\b).)*?\{%-?\s*endcomment\s*-?%\}", re.S)
+_JINJA_COMMENT = re.compile(r"\{#(?:(?!\{#).)*?#\}", re.S)
+_LIQUID_TAG = re.compile(r"\{%-?\s*(\w+)((?:(?!\{%).)*?)-?%\}", re.S)
+_LIQUID_OUTPUT = re.compile(r"\{\{(?:(?!\{\{).)*?\}\}", re.S)
 _QUOTED = re.compile(r"""["']([^"']+)["']""")
-_IMAGE = re.compile(r"!\[([^\]]*)\]\([^)]*\)")
-_LINK = re.compile(r"\[([^\]]+)\]\((?:[^()]|\([^)]*\))*\)")
-_REF_LINK = re.compile(r"\[([^\]]+)\]\[[^\]]*\]")
+_IMAGE = re.compile(r"!\[([^\]]{0,300})\]\([^)]{0,2000}\)")
+_LINK = re.compile(r"\[([^\]]{1,300})\]\((?:[^()]|\([^)]{0,1000}\)){0,2000}\)")
+_REF_LINK = re.compile(r"\[([^\]]{1,300})\]\[[^\]]{0,1000}\]")
 _REF_DEF = re.compile(r"^[ \t]*\[[^\]]+\]:[ \t]*\S+.*$", re.M)
-_AUTOLINK = re.compile(r"<((?:https?|mailto):[^>\s]+)>")
+_AUTOLINK = re.compile(r"<((?:https?|mailto):[^<>\s]{1,2000})>")
 _BARE_URL = re.compile(r"\bhttps?://[^\s<>()\[\]]+")
-_HTML_COMMENT = re.compile(r"<!--.*?-->", re.S)
-_MDX_COMMENT = re.compile(r"\{/\*.*?\*/\}", re.S)
+_HTML_COMMENT = re.compile(r"<!--(?:(?!<!--).)*?-->", re.S)
+_MDX_COMMENT = re.compile(r"\{/\*(?:(?!\{/\*).)*?\*/\}", re.S)
 _MDX_ESM = re.compile(
     r"^(?:import[ \t].*?from[ \t]*['\"][^'\"\n]+['\"]|import[ \t]+['\"][^'\"\n]+['\"]"
     r"|export[ \t]+(?:const|let|var|default|function)\b.*?)[ \t]*;?[ \t]*$\n?",
     re.M,
 )
 #: ``{{< name "arg" >}}``, ``{{% name %}}``, ``{{< /name >}}``; group 2 holds the arguments, as for Liquid tags.
-_HUGO_SHORTCODE = re.compile(r"\{\{[<%]-?[ \t]*/?[ \t]*([\w./-]+)(.*?)-?[ \t]*[>%]\}\}", re.S)
+_HUGO_SHORTCODE = re.compile(r"\{\{[<%]-?[ \t]*/?[ \t]*([\w./-]+)((?:(?!\{\{).)*?)-?[ \t]*[>%]\}\}", re.S)
 #: Kramdown's ``* TOC`` list item (any text) followed by ``{:toc}``.
 _KRAMDOWN_TOC = re.compile(r"^[ \t]*[*+-][ \t].*\n[ \t]*\{:[ \t]*toc[ \t]*\}[ \t]*$", re.M)
 _TOC_MARKER = re.compile(r"^[ \t]*(?:\[\[_?toc_?\]\]|\[TOC\]|\{:[ \t]*toc[ \t]*\}|<!--[ \t]*toc[ \t]*-->)[ \t]*$", re.M | re.I)

@@ -428,6 +428,23 @@ def test_docx_title_headings_table_and_lists():
     )
 
 
+@pytest.mark.timeout(60)  # a guard against a hang, not a speed target: these took minutes to hours before
+@pytest.mark.parametrize(
+    "opener",
+    ["{{ ", "{{< a ", "{% a ", "{# ", "{/* ", "<!-- ", "[a](", "![a](", "[", "<http://", "<script>", "{% comment %}"],
+    ids=["liquid-output", "hugo", "liquid-tag", "jinja-comment", "mdx-comment", "html-comment", "link", "image",
+         "bracket", "autolink", "script", "liquid-comment"],
+)
+def test_markup_left_open_thousands_of_times_is_read_in_one_pass(opener):
+    text = ("Sick leave is unlimited. " + opener * 200_000).encode()
+    try:
+        doc = load(text, "open.md", max_bytes=10 * MB)
+    except UnreadableFile as exc:  # refusing it with a reason is fine too; hanging is not
+        assert str(exc)
+    else:
+        assert doc.text.startswith("Sick leave is unlimited.")
+
+
 # --- refusals ---------------------------------------------------------------------
 
 
