@@ -192,8 +192,9 @@ def quantized_model(source: Path, cache_dir: Path) -> QuantizedModel:
     SkipLayerNormalization, BiasGelu) from its own folded weights, check that
     the rebuilt graph computes the same hidden states, and quantise that
     (Attention becomes QAttention): 2.1 to 2.4x sentence-transformers on two
-    cores in batches of 32, 3.7x run one text per core. A model whose graph cannot be rebuilt is quantised as it stands
-    (recipe ``qint8-per-channel``, about 1.7x).
+    cores in batches of 32, 3.7x run one text per core. A model whose graph
+    cannot be rebuilt is quantised as it stands (recipe ``qint8-per-channel``,
+    about 1.7x).
     """
     import onnxruntime as ort
 
