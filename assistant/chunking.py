@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 from langchain_text_splitters import RecursiveCharacterTextSplitter
 
-_HEADING = re.compile(r"^(#{1,6})[ \t]+(.+?)[ \t#]*$")
+_HEADING = re.compile(r"^(#{1,6})[ \t]+(.+)$")  # closing #s stripped after: linear on long lines
 _FENCE_OPEN = re.compile(r"^[ \t]*(`{3,}|~{3,})")
 
 
@@ -70,7 +70,8 @@ def sections(markdown: str) -> Iterator[tuple[list[str], str]]:
         body = []
         level = len(heading.group(1))
         path = [(lvl, title) for lvl, title in path if lvl < level]
-        path.append((level, heading.group(2).strip()))
+        title = heading.group(2).rstrip(" \t#").strip() or heading.group(2).strip()
+        path.append((level, title))
     yield flush()
 
 
@@ -109,7 +110,9 @@ def _split(text: str, size: int, overlap: int, count_tokens: Callable[[str], int
     splitter = RecursiveCharacterTextSplitter(
         chunk_size=size,
         chunk_overlap=min(overlap, size // 2),
-        length_function=count_tokens,
+        # Whitespace counts as no token; counted as one, blank pieces cannot pile up in the merge window
+        # (quadratic in LangChain's merge: seconds for a page of space runs).
+        length_function=lambda text: count_tokens(text) or (1 if text else 0),
         separators=["\n\n", "\n", ". ", "; ", ", ", " ", ""],
         keep_separator="end",
     )

@@ -116,8 +116,10 @@ def _load_markdown(data: bytes, stem: str) -> LoadedDocument:
     audience = meta.get("audience")
     if isinstance(audience, (str, int, float)):
         audience = [part.strip() for part in str(audience).split(",")]
-    if isinstance(audience, list) and any(str(a).strip() for a in audience):
-        metadata["audience"] = [str(a).strip() for a in audience if str(a).strip()]
+    if isinstance(audience, list):  # scalars only: str() of a nested YAML alias expands it exponentially
+        names = [_scalar(a) for a in audience]
+        if any(names):
+            metadata["audience"] = [name for name in names if name]
     return LoadedDocument(text=text, title=title, kind="markdown", metadata=metadata)
 
 
@@ -129,32 +131,32 @@ def _scalar(value: object) -> str:
 # would otherwise be re-scanned to its end from each one, minutes for a megabyte. Links are bounded for the same reason.
 _FENCE = re.compile(r"^[ \t]*(`{3,}|~{3,}).*?^[ \t]*\1[ \t]*$", re.S | re.M)
 _LIQUID_RAW = re.compile(r"\{%-?\s*raw\s*-?%\}((?:(?!\{%-?\s*raw\b).)*?)\{%-?\s*endraw\s*-?%\}", re.S)
-_SCRIPT = re.compile(r"<(script|style)\b[^>]*>(?:(?!<\1\b).)*?</\1\s*>", re.S | re.I)
+_SCRIPT = re.compile(r"<(script|style)\b[^<>]*>(?:(?!<\1\b).)*?</\1\s*>", re.S | re.I)
 _LIQUID_COMMENT = re.compile(r"\{%-?\s*comment\s*-?%\}(?:(?!\{%-?\s*comment\b).)*?\{%-?\s*endcomment\s*-?%\}", re.S)
 _JINJA_COMMENT = re.compile(r"\{#(?:(?!\{#).)*?#\}", re.S)
-_LIQUID_TAG = re.compile(r"\{%-?\s*(\w+)((?:(?!\{%).)*?)-?%\}", re.S)
+_LIQUID_TAG = re.compile(r"\{%-?\s*+(\w++)((?:(?!\{%).)*?)-?%\}", re.S)
 _LIQUID_OUTPUT = re.compile(r"\{\{(?:(?!\{\{).)*?\}\}", re.S)
 _QUOTED = re.compile(r"""["']([^"']+)["']""")
 _IMAGE = re.compile(r"!\[([^\]]{0,300})\]\([^)]{0,2000}\)")
 _LINK = re.compile(r"\[([^\]]{1,300})\]\((?:[^()]|\([^)]{0,1000}\)){0,2000}\)")
 _REF_LINK = re.compile(r"\[([^\]]{1,300})\]\[[^\]]{0,1000}\]")
-_REF_DEF = re.compile(r"^[ \t]*\[[^\]]+\]:[ \t]*\S+.*$", re.M)
+_REF_DEF = re.compile(r"^[ \t]*\[[^\]\n]+\]:[ \t]*\S+.*$", re.M)
 _AUTOLINK = re.compile(r"<((?:https?|mailto):[^<>\s]{1,2000})>")
 _BARE_URL = re.compile(r"\bhttps?://[^\s<>()\[\]]+")
 _HTML_COMMENT = re.compile(r"<!--(?:(?!<!--).)*?-->", re.S)
 _MDX_COMMENT = re.compile(r"\{/\*(?:(?!\{/\*).)*?\*/\}", re.S)
 _MDX_ESM = re.compile(
-    r"^(?:import[ \t].*?from[ \t]*['\"][^'\"\n]+['\"]|import[ \t]+['\"][^'\"\n]+['\"]"
-    r"|export[ \t]+(?:const|let|var|default|function)\b.*?)[ \t]*;?[ \t]*$\n?",
+    r"^(?:import[ \t][^\n]*?from[ \t]*+['\"][^'\"\n]++['\"]|import[ \t]++['\"][^'\"\n]++['\"]"
+    r"|export[ \t]++(?:const|let|var|default|function)\b[^\n]*+)[ \t]*+;?[ \t]*+$\n?",
     re.M,
 )
 #: ``{{< name "arg" >}}``, ``{{% name %}}``, ``{{< /name >}}``; group 2 holds the arguments, as for Liquid tags.
-_HUGO_SHORTCODE = re.compile(r"\{\{[<%]-?[ \t]*/?[ \t]*([\w./-]+)((?:(?!\{\{).)*?)-?[ \t]*[>%]\}\}", re.S)
+_HUGO_SHORTCODE = re.compile(r"\{\{[<%]-?[ \t]*+/?[ \t]*+([\w./-]++)((?:(?!\{\{).)*?)-?[ \t]*[>%]\}\}", re.S)
 #: Kramdown's ``* TOC`` list item (any text) followed by ``{:toc}``.
 _KRAMDOWN_TOC = re.compile(r"^[ \t]*[*+-][ \t].*\n[ \t]*\{:[ \t]*toc[ \t]*\}[ \t]*$", re.M)
 _TOC_MARKER = re.compile(r"^[ \t]*(?:\[\[_?toc_?\]\]|\[TOC\]|\{:[ \t]*toc[ \t]*\}|<!--[ \t]*toc[ \t]*-->)[ \t]*$", re.M | re.I)
 #: Heading ids and classes at the end of a line: ``## Side navigation {#side-nav}``, ``{.note}``.
-_ATTRIBUTES = re.compile(r"[ \t]*\{[ \t]*[#.][\w-][^{}\n]*\}[ \t]*$", re.M)
+_ATTRIBUTES = re.compile(r"(?<![ \t])[ \t]*\{[ \t]*[#.][\w-][^{}\n]*\}[ \t]*$", re.M)
 #: Kramdown inline attribute lists: ``[link](url){:target="_blank"}``, ``{: .note}`` on its own line.
 _IAL = re.compile(r"\{:[^{}\n]*\}")
 _HTML_BREAK = re.compile(r"<br\s*/?>", re.I)
@@ -213,7 +215,7 @@ def _clean_prose(text: str) -> str:
     return html.unescape(text)
 
 
-_ADMONITION_FENCE = re.compile(r"^[ \t]*:{3,}[ \t]*(?P<kind>[A-Za-z][\w-]*)?[ \t]*(?P<title>.*?)[ \t]*$")
+_ADMONITION_FENCE = re.compile(r"^[ \t]*:{3,}[ \t]*(?P<kind>[A-Za-z][\w-]*)?[ \t]*(?P<title>.*)$")
 _ADMONITION_MKDOCS = re.compile(r"^(?P<indent>[ \t]*)(?:!!!|\?\?\?\+?)[ \t]+(?P<kind>[\w-]+)(?:[ \t]+\"(?P<title>[^\"]*)\")?[ \t]*$")
 _GITHUB_ALERT = re.compile(r"^[ \t]*>[ \t]*\[!(?:NOTE|TIP|IMPORTANT|WARNING|CAUTION)\][ \t]*$", re.I)
 
@@ -260,12 +262,15 @@ def _admonitions(text: str) -> str:
 
 def _inline_tag(match: re.Match) -> str:
     """A tag standing in a sentence keeps its first quoted argument (a name, a channel)."""
-    line_start = match.string.rfind("\n", 0, match.start()) + 1
-    line_end = match.string.find("\n", match.end())
-    line_end = len(match.string) if line_end < 0 else line_end
-    before = match.string[line_start : match.start()].strip()
-    after = match.string[match.end() : line_end].strip()
-    inline = bool(before or after)
+    # Only the characters next to the tag are looked at: a line of thousands of tags stays linear.
+    text = match.string
+    i = match.start() - 1
+    while i >= 0 and text[i] in " \t":
+        i -= 1
+    j = match.end()
+    while j < len(text) and text[j] in " \t":
+        j += 1
+    inline = (i >= 0 and text[i] != "\n") or (j < len(text) and text[j] != "\n")
     quoted = _QUOTED.search(match.group(2))
     if inline and quoted and not quoted.group(1).startswith(("/", ".")):
         return quoted.group(1)
@@ -288,12 +293,12 @@ def _strip_invisible(text: str) -> str:
     return _INVISIBLE.sub("", text.replace("\r\n", "\n"))
 
 
-_HEADING = re.compile(r"^#{1,6}[ \t]+(.+?)[ \t#]*$", re.M)
+_HEADING = re.compile(r"^#{1,6}[ \t]+(.+)$", re.M)  # closing #s stripped after: linear on long lines
 
 
 def _first_heading(text: str) -> str:
     match = _HEADING.search(text)
-    return match.group(1).strip() if match else ""
+    return match.group(1).rstrip(" \t#").strip() if match else ""
 
 
 # --- HTML -----------------------------------------------------------------------

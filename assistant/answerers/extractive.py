@@ -60,7 +60,7 @@ from __future__ import annotations
 
 import re
 import threading
-from collections import OrderedDict
+from collections import Counter, OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
@@ -73,7 +73,9 @@ from assistant.keyword import tokenize
 UnitKind = Literal["sentence", "row", "code"]
 
 _FENCE = re.compile(r"^\s*(`{3,}|~{3,})")
-_TABLE_SEPARATOR = re.compile(r"^\s*\|?\s*:?-{3,}:?\s*(\|\s*:?-{3,}:?\s*)*\|?\s*$")
+# Possessive quantifiers: a passage can be one 30-token line of thousands of spaces, and backtracking over it
+# took seconds per answer.
+_TABLE_SEPARATOR = re.compile(r"^\s*+\|?\s*+:?-{3,}+:?\s*+(\|\s*+:?-{3,}+:?\s*+)*+\|?\s*+$")
 _LIST_ITEM = re.compile(r"^\s*(?:[-*+]|\d{1,3}[.)])\s+")
 _HEADING = re.compile(r"^\s{0,3}#{1,6}\s")
 _QUOTE = re.compile(r"^(?:\s*>\s?)+")  # block quote markers, nested ones too
@@ -149,7 +151,10 @@ def split_sentences(text: str) -> list[str]:
     sentences: list[str] = []
     start = 0
     for match in _SENTENCE_END.finditer(text):
-        last_word = text[start : match.start() + 1].rsplit(None, 1)[-1].lstrip("(\"'*_").lower()
+        end = word = match.start() + 1
+        while word > start and not text[word - 1].isspace():  # back over the last word only, not the sentence
+            word -= 1
+        last_word = text[word:end].lstrip("(\"'*_").lower()
         if last_word in _ABBREVIATIONS or re.fullmatch(r"[a-z]\.", last_word):
             continue
         sentences.append(text[start : match.end()].strip())
@@ -466,7 +471,7 @@ def _bm25(units: list[list[str]], query: list[str], k1: float = 1.2, b: float = 
         return scores
     lengths = np.array([len(u) for u in units], dtype=float)
     average = lengths.mean() or 1.0
-    counts = [{t: u.count(t) for t in terms} for u in units]
+    counts = [Counter(u) for u in units]  # one pass per unit, not one per question term
     for term in terms:
         df = sum(1 for c in counts if c[term])
         if not df:

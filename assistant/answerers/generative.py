@@ -37,7 +37,7 @@ if TYPE_CHECKING:
 PROMPTS_DIR = Path(__file__).resolve().parent.parent / "prompts"
 
 _ROLE_LINE = re.compile(r"^\s*<!--\s*role:\s*(system|user|assistant)\s*-->\s*$", re.M)
-_TAG_LIKE = re.compile(r"<\s*/?\s*(passages?|conversation|message)\b", re.I)
+_TAG_LIKE = re.compile(r"<\s*+/?\s*+(passages?|conversation|message)\b", re.I)  # possessive: linear on "<   …"
 _CITATION = re.compile(r"\[(\d{1,3}(?:\s*,\s*\d{1,3})*)\]")
 _ROLES = {"user": "user", "human": "user", "assistant": "assistant", "ai": "assistant"}
 
@@ -105,7 +105,7 @@ def format_history(history: Sequence[tuple[str, str]], *, max_messages: int = 6,
     """The last messages of a conversation, citation markers removed, each inside ``<message>`` tags."""
     lines = []
     for role, text in normalise_history(history)[-max_messages:]:
-        text = re.sub(r"\s*" + _CITATION.pattern, "", text).strip()
+        text = re.sub(r"(?<!\s)\s*" + _CITATION.pattern, "", text).strip()  # tried once per run of spaces
         if len(text) > max_chars:
             text = text[:max_chars].rsplit(" ", 1)[0] + " …"
         lines.append(f'<message role="{role}">\n{neutralise(text)}\n</message>')

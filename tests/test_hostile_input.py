@@ -1,0 +1,66 @@
+"""Hostile or malformed text is handled in one pass: no document or message can make ingest or an answer hang.
+
+Each case took seconds to hours before (quadratic or worse backtracking or
+re-scanning); the timeout is a guard against a hang, not a speed target.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from assistant.answerers.extractive import _bm25, split_passage, split_sentences
+from assistant.answerers.generative import format_history, neutralise
+from assistant.chunking import chunk_markdown
+from assistant.loaders import load_bytes
+
+N = 200_000
+
+MARKDOWN = {
+    "hugo-name": "{{< " + "a" * N,
+    "hugo-spaces": "{{<" + " " * N + "!",
+    "liquid-name": "{% " + "a" * N,
+    "inline-tags-on-one-line": "x {% a %} " * (N // 10),
+    "heading-ids-spaces": "a" + " " * N + "b",
+    "heading-spaces": "# a" + " " * N + "b",
+    "admonition-spaces": ":::a b" + " " * N + "c",
+    "script-without-end": "<script " * (N // 8),
+    "reference-definition": "[a\n" * (N // 3),
+    "mdx-export": "export const a" + " " * 20_000 + "b",
+    "mdx-import": "import 'x'" + " " * N + "y",
+}
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("text", MARKDOWN.values(), ids=MARKDOWN.keys())
+def test_hostile_markdown_is_loaded_and_chunked_in_one_pass(text):
+    doc = load_bytes(("Sick leave is unlimited.\n\n" + text).encode(), name="hostile.md", max_bytes=10_000_000)
+    assert "Sick leave is unlimited." in doc.text
+    chunks = chunk_markdown(doc.text, source="hostile.md", title=doc.title, count_tokens=lambda t: len(t.split()))
+    assert chunks
+
+
+@pytest.mark.timeout(60)
+def test_runs_of_blank_pieces_do_not_pile_up_when_a_section_is_split():
+    text = "".join(f"w{i}" + " " * 800 for i in range(300))  # every piece of spaces counts as no token
+    chunks = chunk_markdown(text, source="spaces.md", title="Spaces", count_tokens=lambda t: len(t.split()), max_tokens=64)
+    assert {word for chunk in chunks for word in chunk.text.split()} == {f"w{i}" for i in range(300)}
+
+
+@pytest.mark.timeout(60)
+def test_yaml_aliases_in_the_audience_are_not_expanded():
+    levels = ["l0: &l0 [" + ", ".join(["x"] * 10) + "]"]
+    levels += [f"l{k}: &l{k} [" + ", ".join([f"*l{k - 1}"] * 10) + "]" for k in range(1, 9)]
+    text = "---\n" + "\n".join(levels) + "\naudience: [*l8, hr]\n---\nBody text.\n"
+    doc = load_bytes(text.encode(), name="aliases.md", max_bytes=1_000_000)
+    assert doc.metadata["audience"] == ["hr"]
+
+
+@pytest.mark.timeout(60)
+def test_a_retrieved_passage_or_message_full_of_spaces_is_answered_in_one_pass():
+    units = split_passage("| a | b |\n|---" + " " * 64_000 + "x |\n\nSick leave is unlimited.")
+    assert any("Sick leave" in unit.text for unit in units)
+    assert len(split_sentences("See e.g. A " * 80_000)) == 1  # abbreviations do not end it
+    assert neutralise("<" + " " * 64_000 + "passage>").startswith("&lt;")
+    assert format_history([("user", "a" + " " * 64_000 + "b [1]")]).count("[1]") == 0
+    scores = _bm25([["leave"] * 400_000, ["sick", "leave"]], [f"t{i}" for i in range(900)] + ["sick"])
+    assert scores[1] > scores[0]
