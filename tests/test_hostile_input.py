@@ -64,3 +64,13 @@ def test_a_retrieved_passage_or_message_full_of_spaces_is_answered_in_one_pass()
     assert format_history([("user", "a" + " " * 64_000 + "b [1]")]).count("[1]") == 0
     scores = _bm25([["leave"] * 400_000, ["sick", "leave"]], [f"t{i}" for i in range(900)] + ["sick"])
     assert scores[1] > scores[0]
+
+
+HTML = {"unclosed-tags": "a<a " * 40_000, "unclosed-attribute": 'x<a b="' * 40_000, "unclosed-comments": "a<!--" * 40_000}
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("text", HTML.values(), ids=HTML.keys())
+def test_malformed_html_is_parsed_in_one_pass(text):
+    doc = load_bytes(("<p>Sick leave is unlimited.</p>" + text).encode(), name="hostile.html", max_bytes=10_000_000)
+    assert "Sick leave is unlimited." in doc.text
