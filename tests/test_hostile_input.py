@@ -74,3 +74,23 @@ HTML = {"unclosed-tags": "a<a " * 40_000, "unclosed-attribute": 'x<a b="' * 40_0
 def test_malformed_html_is_parsed_in_one_pass(text):
     doc = load_bytes(("<p>Sick leave is unlimited.</p>" + text).encode(), name="hostile.html", max_bytes=10_000_000)
     assert "Sick leave is unlimited." in doc.text
+
+
+def test_merged_docx_cells_are_read_once_as_stored():
+    import io
+
+    import docx
+
+    document = docx.Document()
+    document.add_paragraph("Per diem by city.")
+    table = document.add_table(rows=3, cols=3)
+    for r, row in enumerate([("City", "Meals", "Hotel"), ("London", "GBP 75", "GBP 200"), ("", "", "")]):
+        for c, text in enumerate(row):
+            table.cell(r, c).text = text
+    table.cell(2, 0).merge(table.cell(1, 0))  # London spans two rows
+    table.cell(2, 1).merge(table.cell(2, 2)).text = "ask travel"  # one cell spans two columns
+    buffer = io.BytesIO()
+    document.save(buffer)
+    doc = load_bytes(buffer.getvalue(), name="per-diem.docx", max_bytes=1_000_000)
+    # A vertically merged cell repeats its text, so a row read alone keeps it; a spanned cell is not repeated.
+    assert doc.text.splitlines()[-3:] == ["| City | Meals | Hotel |", "| London | GBP 75 | GBP 200 |", "| London | ask travel |"]
