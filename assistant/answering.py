@@ -436,7 +436,8 @@ class Assistant:
                     yield turn.emit(delta)
                     continue
                 held += delta
-                verdict = generative.declares_no_answer(held) if verdict is None else verdict
+                if verdict is None:
+                    verdict = generative.declares_no_answer(held)
                 if verdict is False:
                     yield turn.emit(held)
             if verdict is None and held:

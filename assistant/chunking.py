@@ -45,6 +45,19 @@ def chunk_id(source: str, section: str, text: str) -> str:
     return digest.hexdigest()[:32]
 
 
+def code_fence(line: str, fence: str | None) -> tuple[str | None, bool]:
+    """The code fence open after ``line`` (``fence`` before it; None: none), and whether ``line`` opens or closes one."""
+    match = _FENCE_OPEN.match(line)
+    if match is None:
+        return fence, False
+    marker = match.group(1)
+    if fence is None:
+        return marker, True
+    if marker[0] == fence[0] and len(marker) >= len(fence) and not line.strip()[len(marker) :]:
+        return None, True
+    return fence, True
+
+
 def sections(markdown: str) -> Iterator[tuple[list[str], str]]:
     """Yield ``(heading path, body)`` for each heading's text, ignoring ``#`` in code."""
     path: list[tuple[int, str]] = []
@@ -55,13 +68,7 @@ def sections(markdown: str) -> Iterator[tuple[list[str], str]]:
         return [title for _, title in path], "\n".join(body).strip()
 
     for line in markdown.splitlines():
-        fence_match = _FENCE_OPEN.match(line)
-        if fence_match:
-            marker = fence_match.group(1)
-            if fence is None:
-                fence = marker
-            elif marker[0] == fence[0] and len(marker) >= len(fence) and not line.strip()[len(marker) :]:
-                fence = None
+        fence, _ = code_fence(line, fence)
         heading = None if fence else _HEADING.match(line)
         if heading is None:
             body.append(line)

@@ -25,6 +25,7 @@ from urllib.parse import urlsplit
 
 import yaml
 
+from assistant.chunking import code_fence
 from assistant.errors import UnreadableFile
 
 log = logging.getLogger(__name__)
@@ -164,7 +165,6 @@ _HTML_TAG = re.compile(r"</?[A-Za-z][A-Za-z0-9-]*(?:\s[^<>]*)?/?>")
 _INVISIBLE = re.compile("[\u200b-\u200f\u202a-\u202e\u2066-\u2069\ufeff]")
 _BLANKS = re.compile(r"\n{3,}")
 _SPACES_ONLY = re.compile(r"^[ \t]+$", re.M)
-_FENCE_OPEN = re.compile(r"^[ \t]*(`{3,}|~{3,})")
 
 
 def clean_markdown(text: str) -> str:
@@ -236,14 +236,8 @@ def _admonitions(text: str) -> str:
                 line = line[len(body_indent) :]
             else:
                 body_indent = None
-        fence_match = _FENCE_OPEN.match(line)
-        if fence_match:
-            marker = fence_match.group(1)
-            if fence is None:
-                fence = marker
-            elif marker[0] == fence[0] and len(marker) >= len(fence) and not line.strip()[len(marker) :]:
-                fence = None
-        if fence is not None or fence_match:
+        fence, fence_line = code_fence(line, fence)
+        if fence is not None or fence_line:
             out.append(line)
             continue
         if _GITHUB_ALERT.match(line):
