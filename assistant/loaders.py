@@ -18,7 +18,7 @@ import html
 import io
 import logging
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -130,7 +130,6 @@ def _scalar(value: object) -> str:
 
 # A body never spans its own opener again ("(?:(?!opener).)*?"): a file of unclosed openers ("{{ {{ {{ …")
 # would otherwise be re-scanned to its end from each one, minutes for a megabyte. Links are bounded for the same reason.
-_FENCE = re.compile(r"^[ \t]*(`{3,}|~{3,}).*?^[ \t]*\1[ \t]*$", re.S | re.M)
 _LIQUID_RAW = re.compile(r"\{%-?\s*raw\s*-?%\}((?:(?!\{%-?\s*raw\b).)*?)\{%-?\s*endraw\s*-?%\}", re.S)
 _SCRIPT = re.compile(r"<(script|style)\b[^<>]*>(?:(?!<\1\b).)*?</\1\s*>", re.S | re.I)
 _LIQUID_COMMENT = re.compile(r"\{%-?\s*comment\s*-?%\}(?:(?!\{%-?\s*comment\b).)*?\{%-?\s*endcomment\s*-?%\}", re.S)
@@ -172,14 +171,31 @@ def clean_markdown(text: str) -> str:
     text = _admonitions(text)
     text = _LIQUID_COMMENT.sub("", text)
     text = _JINJA_COMMENT.sub("", text)
-    parts: list[str] = []
-    last = 0
-    for fence in _FENCE.finditer(text):
-        parts.append(_clean_prose(text[last : fence.start()]))
-        parts.append(_clean_code(fence.group(0)))
-        last = fence.end()
-    parts.append(_clean_prose(text[last:]))
+    parts = [_clean_code(block) if code else _clean_prose(block) for code, block in _code_blocks(text)]
     return _BLANKS.sub("\n\n", "".join(parts)).strip()
+
+
+def _code_blocks(text: str) -> Iterator[tuple[bool, str]]:
+    """``(is code, text)`` runs of ``text``, fences included in the code; an unclosed fence is prose.
+
+    One pass over the lines: a regex from each opener to its closer re-scanned the rest of a file of
+    unclosed fences from every one of them (160 KB: 46 s).
+    """
+    lines = text.splitlines(keepends=True)
+    fence: str | None = None
+    start = 0  # first line of the current run
+    for i, line in enumerate(lines):
+        was_open = fence is not None
+        fence, fence_line = code_fence(line.rstrip("\r\n"), fence)
+        if fence_line and not was_open:  # an opener: the prose before it ends
+            if i > start:
+                yield False, "".join(lines[start:i])
+            start = i
+        elif fence_line and fence is None:  # a closer: the code block ends with it
+            yield True, "".join(lines[start : i + 1])
+            start = i + 1
+    if start < len(lines):
+        yield False, "".join(lines[start:])
 
 
 def _clean_code(code: str) -> str:

@@ -27,6 +27,7 @@ MARKDOWN = {
     "reference-definition": "[a\n" * (N // 3),
     "mdx-export": "export const a" + " " * 20_000 + "b",
     "mdx-import": "import 'x'" + " " * N + "y",
+    "unclosed-fences": "```a\n" * N,  # an info string: none of them closes another
 }
 
 

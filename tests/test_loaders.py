@@ -234,6 +234,18 @@ def test_fenced_code_blocks_are_kept_verbatim():
     assert "Run this with the tool:" in doc.text
 
 
+def test_a_code_block_ends_at_a_closing_fence_as_long_or_longer_and_an_unclosed_one_is_prose():
+    text = (
+        "Tilde fences:\n\n~~~\n<b>kept</b> ```\n~~~~\n\n"  # a backtick line inside does not close it
+        "After it, <b>tags</b> go.\n\n"
+        "```\nnever closed <i>x</i>\n"
+    )
+    doc = load(text, "fences.md")
+    assert "~~~\n<b>kept</b> ```\n~~~~" in doc.text
+    assert "After it, tags go." in doc.text
+    assert "never closed x" in doc.text  # cleaned as prose, as before: no code block without its end
+
+
 def test_liquid_raw_block_inside_code_is_shown_literally():
     text = 'Link to a page like so:\n\n```\n{% raw %}{% page "updating/components" %}{% endraw %}\n```\n'
     doc = load(text, "shortcodes.md")
