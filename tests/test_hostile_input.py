@@ -67,7 +67,14 @@ def test_a_retrieved_passage_or_message_full_of_spaces_is_answered_in_one_pass()
     assert scores[1] > scores[0]
 
 
-HTML = {"unclosed-tags": "a<a " * 40_000, "unclosed-attribute": 'x<a b="' * 40_000, "unclosed-comments": "a<!--" * 40_000}
+HTML = {
+    "unclosed-tags": "a<a " * 40_000,
+    "unclosed-attribute": 'x<a b="' * 40_000,
+    "unclosed-comments": "a<!--" * 40_000,
+    "many-paragraphs": "<p>a</p>" * N,  # editing a parsed tree element by element was quadratic: 20,000 took 12 s
+    "nested-rows": "<table>" + "<tr><td>a" * 32_000,  # cubic that way
+    "nested-headings": "<h2>a" * N,
+}
 
 
 @pytest.mark.timeout(60)

@@ -355,6 +355,35 @@ def test_html_without_title_uses_first_heading():
     assert doc.title == "Lunch menu"
 
 
+def test_html_cells_and_headings_read_as_one_line_with_inline_markup_joined_as_written():
+    page = (
+        b"<h2>Work <em>with</em>, not for, <a href='/p'>partners</a></h2>"
+        b"<table>\n <tr>\n  <td>Slack\nchannels</td><td>#a<br>#b</td><td><p>one</p><p>two</p><script>x()</script></td></tr>"
+        b"</table>"
+    )
+    doc = load(page, "partners.html")
+    assert "## Work with, not for, partners" in doc.text.splitlines()
+    assert "| Slack channels | #a #b | one two |" in doc.text.splitlines()  # no empty cell for the layout before <td>
+
+
+@pytest.mark.parametrize(
+    ("page", "why"),
+    [
+        ("<p>Caf\u00e9 \u2013 na\u00efve</p>".encode(), "UTF-8 with no declaration (libxml2 alone reads Latin-1)"),
+        ('<meta charset="windows-1252"><p>Caf\u00e9 \u2013 na\u00efve</p>'.encode("cp1252"), "a declared charset"),
+    ],
+)
+def test_html_encoding_is_detected(page, why):
+    assert load(page, "cafe.html").text == "Caf\u00e9 \u2013 na\u00efve", why
+
+
+def test_deeply_nested_html_keeps_all_its_text():
+    # lxml's tree stops at 2,048 levels and drops what is below; the loader reads parser events, with no limit
+    doc = load(b"<div>a" * 5000 + b"<p>The end.</p>", "deep.html")
+    assert doc.text.count("a") == 5000
+    assert doc.text.endswith("The end.")
+
+
 # --- PDF ------------------------------------------------------------------------------
 
 
