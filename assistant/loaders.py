@@ -102,7 +102,7 @@ def _load_markdown(data: bytes, stem: str) -> LoadedDocument:
     if match:
         text = text[match.end() :]
         try:
-            loaded = yaml.safe_load(match.group(1))
+            loaded = yaml.load(match.group(1), Loader=_YAML_LOADER)
         except yaml.YAMLError:
             loaded = None
         except RecursionError:  # e.g. ``title: [[[[...`` thousands deep
@@ -127,6 +127,9 @@ def _load_markdown(data: bytes, stem: str) -> LoadedDocument:
 def _scalar(value: object) -> str:
     return str(value).strip() if isinstance(value, (str, int, float)) else ""
 
+
+#: libyaml's safe loader when PyYAML has it: four times faster than the pure-Python one (2 s for 1 MB).
+_YAML_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 # A body never spans its own opener again ("(?:(?!opener).)*?"): a file of unclosed openers ("{{ {{ {{ …")
 # would otherwise be re-scanned to its end from each one, minutes for a megabyte. Links are bounded for the same reason.
