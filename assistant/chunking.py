@@ -92,6 +92,9 @@ def chunk_markdown(
     overlap_tokens: int = 30,
 ) -> list[Chunk]:
     """Chunks of ``markdown`` in reading order, each at most ``max_tokens`` long."""
+    # Also at most MAX_CHARS_PER_TOKEN characters a token: the tokenizer counts a word over 100 characters as
+    # one token and whitespace as none, so a run of either would otherwise make a megabyte chunk.
+    count_tokens = _capped_by_length(count_tokens)
     chunks: list[Chunk] = []
     seen: set[str] = set()
     for headings, body in sections(markdown):
@@ -113,13 +116,30 @@ def chunk_markdown(
     return chunks
 
 
+MAX_CHARS_PER_TOKEN = 20  # prose runs at 4 to 6; 18F's widest padded table at 11
+
+
+def _capped_by_length(count_tokens: Callable[[str], int]) -> Callable[[str], int]:
+    def count(text: str) -> int:
+        return max(count_tokens(text), -(-len(text) // MAX_CHARS_PER_TOKEN))
+
+    return count
+
+
+def _piece_tokens(piece: str, count_tokens: Callable[[str], int]) -> int:
+    """A blank piece counts as one token, or such pieces pile up in the merge window (quadratic in LangChain's
+    merge: seconds for a page of space runs); a one-character piece is not tokenised (a megabyte-long word is
+    cut into a million of them)."""
+    if len(piece) < 2 or piece.isspace():
+        return 1 if piece else 0
+    return count_tokens(piece) or 1
+
+
 def _split(text: str, size: int, overlap: int, count_tokens: Callable[[str], int]) -> list[str]:
     splitter = RecursiveCharacterTextSplitter(
         chunk_size=size,
         chunk_overlap=min(overlap, size // 2),
-        # Whitespace counts as no token; counted as one, blank pieces cannot pile up in the merge window
-        # (quadratic in LangChain's merge: seconds for a page of space runs).
-        length_function=lambda text: count_tokens(text) or (1 if text else 0),
+        length_function=lambda text: _piece_tokens(text, count_tokens),
         separators=["\n\n", "\n", ". ", "; ", ", ", " ", ""],
         keep_separator="end",
     )

@@ -10,7 +10,7 @@ import pytest
 
 from assistant.answerers.extractive import _bm25, split_passage, split_sentences
 from assistant.answerers.generative import format_history, neutralise
-from assistant.chunking import chunk_markdown
+from assistant.chunking import MAX_CHARS_PER_TOKEN, chunk_markdown
 from assistant.loaders import load_bytes
 
 N = 200_000
@@ -45,6 +45,15 @@ def test_runs_of_blank_pieces_do_not_pile_up_when_a_section_is_split():
     text = "".join(f"w{i}" + " " * 800 for i in range(300))  # every piece of spaces counts as no token
     chunks = chunk_markdown(text, source="spaces.md", title="Spaces", count_tokens=lambda t: len(t.split()), max_tokens=64)
     assert {word for chunk in chunks for word in chunk.text.split()} == {f"w{i}" for i in range(300)}
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("run", ["a" * 1_000_000, "x" + " " * 1_000_000 + "y", ("w" * 150 + " ") * 7_000], ids=["word", "spaces", "long-words"])
+def test_no_chunk_is_longer_than_its_token_budget_allows_in_characters(run):
+    # The tokenizer counts a word over 100 characters as one token and whitespace as none: a megabyte was one chunk.
+    chunks = chunk_markdown("Sick leave is unlimited.\n\n" + run, source="long.md", title="Long", count_tokens=lambda t: len(t.split()))
+    assert max(len(chunk.text) for chunk in chunks) <= 220 * MAX_CHARS_PER_TOKEN
+    assert "Sick leave is unlimited." in chunks[0].text
 
 
 @pytest.mark.timeout(60)
