@@ -18,6 +18,7 @@ import html
 import io
 import logging
 import re
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -67,7 +68,10 @@ def load_bytes(data: bytes, *, name: str, max_bytes: int) -> LoadedDocument:
         raise UnreadableFile(f"too large ({len(data) / 1e6:.1f} MB; the limit is {max_bytes / 1e6:.1f} MB)")
     if not data.strip():
         raise UnreadableFile("empty file")
-    doc = _LOADERS[kind](data, Path(name).stem)
+    if kind == "pdf":
+        doc = _load_pdf(data, Path(name).stem, max_content_bytes=max_bytes)
+    else:
+        doc = _LOADERS[kind](data, Path(name).stem)
     if not doc.text.strip():
         raise UnreadableFile("no readable text after cleaning")
     return doc
@@ -429,14 +433,42 @@ class _HtmlText:
 # --- PDF ------------------------------------------------------------------------
 
 
-def _load_pdf(data: bytes, stem: str) -> LoadedDocument:
+#: Reading one PDF stops after this long: text extraction costs about 30 µs an operator, and a few kilobytes
+#: of compressed content can hold millions of them.
+PDF_READ_SECONDS = 60.0
+
+
+def _load_pdf(data: bytes, stem: str, *, max_content_bytes: int | None = None) -> LoadedDocument:
+    """The text of each page under a ``## Page N`` heading.
+
+    ``max_content_bytes`` bounds the page content once decompressed (the file-size
+    limit applies to what the file expands to, too), and :data:`PDF_READ_SECONDS` the time.
+    """
     from pypdf import PdfReader
+
+    deadline = time.monotonic() + PDF_READ_SECONDS
+
+    def check_time(*_: object) -> None:
+        if time.monotonic() > deadline:
+            raise UnreadableFile(f"PDF took longer than {PDF_READ_SECONDS:g} s to read (at page {number} of {len(reader.pages)})")
 
     try:
         reader = PdfReader(io.BytesIO(data))
         if reader.is_encrypted and not reader.decrypt(""):
             raise UnreadableFile("encrypted PDF")
-        pages = [page.extract_text() or "" for page in reader.pages]
+        pages: list[str] = []
+        expanded = 0
+        for number, page in enumerate(reader.pages, start=1):
+            check_time()
+            if max_content_bytes is not None:
+                contents = page.get_contents()
+                expanded += len(contents.get_data()) if contents is not None else 0
+                if expanded > max_content_bytes:
+                    raise UnreadableFile(
+                        f"PDF content too large once decompressed (over {max_content_bytes / 1e6:.1f} MB by page {number}; "
+                        "the file-size limit applies to it)"
+                    )
+            pages.append(page.extract_text(visitor_operand_before=check_time) or "")
         title = (reader.metadata.title if reader.metadata else None) or ""
     except UnreadableFile:
         raise

@@ -6,6 +6,7 @@ import io
 
 import pytest
 
+from assistant import loaders
 from assistant.errors import UnreadableFile
 from assistant.loaders import kind_of, load_bytes
 
@@ -398,6 +399,34 @@ def make_pdf(pages: list[str], title: str | None = None) -> bytes:
         pdf.showPage()
     pdf.save()
     return buffer.getvalue()
+
+
+def _dense_pdf(words: int) -> bytes:
+    """One page of ``words`` text operators: a few kilobytes once compressed."""
+    from reportlab.pdfgen import canvas
+
+    buffer = io.BytesIO()
+    pdf = canvas.Canvas(buffer, pageCompression=1)
+    text = pdf.beginText(72, 700)
+    for _ in range(words):
+        text.textOut("word ")
+    pdf.drawText(text)
+    pdf.showPage()
+    pdf.save()
+    return buffer.getvalue()
+
+
+def test_pdf_content_that_expands_past_the_size_limit_is_refused_before_it_is_read():
+    data = _dense_pdf(30_000)  # about 2 KB that expand to about 400 KB of page content
+    assert len(data) < 10_000
+    with pytest.raises(UnreadableFile, match=r"PDF content too large once decompressed \(over 0.1 MB by page 1"):
+        load_bytes(data, name="bomb.pdf", max_bytes=100_000)
+
+
+def test_a_pdf_that_takes_too_long_to_read_is_refused_with_its_page(monkeypatch):
+    monkeypatch.setattr(loaders, "PDF_READ_SECONDS", 0.05)
+    with pytest.raises(UnreadableFile, match=r"PDF took longer than 0.05 s to read \(at page 1 of 1\)"):
+        load_bytes(_dense_pdf(30_000), name="slow.pdf", max_bytes=10_000_000)
 
 
 def test_pdf_text_is_split_into_page_sections():
