@@ -183,3 +183,19 @@ def test_the_help_panel_stores_support_turns_and_ratings(docs, monkeypatch, mode
     with Session(engine) as session:
         ratings = session.exec(select(Rating)).all()
     assert [(r.message_id, r.thumb) for r in ratings] == [(answer.id, 1)]
+
+
+def test_the_help_panel_lists_the_closest_pages_of_an_abstained_answer_uncited(docs, monkeypatch, model_cache):
+    monkeypatch.setenv("ONBOARD_SUPPORT__DOCS_DIR", str(docs))
+    monkeypatch.setenv("ONBOARD_SUPPORT__MIN_SIMILARITY", "0.95")  # every question is a near miss
+    at = AppTest.from_function(_help_app, default_timeout=180).run()
+    at.sidebar.text_input(key="help-question").set_value("who can see my conversations?")
+    at = next(b for b in at.sidebar.button if b.label == "Ask").click().run()
+    assert not at.exception, [e.value for e in at.exception]
+    with Session(factories.make_engine(Settings())) as session:
+        answer = session.exec(select(Message).where(Message.role == "assistant")).one()
+    assert answer.status == "abstained" and answer.sources and not any(s["cited"] for s in answer.sources)
+    captions = [c.value.replace("\\", "") for c in at.sidebar.caption]  # as shown: Markdown escapes removed
+    assert "Closest pages (they may not answer the question):" in captions
+    assert "[1] User guide › Who can see my conversations" in captions
+    assert any(b.label == "Report a problem" and b.key == f"help-report-{answer.id}" for b in at.sidebar.button)
