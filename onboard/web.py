@@ -29,7 +29,7 @@ import logging
 import re
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import timedelta
 from urllib.parse import urlsplit
 
@@ -231,12 +231,29 @@ def retrieval_filter(who: Identity) -> dict:
 
 @dataclass(frozen=True)
 class Turn:
-    """A question with its latest answer (a regenerated answer replaces the earlier ones on screen)."""
+    """A question with the answer shown: its latest unless an earlier one was picked (``showing``)."""
 
     question: Message
     answer: Message | None = None
     rating: Rating | None = None
-    attempts: int = 0
+    #: Every answer given to the question, oldest first, each with its rating (regenerating adds one).
+    answers: tuple[tuple[Message, Rating | None], ...] = ()
+
+    @property
+    def attempts(self) -> int:
+        return len(self.answers)
+
+    @property
+    def shown(self) -> int:
+        """Which answer is shown, from 1; 0 when there is none."""
+        return next((i for i, (m, _) in enumerate(self.answers, 1) if m is self.answer), 0)
+
+    def showing(self, attempt: int | None) -> Turn:
+        """This turn with its ``attempt``-th answer shown (from 1; out of range or ``None``: the latest)."""
+        if not self.answers:
+            return self
+        answer, rating = self.answers[attempt - 1] if attempt and 1 <= attempt <= len(self.answers) else self.answers[-1]
+        return replace(self, answer=answer, rating=rating)
 
 
 @dataclass(frozen=True)
@@ -274,7 +291,7 @@ def turns(entries: Iterable[store.HistoryEntry]) -> list[Turn]:
         elif message.reply_to in by_question:
             index = by_question[message.reply_to]
             previous = result[index]
-            result[index] = Turn(previous.question, message, entry.rating, previous.attempts + 1)
+            result[index] = Turn(previous.question, message, entry.rating, (*previous.answers, (message, entry.rating)))
     return result
 
 

@@ -9,6 +9,7 @@ typed) or ``web.safe_markdown`` (formatting kept, links/images/HTML not).
 from __future__ import annotations
 
 import logging
+from dataclasses import replace
 
 import streamlit as st
 
@@ -42,6 +43,11 @@ def _ask(question: str) -> None:
 
 def _regenerate(question_id: int) -> None:
     state.regenerate = question_id
+    state.pop(f"attempt-{question_id}", None)  # the new answer is shown
+
+
+def _show_attempt(question_id: int, attempt: int) -> None:
+    state[f"attempt-{question_id}"] = attempt
 
 
 def _rename(conversation_id: str) -> None:
@@ -187,9 +193,19 @@ def _answer(turn: web.Turn, *, last: bool) -> None:
                 st.button("Regenerate", icon=":material/refresh:", type="tertiary",
                           key=f"regenerate-{turn.question.id}", on_click=_regenerate, args=(turn.question.id,))
             if turn.attempts > 1:
-                st.caption(f"Answer {turn.attempts} of {turn.attempts}")
+                _attempts(turn)
         if answer is not None and turn.rating is not None and turn.rating.thumb == 0:
             _why(answer.id, turn.rating)
+
+
+def _attempts(turn: web.Turn) -> None:
+    """'Answer 2 of 3', with buttons to the earlier and later answers to the same question."""
+    question_id, shown = turn.question.id, turn.shown
+    st.button("", icon=":material/chevron_left:", type="tertiary", key=f"earlier-{question_id}",
+              help="Earlier answer", disabled=shown <= 1, on_click=_show_attempt, args=(question_id, shown - 1))
+    st.caption(f"Answer {shown} of {turn.attempts}")
+    st.button("", icon=":material/chevron_right:", type="tertiary", key=f"later-{question_id}",
+              help="Later answer", disabled=shown >= turn.attempts, on_click=_show_attempt, args=(question_id, shown + 1))
 
 
 def _question(text: str) -> None:
@@ -238,6 +254,8 @@ question = prompt if prompt and prompt.strip() else pending  # an empty message 
 regenerate = None if question else state.pop("regenerate", None)
 
 chat = web.chat_state(state.conversation_id)
+# Each question shows the answer picked with the arrows (default: its latest); follow-ups build on what is shown.
+chat = replace(chat, turns=[turn.showing(state.get(f"attempt-{turn.question.id}")) for turn in chat.turns])
 if chat.conversation is None:
     state.conversation_id = None
 _sidebar(chat)

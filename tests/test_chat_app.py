@@ -191,6 +191,20 @@ def test_question_is_stored_answered_with_citations_rated_and_regenerated(app, d
     assert stored[2].status == "complete" and stored[2].content
     assert [m.name for m in app.chat_message] == ["user", "assistant"]  # the new answer replaces the old on screen
     assert "Answer 2 of 2" in [c.value for c in app.caption]
+    assert app.button(key=f"later-{question.id}").disabled
+
+    ok(app.button(key=f"earlier-{question.id}").click().run())  # back to the first answer, with its own thumb
+    assert "Answer 1 of 2" in [c.value for c in app.caption]
+    assert app.button(key=f"earlier-{question.id}").disabled
+    assert [f.key for f in app.feedback] == [f"thumb-{answer.id}"]
+    ok(app.feedback[0].set_value(1).run())
+    db.expire_all()
+    rated = {entry.message.id: entry.rating for entry in store.history(session=db, user=local_user(db),
+                                                                          conversation_id=conversation.id)}
+    assert rated[answer.id].thumb == 1 and rated[stored[2].id] is None
+    ok(app.button(key=f"later-{question.id}").click().run())
+    assert "Answer 2 of 2" in [c.value for c in app.caption]
+    assert [f.key for f in app.feedback] == [f"thumb-{stored[2].id}"]
 
 
 def test_an_abstention_lists_the_closest_passages_not_as_sources(app, db):
