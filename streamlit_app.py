@@ -16,7 +16,7 @@ registered with ``st.navigation``, so another page's URL is "page not found".
 import streamlit as st
 
 from onboard import help_panel, web
-from onboard.access import AccessDenied, check_auth_config, pages_for, token_expired
+from onboard.access import AccessDenied, check_auth_config, login_providers, pages_for, token_expired
 
 st.set_page_config(page_title="Onboarding assistant", page_icon=":material/school:", layout="wide")
 
@@ -29,8 +29,15 @@ PAGES = {
 def _landing() -> None:
     st.title("Onboarding assistant")
     st.write("Ask anything about working here, and get answers from the handbook with their sources.")
-    if st.button("Log in", icon=":material/login:", type="primary", key="login"):
-        st.login()
+    providers = login_providers(web.auth_secrets())
+    if not providers:  # one provider, in [auth] itself
+        if st.button("Log in", icon=":material/login:", type="primary", key="login"):
+            st.login()
+        return
+    for name in providers:  # [auth.google], [auth.okta], ...: one button each
+        label = name.replace("_", " ").replace("-", " ").title()
+        if st.button(f"Log in with {label}", icon=":material/login:", type="primary", key=f"login-{name}"):
+            st.login(name)
 
 
 def _only(page) -> None:

@@ -255,6 +255,12 @@ def check_auth_config(secrets: Mapping[str, Any] | None, *, production: bool) ->
     return problems
 
 
+def login_providers(secrets: Mapping[str, Any] | None) -> list[str]:
+    """The named providers of ``[auth]`` (``[auth.google]``, ``[auth.okta]``), in order; empty for one unnamed."""
+    auth = (secrets or {}).get("auth") or {}
+    return [name for name, value in auth.items() if isinstance(value, Mapping)]
+
+
 def pages_for(identity: Identity) -> set[str]:
     """Page keys this person may open (see :data:`PAGE_ROLES`)."""
     return {page for page, role in PAGE_ROLES.items() if role in identity.roles}

@@ -39,6 +39,16 @@ def provider():
 @pytest.fixture
 def server(tmp_path, provider):
     """``streamlit run`` in login mode on a free port, data in this test's folder; yields its base URL."""
+    yield from _serve(tmp_path, provider)
+
+
+@pytest.fixture
+def server_with_named_provider(tmp_path, provider):
+    """The same, with the provider in a named section (``[auth.company]``), as when there are several."""
+    yield from _serve(tmp_path, provider, name="company")
+
+
+def _serve(tmp_path, provider: str, name: str | None = None):
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     secrets = tmp_path / "secrets.toml"
@@ -46,7 +56,8 @@ def server(tmp_path, provider):
         "[auth]\n"
         f'redirect_uri = "{url}/oauth2callback"\n'
         'cookie_secret = "k7Qz2mV9pL4wR8tN1bX6cJ3hF5dG0sAy"\n'
-        'client_id = "onboard"\n'
+        + (f"[auth.{name}]\n" if name else "")
+        + 'client_id = "onboard"\n'
         'client_secret = "onboard-test-client"\n'
         f'server_metadata_url = "{provider}/.well-known/openid-configuration"\n'
     )
@@ -59,14 +70,15 @@ def server(tmp_path, provider):
         yield url
 
 
-def _log_in(browser, url: str, sub: str, first: bool):
+def _log_in(browser, url: str, sub: str, first: bool, button: str = "Log in"):
     from playwright.sync_api import expect
 
     context = browser.new_context(viewport={"width": 1280, "height": 900})
     page = context.new_page()
-    page.set_default_timeout(STEP_MS)
+    page.set_default_timeout(FIRST_LOAD_MS if first else STEP_MS)
     page.goto(url)
-    page.get_by_role("button", name="Log in").click()
+    page.get_by_role("button", name=button, exact=True).click()
+    page.set_default_timeout(STEP_MS)
     page.get_by_role("button", name=sub, exact=True).click()  # the provider's predefined user
     page.get_by_test_id("stChatInputTextArea").wait_for(timeout=FIRST_LOAD_MS if first else STEP_MS)
     expect(page.get_by_test_id("stSidebar").get_by_role("button", name="Log out")).to_be_visible()
@@ -103,5 +115,17 @@ def test_employee_and_admin_log_in_and_only_the_admin_reaches_the_admin_page(ser
             page.goto(f"{server}/admin")
             expect(page.get_by_role("heading", name="Share of thumbs up")).to_be_visible()
             page.screenshot(path=str(tmp_path / "admin-page.png"))
+        finally:
+            browser.close()
+
+
+def test_a_named_provider_is_logged_in_with_its_own_button(server_with_named_provider):
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_FLAGS)
+        try:
+            page = _log_in(browser, server_with_named_provider, ADMIN["sub"], first=True, button="Log in with Company")
+            page.get_by_test_id("stSidebarNav").get_by_role("link", name="Dashboard").wait_for()
         finally:
             browser.close()
