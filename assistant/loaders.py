@@ -183,12 +183,15 @@ def clean_markdown(text: str) -> str:
 
 
 def _code_blocks(text: str) -> Iterator[tuple[bool, str]]:
-    """``(is code, text)`` runs of ``text``, fences included in the code; an unclosed fence is prose.
+    """``(is code, text)`` runs of ``text``, fences included in the code.
 
-    One pass over the lines: a regex from each opener to its closer re-scanned the rest of a file of
-    unclosed fences from every one of them (160 KB: 46 s).
+    As in CommonMark (and :func:`assistant.chunking.sections`), a fence left
+    unclosed runs to the end of the document. One pass over the lines: a regex
+    from each opener to its closer re-scanned the rest of a file of unclosed
+    fences from every one of them (160 KB: 46 s).
     """
-    lines = text.splitlines(keepends=True)
+    lines = [line + "\n" for line in text.split("\n")]  # not splitlines(): a form feed does not end a line here
+    lines[-1] = lines[-1][:-1]
     fence: str | None = None
     start = 0  # first line of the current run
     for i, line in enumerate(lines):
@@ -202,7 +205,7 @@ def _code_blocks(text: str) -> Iterator[tuple[bool, str]]:
             yield True, "".join(lines[start : i + 1])
             start = i + 1
     if start < len(lines):
-        yield False, "".join(lines[start:])
+        yield fence is not None, "".join(lines[start:])
 
 
 def _clean_code(code: str) -> str:
@@ -321,12 +324,6 @@ def _first_heading(text: str) -> str:
 # --- HTML -----------------------------------------------------------------------
 
 
-_HTML_SKIPPED = frozenset({"script", "style", "noscript", "template", "nav", "footer", "svg", "iframe", "title"})
-_HTML_BLOCKS = frozenset({"p", "div", "section", "article", "br", "pre", "blockquote", "table"})
-_HTML_HEADINGS = {f"h{level}": level for level in range(1, 7)}
-_HTML_SEPARATED = _HTML_BLOCKS | {"li", "ul", "ol", "tr", "td", "th", "dt", "dd", "h1", "h2", "h3", "h4", "h5", "h6"}
-
-
 def _load_html(data: bytes, stem: str) -> LoadedDocument:
     """Headings, lists and table rows as Markdown, read from lxml's parser events.
 
@@ -335,15 +332,22 @@ def _load_html(data: bytes, stem: str) -> LoadedDocument:
     (editing a tree element by element took 12 s for 20,000 paragraphs) and has no
     depth limit (a tree keeps 2,048 levels and drops the text below them).
     """
-    from bs4.dammit import UnicodeDammit
+    from bs4.dammit import EncodingDetector, UnicodeDammit
     from lxml import etree
 
-    # libxml2 reads undeclared bytes as Latin-1; bs4's detector tries the declared charset, then UTF-8.
-    encoding = UnicodeDammit(data, is_html=True).original_encoding or "utf-8"
+    # libxml2 reads undeclared bytes as Latin-1, and knows fewer codecs than Python: decode here and hand lxml
+    # UTF-8. A BOM, then the declared charset, then UTF-8, then Windows-1252 (not a statistical guess: it read
+    # Windows-1252 quotes as cp775).
+    _, bom = EncodingDetector.strip_byte_order_mark(data)
+    declared = EncodingDetector.find_declared_encoding(data, is_html=True)
+    decoded = UnicodeDammit(data, known_definite_encodings=[e for e in (bom, declared) if e],
+                            user_encodings=["utf-8", "windows-1252"], is_html=True).unicode_markup
+    if decoded is None:
+        decoded = data.decode("utf-8", errors="replace")
     page = _HtmlText()
     try:
-        etree.fromstring(data, etree.HTMLParser(target=page, encoding=encoding, huge_tree=True))
-    except (etree.ParserError, etree.XMLSyntaxError, ValueError) as exc:  # e.g. "Document is empty"
+        etree.fromstring(decoded.encode("utf-8"), etree.HTMLParser(target=page, encoding="utf-8", huge_tree=True))
+    except (etree.ParserError, etree.XMLSyntaxError, ValueError, LookupError) as exc:  # e.g. "Document is empty"
         raise UnreadableFile(f"broken HTML ({exc})") from None
     text = _strip_invisible("".join(page.out))
     text = "\n".join(line.strip() for line in text.splitlines())
@@ -436,6 +440,8 @@ class _HtmlText:
 #: Reading one PDF stops after this long: text extraction costs about 30 µs an operator, and a few kilobytes
 #: of compressed content can hold millions of them.
 PDF_READ_SECONDS = 60.0
+#: The operators that can add text to a page (as pypdf checks before parsing a page): show text, draw an XObject.
+_PDF_TEXT_OPERATOR = re.compile(rb"T[jJ]|Do|['\"]")
 
 
 def _load_pdf(data: bytes, stem: str, *, max_content_bytes: int | None = None) -> LoadedDocument:
@@ -460,15 +466,18 @@ def _load_pdf(data: bytes, stem: str, *, max_content_bytes: int | None = None) -
         expanded = 0
         for number, page in enumerate(reader.pages, start=1):
             check_time()
-            if max_content_bytes is not None:
-                contents = page.get_contents()
-                expanded += len(contents.get_data()) if contents is not None else 0
-                if expanded > max_content_bytes:
-                    raise UnreadableFile(
-                        f"PDF content too large once decompressed (over {max_content_bytes / 1e6:.1f} MB by page {number}; "
-                        "the file-size limit applies to it)"
-                    )
-            pages.append(page.extract_text(visitor_operand_before=check_time) or "")
+            contents = page.get_contents()
+            content = contents.get_data() if contents is not None else b""
+            expanded += len(content)
+            if max_content_bytes is not None and expanded > max_content_bytes:
+                raise UnreadableFile(
+                    f"PDF content too large once decompressed (over {max_content_bytes / 1e6:.1f} MB by page {number}; "
+                    "the file-size limit applies to it)"
+                )
+            # A page with no text operator (a figure, a map) is not parsed: pypdf skips it too, unless it is
+            # given a visitor, and the deadline's visitor would make it read every drawing operator.
+            has_text = _PDF_TEXT_OPERATOR.search(content) is not None
+            pages.append((page.extract_text(visitor_operand_before=check_time) or "") if has_text else "")
         title = (reader.metadata.title if reader.metadata else None) or ""
     except UnreadableFile:
         raise

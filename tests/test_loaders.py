@@ -235,16 +235,16 @@ def test_fenced_code_blocks_are_kept_verbatim():
     assert "Run this with the tool:" in doc.text
 
 
-def test_a_code_block_ends_at_a_closing_fence_as_long_or_longer_and_an_unclosed_one_is_prose():
+def test_a_code_block_ends_at_a_closing_fence_as_long_or_longer_and_an_unclosed_one_at_the_end():
     text = (
         "Tilde fences:\n\n~~~\n<b>kept</b> ```\n~~~~\n\n"  # a backtick line inside does not close it
         "After it, <b>tags</b> go.\n\n"
-        "```\nnever closed <i>x</i>\n"
+        "```\nnever closed <i>x</i>\n\n# Not a heading\n"
     )
     doc = load(text, "fences.md")
     assert "~~~\n<b>kept</b> ```\n~~~~" in doc.text
     assert "After it, tags go." in doc.text
-    assert "never closed x" in doc.text  # cleaned as prose, as before: no code block without its end
+    assert doc.text.endswith("```\nnever closed <i>x</i>\n\n# Not a heading")  # code to the end, as in CommonMark
 
 
 def test_liquid_raw_block_inside_code_is_shown_literally():
@@ -378,6 +378,17 @@ def test_html_encoding_is_detected(page, why):
     assert load(page, "cafe.html").text == "Caf\u00e9 \u2013 na\u00efve", why
 
 
+@pytest.mark.parametrize(
+    ("declaration", "codec"),
+    [(b"", "cp1252"), (b'<meta charset="cp437">', "cp437"), (b'<meta charset="no-such-charset">', "cp1252")],
+    ids=["windows-1252-undeclared", "a-charset-libxml2-does-not-know", "a-bogus-charset"],
+)
+def test_html_in_any_charset_python_knows_is_read_not_fatal(declaration, codec):
+    # Python's codec names (cp437, mac_roman, ...) made lxml raise LookupError, which stopped the whole ingest run.
+    body = b"\x93Quoted\x94 \x96 caf\xe9"
+    assert load(declaration + b"<p>" + body + b"</p>", "legacy.html").text == body.decode(codec)
+
+
 def test_deeply_nested_html_keeps_all_its_text():
     # lxml's tree stops at 2,048 levels and drops what is below; the loader reads parser events, with no limit
     doc = load(b"<div>a" * 5000 + b"<p>The end.</p>", "deep.html")
@@ -414,6 +425,20 @@ def _dense_pdf(words: int) -> bytes:
     pdf.showPage()
     pdf.save()
     return buffer.getvalue()
+
+
+def test_a_pdf_page_of_drawing_operators_is_not_parsed_for_text():
+    from pypdf import PdfWriter
+    from pypdf.generic import DecodedStreamObject, NameObject
+
+    writer = PdfWriter(clone_from=io.BytesIO(make_pdf(["Intro text.", "figure"])))
+    figure = DecodedStreamObject()
+    figure.set_data(b"".join(b"%d 10 m %d 20 l S\n" % (i, i) for i in range(300_000)))  # a map: 900,000 operators
+    writer.pages[1][NameObject("/Contents")] = writer._add_object(figure)
+    buffer = io.BytesIO()
+    writer.write(buffer)
+    doc = load_bytes(buffer.getvalue(), name="map.pdf", max_bytes=50_000_000)  # pypdf alone would stop at its limit
+    assert doc.text == "## Page 1\n\nIntro text."
 
 
 def test_pdf_content_that_expands_past_the_size_limit_is_refused_before_it_is_read():
