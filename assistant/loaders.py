@@ -59,6 +59,12 @@ def kind_of(path: Path) -> str | None:
     return SUPPORTED_SUFFIXES.get(path.suffix.lower())
 
 
+#: Reading one HTML or PDF file stops after this long. PDF text extraction costs about 30 µs an operator, and a
+#: few kilobytes of compressed content can hold millions; libxml2 is quadratic on deeply nested HTML followed by
+#: stray end tags (1 MB: 22 s).
+READ_SECONDS = 60.0
+
+
 def load_bytes(data: bytes, *, name: str, max_bytes: int) -> LoadedDocument:
     """Load a document from its bytes; ``name`` gives its type and fallback title."""
     kind = kind_of(Path(name))
@@ -345,8 +351,15 @@ def _load_html(data: bytes, stem: str) -> LoadedDocument:
     if decoded is None:
         decoded = data.decode("utf-8", errors="replace")
     page = _HtmlText()
+    parser = etree.HTMLParser(target=page, encoding="utf-8", huge_tree=True)
+    markup = decoded.encode("utf-8")
+    deadline = time.monotonic() + READ_SECONDS
     try:
-        etree.fromstring(decoded.encode("utf-8"), etree.HTMLParser(target=page, encoding="utf-8", huge_tree=True))
+        for start in range(0, len(markup), _HTML_FEED_BYTES):  # fed in pieces, to stop at the deadline
+            if time.monotonic() > deadline:
+                raise UnreadableFile(f"HTML took longer than {READ_SECONDS:g} s to read (at {start:,} of {len(markup):,} bytes)")
+            parser.feed(markup[start : start + _HTML_FEED_BYTES])
+        parser.close()
     except (etree.ParserError, etree.XMLSyntaxError, ValueError, LookupError) as exc:  # e.g. "Document is empty"
         raise UnreadableFile(f"broken HTML ({exc})") from None
     text = _strip_invisible("".join(page.out))
@@ -356,6 +369,7 @@ def _load_html(data: bytes, stem: str) -> LoadedDocument:
     return LoadedDocument(text=text, title=title or _first_heading(text) or stem, kind="html")
 
 
+_HTML_FEED_BYTES = 64 * 1024
 _HTML_SKIPPED = frozenset({"script", "style", "noscript", "template", "nav", "footer", "svg", "iframe", "title"})
 _HTML_BLOCKS = frozenset({"p", "div", "section", "article", "br", "pre", "blockquote", "table"})
 _HTML_HEADINGS = {f"h{level}": level for level in range(1, 7)}
@@ -437,9 +451,6 @@ class _HtmlText:
 # --- PDF ------------------------------------------------------------------------
 
 
-#: Reading one PDF stops after this long: text extraction costs about 30 µs an operator, and a few kilobytes
-#: of compressed content can hold millions of them.
-PDF_READ_SECONDS = 60.0
 #: The operators that can add text to a page (as pypdf checks before parsing a page): show text, draw an XObject.
 _PDF_TEXT_OPERATOR = re.compile(rb"T[jJ]|Do|['\"]")
 
@@ -448,15 +459,15 @@ def _load_pdf(data: bytes, stem: str, *, max_content_bytes: int | None = None) -
     """The text of each page under a ``## Page N`` heading.
 
     ``max_content_bytes`` bounds the page content once decompressed (the file-size
-    limit applies to what the file expands to, too), and :data:`PDF_READ_SECONDS` the time.
+    limit applies to what the file expands to, too), and :data:`READ_SECONDS` the time.
     """
     from pypdf import PdfReader
 
-    deadline = time.monotonic() + PDF_READ_SECONDS
+    deadline = time.monotonic() + READ_SECONDS
 
     def check_time(*_: object) -> None:
         if time.monotonic() > deadline:
-            raise UnreadableFile(f"PDF took longer than {PDF_READ_SECONDS:g} s to read (at page {number} of {len(reader.pages)})")
+            raise UnreadableFile(f"PDF took longer than {READ_SECONDS:g} s to read (at page {number} of {len(reader.pages)})")
 
     try:
         reader = PdfReader(io.BytesIO(data))

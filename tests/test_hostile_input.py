@@ -111,3 +111,14 @@ def test_merged_docx_cells_are_read_once_as_stored():
     doc = load_bytes(buffer.getvalue(), name="per-diem.docx", max_bytes=1_000_000)
     # A vertically merged cell repeats its text, so a row read alone keeps it; a spanned cell is not repeated.
     assert doc.text.splitlines()[-3:] == ["| City | Meals | Hotel |", "| London | GBP 75 | GBP 200 |", "| London | ask travel |"]
+
+
+@pytest.mark.timeout(60)
+def test_html_that_libxml2_reads_in_quadratic_time_stops_at_the_deadline(monkeypatch):
+    from assistant import loaders
+    from assistant.errors import UnreadableFile
+
+    monkeypatch.setattr(loaders, "READ_SECONDS", 2.0)
+    page = "<p>Sick leave is unlimited.</p>" + "<div>" * 200_000 + "</span>" * 200_000  # 2.4 MB: minutes unbounded
+    with pytest.raises(UnreadableFile, match=r"HTML took longer than 2 s to read \(at [\d,]+ of [\d,]+ bytes\)"):
+        load_bytes(page.encode(), name="nested.html", max_bytes=10_000_000)

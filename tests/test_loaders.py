@@ -449,7 +449,7 @@ def test_pdf_content_that_expands_past_the_size_limit_is_refused_before_it_is_re
 
 
 def test_a_pdf_that_takes_too_long_to_read_is_refused_with_its_page(monkeypatch):
-    monkeypatch.setattr(loaders, "PDF_READ_SECONDS", 0.05)
+    monkeypatch.setattr(loaders, "READ_SECONDS", 0.05)
     with pytest.raises(UnreadableFile, match=r"PDF took longer than 0.05 s to read \(at page 1 of 1\)"):
         load_bytes(_dense_pdf(30_000), name="slow.pdf", max_bytes=10_000_000)
 
