@@ -19,6 +19,7 @@ import io
 import logging
 import re
 import time
+import zipfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -74,8 +75,8 @@ def load_bytes(data: bytes, *, name: str, max_bytes: int) -> LoadedDocument:
         raise UnreadableFile(f"too large ({len(data) / 1e6:.1f} MB; the limit is {max_bytes / 1e6:.1f} MB)")
     if not data.strip():
         raise UnreadableFile("empty file")
-    if kind == "pdf":
-        doc = _load_pdf(data, Path(name).stem, max_content_bytes=max_bytes)
+    if kind in ("pdf", "docx"):  # compressed formats: the limit applies to what they expand to as well
+        doc = _LOADERS[kind](data, Path(name).stem, max_content_bytes=max_bytes)
     else:
         doc = _LOADERS[kind](data, Path(name).stem)
     if not doc.text.strip():
@@ -508,11 +509,21 @@ def _load_pdf(data: bytes, stem: str, *, max_content_bytes: int | None = None) -
 # --- DOCX -----------------------------------------------------------------------
 
 
-def _load_docx(data: bytes, stem: str) -> LoadedDocument:
+def _load_docx(data: bytes, stem: str, *, max_content_bytes: int | None = None) -> LoadedDocument:
     import docx
 
     try:
+        if max_content_bytes is not None:  # a zip bomb would be parsed into memory whole
+            with zipfile.ZipFile(io.BytesIO(data)) as archive:
+                xml = sum(i.file_size for i in archive.infolist() if i.filename.endswith((".xml", ".rels")))
+            if xml > max_content_bytes:
+                raise UnreadableFile(
+                    f"DOCX too large once decompressed ({xml / 1e6:.1f} MB of XML; the file-size limit of "
+                    f"{max_content_bytes / 1e6:.1f} MB applies to it)"
+                )
         document = docx.Document(io.BytesIO(data))
+    except UnreadableFile:
+        raise
     except Exception as exc:  # python-docx raises many unrelated types on bad zips
         raise UnreadableFile(f"broken DOCX ({type(exc).__name__})") from None
     try:
@@ -562,7 +573,7 @@ def _docx_document(document, stem: str) -> LoadedDocument:
     return LoadedDocument(text=text, title=title or _first_heading(text) or stem, kind="docx")
 
 
-_LOADERS: dict[str, Callable[[bytes, str], LoadedDocument]] = {
+_LOADERS: dict[str, Callable[..., LoadedDocument]] = {
     "markdown": _load_markdown,
     "text": _load_text,
     "html": _load_html,

@@ -441,6 +441,19 @@ def test_a_pdf_page_of_drawing_operators_is_not_parsed_for_text():
     assert doc.text == "## Page 1\n\nIntro text."
 
 
+def test_a_docx_that_expands_past_the_size_limit_is_refused_before_it_is_parsed():
+    import docx
+
+    document = docx.Document()
+    document.add_paragraph("Holiday " * 300_000)  # 3 MB of XML, a few kilobytes zipped
+    buffer = io.BytesIO()
+    document.save(buffer)
+    assert len(buffer.getvalue()) < 100_000
+    with pytest.raises(UnreadableFile, match=r"DOCX too large once decompressed \(\d\.\d MB of XML; the file-size limit of 1\.0 MB"):
+        load_bytes(buffer.getvalue(), name="bomb.docx", max_bytes=1_000_000)
+    assert load_bytes(buffer.getvalue(), name="big.docx", max_bytes=10_000_000).text.startswith("Holiday Holiday")
+
+
 def test_pdf_content_that_expands_past_the_size_limit_is_refused_before_it_is_read():
     data = _dense_pdf(30_000)  # about 2 KB that expand to about 400 KB of page content
     assert len(data) < 10_000
