@@ -62,6 +62,8 @@ def _delete(conversation_id: str) -> None:
         web.delete(conversation_id)
     except FeedbackError as exc:
         _flash("error", str(exc))
+    else:
+        _flash("toast", "Conversation deleted.")
     if state.conversation_id == conversation_id:
         _open(None)
 
@@ -108,11 +110,12 @@ def _sidebar(chat: web.ChatState) -> None:
                          type="primary" if current else "tertiary", width="stretch",
                          on_click=_open, args=(conversation.id,))
             with menu.popover("", icon=":material/more_vert:", key=f"menu-{conversation.id}",
-                              help="Rename, delete or download"):
+                              help="Rename, delete or download" if current else "Rename or delete"):
                 st.text_input("Title", value=conversation.title, key=f"title-{conversation.id}", max_chars=200)
                 st.button("Rename", key=f"rename-{conversation.id}", icon=":material/edit:",
                           on_click=_rename, args=(conversation.id,))
-                st.button("Delete", key=f"delete-{conversation.id}", icon=":material/delete:",
+                sure = st.checkbox("Delete it for good (there is no undo)", key=f"sure-{conversation.id}")
+                st.button("Delete", key=f"delete-{conversation.id}", icon=":material/delete:", disabled=not sure,
                           on_click=_delete, args=(conversation.id,))
                 if current:
                     st.download_button("Download (JSON)", data=web.export_json(conversation.id),
@@ -141,8 +144,8 @@ def _sources(sources: list[dict], *, abstained: bool = False) -> None:
             where = " › ".join(str(part) for part in (source.get("source"), source.get("section")) if part)
             if where:
                 st.caption(web.plain(where))
-            if source.get("passage"):
-                st.markdown(web.plain(source["passage"]))
+            if source.get("passage"):  # tables, lists and emphasis render; links, images and HTML stay text
+                st.markdown(web.safe_markdown(source["passage"]))
             url = web.safe_url(source.get("url"))
             if url:
                 st.link_button("Open the document", url, icon=":material/open_in_new:", type="tertiary")
@@ -194,6 +197,8 @@ def _answer(turn: web.Turn, *, last: bool) -> None:
                           key=f"regenerate-{turn.question.id}", on_click=_regenerate, args=(turn.question.id,))
             if turn.attempts > 1:
                 _attempts(turn)
+        if _same_as_before(turn):
+            st.caption("The same as the answer before: quoted answers change only when the documents do.")
         if answer is not None and turn.rating is not None and turn.rating.thumb == 0:
             _why(answer.id, turn.rating)
 
@@ -201,11 +206,18 @@ def _answer(turn: web.Turn, *, last: bool) -> None:
 def _attempts(turn: web.Turn) -> None:
     """'Answer 2 of 3', with buttons to the earlier and later answers to the same question."""
     question_id, shown = turn.question.id, turn.shown
-    st.button("", icon=":material/chevron_left:", type="tertiary", key=f"earlier-{question_id}",
-              help="Earlier answer", disabled=shown <= 1, on_click=_show_attempt, args=(question_id, shown - 1))
-    st.caption(f"Answer {shown} of {turn.attempts}")
-    st.button("", icon=":material/chevron_right:", type="tertiary", key=f"later-{question_id}",
-              help="Later answer", disabled=shown >= turn.attempts, on_click=_show_attempt, args=(question_id, shown + 1))
+    with st.container(horizontal=True, vertical_alignment="center", gap=None, width="content"):
+        st.button("Earlier", icon=":material/chevron_left:", type="tertiary", key=f"earlier-{question_id}",
+                  help="The earlier answer", disabled=shown <= 1, on_click=_show_attempt, args=(question_id, shown - 1))
+        st.caption(f"Answer {shown} of {turn.attempts}")
+        st.button("Later", icon=":material/chevron_right:", type="tertiary", key=f"later-{question_id}",
+                  help="The later answer", disabled=shown >= turn.attempts, on_click=_show_attempt,
+                  args=(question_id, shown + 1))
+
+
+def _same_as_before(turn: web.Turn) -> bool:
+    shown = turn.shown
+    return shown > 1 and turn.answer is not None and turn.answer.content == turn.answers[shown - 2][0].content
 
 
 def _question(text: str) -> None:

@@ -192,6 +192,9 @@ def test_question_is_stored_answered_with_citations_rated_and_regenerated(app, d
     assert [m.name for m in app.chat_message] == ["user", "assistant"]  # the new answer replaces the old on screen
     assert "Answer 2 of 2" in [c.value for c in app.caption]
     assert app.button(key=f"later-{question.id}").disabled
+    assert stored[2].content == stored[1].content  # quoting: the same documents, the same answer, and it says so
+    assert "The same as the answer before: quoted answers change only when the documents do." in [
+        c.value for c in app.caption]
 
     ok(app.button(key=f"earlier-{question.id}").click().run())  # back to the first answer, with its own thumb
     assert "Answer 1 of 2" in [c.value for c in app.caption]
@@ -265,7 +268,9 @@ def test_a_conversation_is_resumed_with_its_rating_continued_renamed_and_deleted
     assert at.chat_message[1].markdown[0].value == "You get **20 days** a year \\[1\\]."
     assert [f.value for f in at.feedback] == [1]
     assert [unescape(e.label) for e in at.expander] == ["[1] Time Off › PTO", "[2] Leave"]
-    assert at.expander[0].markdown[0].value == web.plain("![x](https://tracker.example/p.png) 20 days")
+    # The passage keeps its Markdown (tables, lists) but not its image: brackets are escaped, so nothing loads.
+    assert at.expander[0].markdown[0].value == web.safe_markdown("![x](https://tracker.example/p.png) 20 days")
+    assert at.expander[0].markdown[0].value.startswith("!\\[x\\]")
     assert [b.proto.url for b in at.link_button] == ["https://intranet.example/leave"]  # never the javascript: one
 
     ask(at, "And how many sick days?")
@@ -282,8 +287,11 @@ def test_a_conversation_is_resumed_with_its_rating_continued_renamed_and_deleted
     exported = json.loads(web.export_json(conversation.id))
     assert [m["content"] for m in exported["messages"]][:2] == [QUESTION, "You get **20 days** a year [1]."]
 
+    assert at.button(key=f"delete-{conversation.id}").disabled  # not before saying so: there is no undo
+    ok(at.checkbox(key=f"sure-{conversation.id}").check().run())
     ok(at.button(key=f"delete-{conversation.id}").click().run())
     assert store.list_conversations(session=db, user=user) == []
+    assert [t.value for t in at.toast] == ["Conversation deleted."]
     assert not at.chat_message and at.session_state["conversation_id"] is None
 
 
