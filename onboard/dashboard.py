@@ -73,7 +73,8 @@ def reasons_frame(counts: Mapping[str, int], label=str) -> pd.DataFrame:
 
 def bar_chart(frame: pd.DataFrame, category: str, value: str, title: str | None = None) -> alt.Chart:
     return alt.Chart(frame).mark_bar().encode(
-        x=alt.X(f"{value}:Q", title=title), y=alt.Y(f"{category}:N", sort="-x", title=None),
+        x=alt.X(f"{value}:Q", title=title, axis=alt.Axis(format="d", tickMinStep=1)),  # counts: whole ticks
+        y=alt.Y(f"{category}:N", sort="-x", title=None),
         tooltip=[category, value],
     ).properties(height=max(80, 26 * len(frame)))
 

@@ -102,7 +102,7 @@ def _conversation(conversation_id: str) -> None:
 def _filters() -> tuple[analytics.Filters, str, bool]:
     today = datetime.now(UTC).date()
     with st.container(border=True):
-        top = st.columns([2, 1, 1, 1])
+        top = st.columns([2, 1.5, 1.2, 1])  # "Assistant | Support" needs the room
         picked = top[0].date_input("Dates", value=(today - timedelta(days=settings.dashboard.default_days - 1),
                                                    today), max_value=today, key="dates")
         start, end = (picked[0], picked[-1]) if isinstance(picked, tuple) and picked else (today, today)
@@ -169,7 +169,11 @@ def _feedback_tab(fig: dict, split: str) -> None:
                      "reasons": ", ".join(map(web.reason_label, c.reasons)), "conversation": c.conversation_id}
                     for c in fig["comments"]]
         if comments:
-            st.dataframe(comments, hide_index=True, key="comments")
+            st.dataframe(comments, hide_index=True, key="comments", column_config={
+                "when": st.column_config.DatetimeColumn("When", format="YYYY-MM-DD HH:mm"),
+                "thumb": st.column_config.TextColumn("", width="small"),
+                "comment": st.column_config.TextColumn("Comment", width="large"),
+                "reasons": "Reasons", "conversation": "Conversation"})
         else:
             st.caption("No comments in this period.")
 
@@ -185,9 +189,13 @@ def _usage_tab(fig: dict, spent: list[analytics.Spend], f: analytics.Filters) ->
     teams = views.team_frame(spend, settings.costs.team_budgets, (f.end - f.start).days + 1)
     if not teams.empty:
         st.dataframe(teams, hide_index=True, key="teams", column_config={
-            "cost": st.column_config.NumberColumn(format="dollar"),
-            "budget_for_period": st.column_config.NumberColumn(format="dollar"),
-            "share_of_budget": st.column_config.ProgressColumn(format="percent", min_value=0, max_value=1)})
+            "team": "Team",
+            "input_tokens": st.column_config.NumberColumn("Tokens in", format="localized"),
+            "output_tokens": st.column_config.NumberColumn("Tokens out", format="localized"),
+            "cost": st.column_config.NumberColumn("Cost", format="dollar"),
+            "budget_for_period": st.column_config.NumberColumn("Budget for the period", format="dollar"),
+            "share_of_budget": st.column_config.ProgressColumn("Share of budget", format="percent", min_value=0,
+                                                               max_value=1)})
     latency = views.latency_frame(fig["latency"])
     st.subheader("Latency")
     _chart(views.lines_chart(latency, "day", ["answer p50", "answer p95", "first token p50", "first token p95"],
@@ -259,7 +267,8 @@ def _gaps_tab(f: analytics.Filters) -> None:
     st.dataframe(views.topics_frame(topics), hide_index=True, key="topics")
     for i, topic in enumerate(topics[:15]):
         people = "1 person" if topic.people == 1 else f"{topic.people} people"
-        with st.expander(web.plain(f"{topic.label} — {topic.count} questions from {people}")):
+        questions = "1 question" if topic.count == 1 else f"{topic.count} questions"
+        with st.expander(web.plain(f"{topic.label} — {questions} from {people}")):
             for example in topic.examples:
                 st.text(f"{example.at:%Y-%m-%d}  {'abstained' if example.abstained else 'rated down'}  "
                         f"{example.question}")

@@ -135,6 +135,9 @@ def test_knowledge_gaps_group_the_parking_questions(dashboard):
     # the two parking questions rated down or abstained form one topic, from one person
     assert topics.iloc[0]["questions"] == 2 and topics.iloc[0]["people"] == 1
     assert topics.iloc[0]["topic"].startswith("bike")
+    labels = [e.label for e in at.expander]
+    assert any(label.endswith("2 questions from 1 person") for label in labels), labels
+    assert not any("1 questions" in label for label in labels)
 
 
 def test_an_employee_cannot_open_the_dashboard(data_dir):
