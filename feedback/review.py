@@ -12,6 +12,7 @@ import csv
 import io
 import json
 import logging
+from collections import Counter
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
@@ -216,6 +217,8 @@ class AdminMessage:
     thumb: int | None
     reasons: list[str]
     comment: str | None
+    #: For an answer: 1 for the first answer to its question, 2 for the first regenerated one, ...; 0 for a question.
+    attempt: int = 0
 
 
 @dataclass(frozen=True)
@@ -246,11 +249,14 @@ def conversation_for_admin(*, session: Session, admin: User, conversation_id: st
         .where(Message.conversation_id == conversation.id)
         .order_by(Message.created_at, Message.id)
     ).all()
-    messages = [
-        AdminMessage(m.id, m.role, m.content, m.status, m.sources, m.answerer, m.model, m.created_at,
-                     r.thumb if r else None, r.reasons if r else [], r.comment if r else None)
-        for m, r in rows
-    ]
+    answers_to: Counter[int] = Counter()
+    messages = []
+    for m, r in rows:
+        if m.reply_to is not None:
+            answers_to[m.reply_to] += 1
+        messages.append(AdminMessage(m.id, m.role, m.content, m.status, m.sources, m.answerer, m.model, m.created_at,
+                                     r.thumb if r else None, r.reasons if r else [], r.comment if r else None,
+                                     answers_to[m.reply_to] if m.reply_to is not None else 0))
     return AdminConversation(conversation.id, conversation.title, conversation.kind,
                              owner.name or owner.email or owner.subject, owner.team,
                              conversation.deleted_at is not None, messages)

@@ -86,7 +86,8 @@ def _conversation(conversation_id: str) -> None:
         with st.chat_message(message.role):
             st.markdown(web.safe_markdown(message.content) or "_(no text)_")
             if message.role == "assistant":
-                details = [message.status, message.answerer or "", message.model or ""]
+                details = [f"regenerated (answer {message.attempt})" if message.attempt > 1 else "",
+                           message.status, message.answerer or "", message.model or ""]
                 if message.thumb is not None:
                     details.append("👍" if message.thumb else "👎")
                 st.caption(" · ".join(web.plain(d) for d in details if d))

@@ -701,12 +701,12 @@ def test_conversation_for_admin_reads_deleted_conversations_and_refuses_unknown_
                                                  conversation_id=world.conversations["c3"])
     assert conversation.deleted is True
     assert conversation.team == "research"  # the owner's team now
-    assert [(m.id, m.status, m.thumb) for m in conversation.messages] == [
-        (world.questions["a5"], "complete", None),
-        (world.answers["a5"], "failed", 0),
-        (world.answers["a6"], "complete", 1),
-        (world.questions["a11"], "complete", None),
-        (world.answers["a11"], "pending", None),
+    assert [(m.id, m.status, m.thumb, m.attempt) for m in conversation.messages] == [
+        (world.questions["a5"], "complete", None, 0),
+        (world.answers["a5"], "failed", 0, 1),
+        (world.answers["a6"], "complete", 1, 2),  # regenerated after the failure
+        (world.questions["a11"], "complete", None, 0),
+        (world.answers["a11"], "pending", None, 1),
     ]
     with pytest.raises(store.NotFound):
         review.conversation_for_admin(session=session, admin=world.users["ada"], conversation_id="nope")
