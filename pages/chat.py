@@ -105,12 +105,13 @@ def _sidebar(chat: web.ChatState) -> None:
             st.caption("Your conversations")
         for conversation in chat.conversations:
             current = chat.conversation is not None and conversation.id == chat.conversation.id
-            title, menu = st.columns([5, 1], vertical_alignment="center", gap="small")
-            title.button(web.plain(conversation.title or "Untitled"), key=f"open-{conversation.id}",
-                         type="primary" if current else "tertiary", width="stretch",
-                         on_click=_open, args=(conversation.id,))
-            with menu.popover("", icon=":material/more_vert:", key=f"menu-{conversation.id}",
-                              help="Rename, delete or download" if current else "Rename or delete"):
+            # One row that never wraps (columns stack on a phone, leaving the menu under the wrong title).
+            row = st.container(horizontal=True, vertical_alignment="center", gap="small", wrap=False)
+            row.button(web.plain(conversation.title or "Untitled"), key=f"open-{conversation.id}",
+                       type="primary" if current else "tertiary", width="stretch",
+                       on_click=_open, args=(conversation.id,))
+            with row.popover("", icon=":material/more_vert:", key=f"menu-{conversation.id}", width="content",
+                             help="Rename, delete or download" if current else "Rename or delete"):
                 st.text_input("Title", value=conversation.title, key=f"title-{conversation.id}", max_chars=200)
                 st.button("Rename", key=f"rename-{conversation.id}", icon=":material/edit:",
                           on_click=_rename, args=(conversation.id,))
@@ -141,7 +142,8 @@ def _sources(sources: list[dict], *, abstained: bool = False) -> None:
         heading = str(source.get("section") or "").split(" > ")[-1]
         label = f"[{source.get('n', '?')}] {title}" + (f" › {heading}" if heading and heading != title else "")
         with st.expander(web.plain(label)):
-            where = " › ".join(str(part) for part in (source.get("source"), source.get("section")) if part)
+            section = str(source.get("section") or "").replace(" > ", " › ")
+            where = " › ".join(str(part) for part in (source.get("source"), section) if part)
             if where:
                 st.caption(web.plain(where))
             if source.get("passage"):  # tables, lists and emphasis render; links, images and HTML stay text
@@ -206,7 +208,7 @@ def _answer(turn: web.Turn, *, last: bool) -> None:
 def _attempts(turn: web.Turn) -> None:
     """'Answer 2 of 3', with buttons to the earlier and later answers to the same question."""
     question_id, shown = turn.question.id, turn.shown
-    with st.container(horizontal=True, vertical_alignment="center", gap=None, width="content"):
+    with st.container(horizontal=True, vertical_alignment="center", gap="small", width="content"):
         st.button("Earlier", icon=":material/chevron_left:", type="tertiary", key=f"earlier-{question_id}",
                   help="The earlier answer", disabled=shown <= 1, on_click=_show_attempt, args=(question_id, shown - 1))
         st.caption(f"Answer {shown} of {turn.attempts}")
