@@ -28,7 +28,9 @@ _WORD = re.compile(r"[^\W\d_][\w'-]*")
 _STEMMER = Stemmer.Stemmer("english")
 #: Words too common in questions to name a topic.
 _COMMON = frozenset(
-    ["a", "about", "after", "again", "all", "am", "an", "and", "any", "are", "as", "at", "be", "been", "before", "being", "but", "by", "can", "could", "did", "do", "does", "doing", "don't", "for", "from", "get", "got", "had", "has", "have", "how", "i", "i'm", "if", "in", "into", "is", "it", "its", "it's", "just", "me", "my", "need", "no", "not", "of", "on", "or", "our", "out", "please", "should", "so", "some", "than", "that", "the", "their", "them", "then", "there", "these", "they", "this", "to", "up", "us", "was", "we", "were", "what", "when", "where", "which", "who", "why", "will", "with", "would", "you", "your", "yours", "get", "know", "tell", "want", "does", "anyone", "still"]
+    ["a", "about", "after", "again", "all", "am", "an", "and", "any", "are", "as", "at", "be", "been", "before", "being", "but", "by", "can", "could", "did", "do", "does", "doing", "don't", "for", "from", "get", "got", "had", "has", "have", "how", "i", "i'm", "if", "in", "into", "is", "it", "its", "it's", "just", "me", "my", "need", "no", "not", "of", "on", "or", "our", "out", "please", "should", "so", "some", "than", "that", "the", "their", "them", "then", "there", "these", "they", "this", "to", "up", "us", "was", "we", "were", "what", "when", "where", "which", "who", "why", "will", "with", "would", "you", "your", "yours", "get", "know", "tell", "want", "does", "anyone", "still",
+     # question words that say what kind of answer is wanted, not what about ("how much PTO": "pto")
+     "much", "many", "often", "soon", "also", "really", "ok", "okay"]
 )
 
 

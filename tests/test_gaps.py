@@ -46,6 +46,7 @@ def test_a_high_threshold_keeps_every_question_apart_and_nothing_gives_nothing()
 
 def test_labels_count_a_word_once_per_question_in_its_usual_spelling():
     assert topic_label(["bikes bikes bikes", "a bike rack?", "where are bikes kept"]) == "bikes, rack, kept"
+    assert topic_label(["how much PTO do I get?", "how many PTO days?"]) == "pto, days"  # not "pto, much"
 
 
 def test_a_price_covers_the_dated_names_providers_report():
