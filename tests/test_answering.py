@@ -23,6 +23,7 @@ from assistant.answerers.extractive import (
     Scored,
     UnitVectors,
     Weights,
+    answer_types,
     choose,
     layout,
     render,
@@ -350,6 +351,16 @@ def test_a_chosen_row_of_a_small_table_brings_its_table_a_big_table_only_the_row
     best = "Vacation days for 5 years or more of tenure are 26 vacation days."
     chosen, text = quote("vacation days for 5 years or more of tenure", [best, table])
     assert chosen[0].unit.text == best and "| 5 years or more | 26 |" in text and "| 2 to 4 years | 23 |" not in text
+
+
+def test_a_unit_holding_the_kind_of_answer_asked_for_gets_the_answer_type_bonus():
+    passages = ["Broken laptops are repaired or replaced by IT at no cost.", "IT answers in #it-help on weekdays."]
+    question = "who do I contact about a broken laptop?"
+    plain, _ = quote(question, passages, answer_type=0.0)
+    typed, _ = quote(question, passages, answer_type=1.0)
+    assert plain[0].unit.text == passages[0]  # more of the question's words
+    assert typed[0].unit.text == passages[1] and typed[0].signals["answer_type"] == 1.0  # a channel: a contact
+    assert answer_types("when is payday?") and answer_types("how many days?") and not answer_types("is there parking?")
 
 
 def test_only_the_candidates_ranked_best_by_words_and_passage_are_embedded():

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import pytest
 
-from assistant.answerers.extractive import _bm25, split_passage, split_sentences
+from assistant.answerers.extractive import ANSWER_TYPES, _bm25, answer_types, split_passage, split_sentences
 from assistant.answerers.generative import format_history, neutralise
 from assistant.chunking import MAX_CHARS_PER_TOKEN, chunk_markdown
 from assistant.loaders import load_bytes
@@ -74,6 +74,10 @@ def test_a_retrieved_passage_or_message_full_of_spaces_is_answered_in_one_pass()
     assert format_history([("user", "a" + " " * 64_000 + "b [1]")]).count("[1]") == 0
     scores = _bm25([["leave"] * 400_000, ["sick", "leave"]], [f"t{i}" for i in range(900)] + ["sick"])
     assert scores[1] > scores[0]
+    contact = ANSWER_TYPES[0][1]
+    assert contact.search("1" + " " * 64_000 + "x") is None  # no phone number: one digit, then spaces
+    assert contact.search("(" * 64_000 + "1") is None
+    assert len(answer_types("who ask " * 500 + "when how much")) == 3
 
 
 HTML = {
