@@ -219,6 +219,7 @@ def _triage_form(subject: str, subject_id: int, status: str, owner: str, note: s
                     st.error(str(error))
                     return
             st.toast("Saved")
+            st.session_state["triage_saved"] = key  # its title changes with its status: keep it open to show the history
             st.rerun()
     with web.db() as session:
         changes = review.triage_history(session=session, subject=subject, subject_id=subject_id)
@@ -240,7 +241,7 @@ def _answers_tab(f: analytics.Filters) -> None:
         st.caption("No thumbs down here.")
     for row in rows:
         title = f"{STATUS_LABELS[row.triage_status]} · {row.question[:90]}"
-        with st.expander(web.plain(title)):
+        with st.expander(web.plain(title), expanded=st.session_state.get("triage_saved") == f"rating_{row.rating_id}"):
             st.markdown("**Question**")
             st.text(row.question)
             st.markdown("**Answer**")
@@ -285,7 +286,8 @@ def _tickets_tab(f: analytics.Filters) -> None:
         st.caption("No problem reports here.")
     for ticket in found:
         with st.expander(web.plain(f"{STATUS_LABELS[ticket.status]} · {ticket.created_at:%Y-%m-%d} · "
-                                   f"{ticket.reporter} · {ticket.text[:80]}")):
+                                   f"{ticket.reporter} · {ticket.text[:80]}"),
+                         expanded=st.session_state.get("triage_saved") == f"ticket_{ticket.id}"):
             st.text(ticket.text)
             st.caption(web.plain(f"From {ticket.reporter} {ticket.email} on the {ticket.page or 'app'} page"))
             if ticket.conversation_id and st.button("Open the conversation", key=f"ticket_open_{ticket.id}"):

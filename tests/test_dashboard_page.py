@@ -107,6 +107,8 @@ def test_triage_a_thumbs_down_and_keep_its_history(dashboard, db):
     assert (entry.status, entry.owner, entry.note) == ("in_progress", "Ana", "garage moved")
     events = db.exec(select(TriageEvent).where(TriageEvent.triage_id == entry.id)).all()
     assert [(e.old_status, e.status) for e in events] == [("new", "in_progress")]
+    saved = next(e for e in at.expander if "is there parking for bikes" in e.label)
+    assert saved.label.startswith("In progress") and saved.proto.expanded  # still open, its history showing
     ok(at.segmented_control(key="triage_status").set_value("in_progress").run())
     assert [e.label for e in at.expander if "parking" in e.label and "garage" not in e.label.lower()]
     assert all("In progress" in e.label for e in at.expander if e.label.startswith(("New", "In progress")))
