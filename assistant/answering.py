@@ -399,7 +399,7 @@ class Assistant:
         turn.attempts = 1
         try:
             reply = self._with_retries(turn, lambda timeout: _timed(self.rewrite_chain, timeout).invoke(inputs))
-        except Exception as exc:  # any provider failure: answer without the model
+        except Exception as exc:  # noqa: BLE001  (any provider failure: answer without the model)
             turn.fail(exc, generative.classify(exc).notice)
             return question
         turn.observe(reply)
@@ -421,7 +421,7 @@ class Assistant:
         turn.finish_reason = turn.refusal = None
         try:
             chunks, pending = self._with_retries(turn, lambda timeout: self._open_stream(inputs, timeout))
-        except Exception as exc:  # any provider failure before the first token: fall back
+        except Exception as exc:  # noqa: BLE001  (any provider failure before the first token: fall back)
             turn.fail(exc, generative.classify(exc).notice)
             return
         held = ""  # the reply's start, held back while it may be the no-answer marker
@@ -442,7 +442,7 @@ class Assistant:
                     yield turn.emit(held)
             if verdict is None and held:
                 yield turn.emit(held)
-        except Exception as exc:  # the stream broke after the first token: keep what was said
+        except Exception as exc:  # noqa: BLE001  (the stream broke after the first token: keep what was said)
             if turn.text:
                 turn.fail(exc, generative.INTERRUPTED, fallback=False)
                 turn.incomplete = True

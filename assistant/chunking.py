@@ -41,7 +41,7 @@ def passage_text(title: str, section: str, text: str) -> str:
 
 
 def chunk_id(source: str, section: str, text: str) -> str:
-    digest = hashlib.sha256("\x1f".join((source, section, text)).encode("utf-8"))
+    digest = hashlib.sha256(f"{source}\x1f{section}\x1f{text}".encode())
     return digest.hexdigest()[:32]
 
 

@@ -103,7 +103,7 @@ def _load_text(data: bytes, stem: str) -> LoadedDocument:
     return LoadedDocument(text=text, title=_first_heading(text) or stem, kind="text")
 
 
-_FRONT_MATTER = re.compile(r"\A---[ \t]*\r?\n(.*?)\r?\n(?:---|\.\.\.)[ \t]*(?:\r?\n|\Z)", re.S)
+_FRONT_MATTER = re.compile(r"\A---[ \t]*\r?\n(.*?)\r?\n(?:---|\.\.\.)[ \t]*(?:\r?\n|\Z)", re.DOTALL)
 
 
 def _load_markdown(data: bytes, stem: str) -> LoadedDocument:
@@ -144,40 +144,40 @@ _YAML_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 # A body never spans its own opener again ("(?:(?!opener).)*?"): a file of unclosed openers ("{{ {{ {{ …")
 # would otherwise be re-scanned to its end from each one, minutes for a megabyte. Links are bounded for the same reason.
-_LIQUID_RAW = re.compile(r"\{%-?\s*raw\s*-?%\}((?:(?!\{%-?\s*raw\b).)*?)\{%-?\s*endraw\s*-?%\}", re.S)
-_SCRIPT = re.compile(r"<(script|style)\b[^<>]*>(?:(?!<\1\b).)*?</\1\s*>", re.S | re.I)
-_LIQUID_COMMENT = re.compile(r"\{%-?\s*comment\s*-?%\}(?:(?!\{%-?\s*comment\b).)*?\{%-?\s*endcomment\s*-?%\}", re.S)
-_JINJA_COMMENT = re.compile(r"\{#(?:(?!\{#).)*?#\}", re.S)
-_LIQUID_TAG = re.compile(r"\{%-?\s*+(\w++)((?:(?!\{%).)*?)-?%\}", re.S)
-_LIQUID_OUTPUT = re.compile(r"\{\{(?:(?!\{\{).)*?\}\}", re.S)
+_LIQUID_RAW = re.compile(r"\{%-?\s*raw\s*-?%\}((?:(?!\{%-?\s*raw\b).)*?)\{%-?\s*endraw\s*-?%\}", re.DOTALL)
+_SCRIPT = re.compile(r"<(script|style)\b[^<>]*>(?:(?!<\1\b).)*?</\1\s*>", re.DOTALL | re.IGNORECASE)
+_LIQUID_COMMENT = re.compile(r"\{%-?\s*comment\s*-?%\}(?:(?!\{%-?\s*comment\b).)*?\{%-?\s*endcomment\s*-?%\}", re.DOTALL)
+_JINJA_COMMENT = re.compile(r"\{#(?:(?!\{#).)*?#\}", re.DOTALL)
+_LIQUID_TAG = re.compile(r"\{%-?\s*+(\w++)((?:(?!\{%).)*?)-?%\}", re.DOTALL)
+_LIQUID_OUTPUT = re.compile(r"\{\{(?:(?!\{\{).)*?\}\}", re.DOTALL)
 _QUOTED = re.compile(r"""["']([^"']+)["']""")
 _IMAGE = re.compile(r"!\[([^\]]{0,300})\]\([^)]{0,2000}\)")
 _LINK = re.compile(r"\[([^\]]{1,300})\]\((?:[^()]|\([^)]{0,1000}\)){0,2000}\)")
 _REF_LINK = re.compile(r"\[([^\]]{1,300})\]\[[^\]]{0,1000}\]")
-_REF_DEF = re.compile(r"^[ \t]*\[[^\]\n]+\]:[ \t]*\S+.*$", re.M)
+_REF_DEF = re.compile(r"^[ \t]*\[[^\]\n]+\]:[ \t]*\S+.*$", re.MULTILINE)
 _AUTOLINK = re.compile(r"<((?:https?|mailto):[^<>\s]{1,2000})>")
 _BARE_URL = re.compile(r"\bhttps?://[^\s<>()\[\]]+")
-_HTML_COMMENT = re.compile(r"<!--(?:(?!<!--).)*?-->", re.S)
-_MDX_COMMENT = re.compile(r"\{/\*(?:(?!\{/\*).)*?\*/\}", re.S)
+_HTML_COMMENT = re.compile(r"<!--(?:(?!<!--).)*?-->", re.DOTALL)
+_MDX_COMMENT = re.compile(r"\{/\*(?:(?!\{/\*).)*?\*/\}", re.DOTALL)
 _MDX_ESM = re.compile(
     r"^(?:import[ \t][^\n]*?from[ \t]*+['\"][^'\"\n]++['\"]|import[ \t]++['\"][^'\"\n]++['\"]"
     r"|export[ \t]++(?:const|let|var|default|function)\b[^\n]*+)[ \t]*+;?[ \t]*+$\n?",
-    re.M,
+    re.MULTILINE,
 )
 #: ``{{< name "arg" >}}``, ``{{% name %}}``, ``{{< /name >}}``; group 2 holds the arguments, as for Liquid tags.
-_HUGO_SHORTCODE = re.compile(r"\{\{[<%]-?[ \t]*+/?[ \t]*+([\w./-]++)((?:(?!\{\{).)*?)-?[ \t]*[>%]\}\}", re.S)
+_HUGO_SHORTCODE = re.compile(r"\{\{[<%]-?[ \t]*+/?[ \t]*+([\w./-]++)((?:(?!\{\{).)*?)-?[ \t]*[>%]\}\}", re.DOTALL)
 #: Kramdown's ``* TOC`` list item (any text) followed by ``{:toc}``.
-_KRAMDOWN_TOC = re.compile(r"^[ \t]*[*+-][ \t].*\n[ \t]*\{:[ \t]*toc[ \t]*\}[ \t]*$", re.M)
-_TOC_MARKER = re.compile(r"^[ \t]*(?:\[\[_?toc_?\]\]|\[TOC\]|\{:[ \t]*toc[ \t]*\}|<!--[ \t]*toc[ \t]*-->)[ \t]*$", re.M | re.I)
+_KRAMDOWN_TOC = re.compile(r"^[ \t]*[*+-][ \t].*\n[ \t]*\{:[ \t]*toc[ \t]*\}[ \t]*$", re.MULTILINE)
+_TOC_MARKER = re.compile(r"^[ \t]*(?:\[\[_?toc_?\]\]|\[TOC\]|\{:[ \t]*toc[ \t]*\}|<!--[ \t]*toc[ \t]*-->)[ \t]*$", re.MULTILINE | re.IGNORECASE)
 #: Heading ids and classes at the end of a line: ``## Side navigation {#side-nav}``, ``{.note}``.
-_ATTRIBUTES = re.compile(r"(?<![ \t])[ \t]*\{[ \t]*[#.][\w-][^{}\n]*\}[ \t]*$", re.M)
+_ATTRIBUTES = re.compile(r"(?<![ \t])[ \t]*\{[ \t]*[#.][\w-][^{}\n]*\}[ \t]*$", re.MULTILINE)
 #: Kramdown inline attribute lists: ``[link](url){:target="_blank"}``, ``{: .note}`` on its own line.
 _IAL = re.compile(r"\{:[^{}\n]*\}")
-_HTML_BREAK = re.compile(r"<br\s*/?>", re.I)
+_HTML_BREAK = re.compile(r"<br\s*/?>", re.IGNORECASE)
 _HTML_TAG = re.compile(r"</?[A-Za-z][A-Za-z0-9-]*(?:\s[^<>]*)?/?>")
 _INVISIBLE = re.compile("[\u200b-\u200f\u202a-\u202e\u2066-\u2069\ufeff]")
 _BLANKS = re.compile(r"\n{3,}")
-_SPACES_ONLY = re.compile(r"^[ \t]+$", re.M)
+_SPACES_ONLY = re.compile(r"^[ \t]+$", re.MULTILINE)
 
 
 def clean_markdown(text: str) -> str:
@@ -250,7 +250,7 @@ def _clean_prose(text: str) -> str:
 
 _ADMONITION_FENCE = re.compile(r"^[ \t]*:{3,}[ \t]*(?P<kind>[A-Za-z][\w-]*)?[ \t]*(?P<title>.*)$")
 _ADMONITION_MKDOCS = re.compile(r"^(?P<indent>[ \t]*)(?:!!!|\?\?\?\+?)[ \t]+(?P<kind>[\w-]+)(?:[ \t]+\"(?P<title>[^\"]*)\")?[ \t]*$")
-_GITHUB_ALERT = re.compile(r"^[ \t]*>[ \t]*\[!(?:NOTE|TIP|IMPORTANT|WARNING|CAUTION)\][ \t]*$", re.I)
+_GITHUB_ALERT = re.compile(r"^[ \t]*>[ \t]*\[!(?:NOTE|TIP|IMPORTANT|WARNING|CAUTION)\][ \t]*$", re.IGNORECASE)
 
 
 def _admonitions(text: str) -> str:
@@ -320,7 +320,7 @@ def _strip_invisible(text: str) -> str:
     return _INVISIBLE.sub("", text.replace("\r\n", "\n"))
 
 
-_HEADING = re.compile(r"^#{1,6}[ \t]+(.+)$", re.M)  # closing #s stripped after: linear on long lines
+_HEADING = re.compile(r"^#{1,6}[ \t]+(.+)$", re.MULTILINE)  # closing #s stripped after: linear on long lines
 
 
 def _first_heading(text: str) -> str:
@@ -524,7 +524,7 @@ def _load_docx(data: bytes, stem: str, *, max_content_bytes: int | None = None) 
         document = docx.Document(io.BytesIO(data))
     except UnreadableFile:
         raise
-    except Exception as exc:  # python-docx raises many unrelated types on bad zips
+    except Exception as exc:  # noqa: BLE001  (python-docx raises many unrelated types on bad zips)
         raise UnreadableFile(f"broken DOCX ({type(exc).__name__})") from None
     try:
         return _docx_document(document, stem)

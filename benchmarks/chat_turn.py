@@ -30,7 +30,7 @@ from onboard.settings import Settings
 from onboard.turns import answer_turn
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
-from helpers_openai_server import Step, chat_server  # noqa: E402  (the tests' stub endpoint)
+from helpers_openai_server import Step, chat_server
 
 
 def percentiles(values: list[float]) -> dict:

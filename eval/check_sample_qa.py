@@ -20,8 +20,8 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 KINDS = {"fact", "number", "procedure", "paraphrase", "multi_hop", "unanswerable"}
 ID_RE = re.compile(r"^nw-\d{3}$")
-FRONT_MATTER = re.compile(r"\A---[ \t]*\r?\n(.*?)\r?\n---[ \t]*(?:\r?\n|\Z)", re.S)
-FENCE = re.compile(r"^(```|~~~).*?^\1[ \t]*$", re.S | re.M)
+FRONT_MATTER = re.compile(r"\A---[ \t]*\r?\n(.*?)\r?\n---[ \t]*(?:\r?\n|\Z)", re.DOTALL)
+FENCE = re.compile(r"^(```|~~~).*?^\1[ \t]*$", re.DOTALL | re.MULTILINE)
 MARKUP = ("{%", "%}", "{{", "}}", "<", ">", "|", "`", "](", "**")
 
 
@@ -54,7 +54,7 @@ def prose_only(text: str) -> str:
         closes = len(re.findall(r"</(div|aside|section|details|table)>", line))
         in_block = html_depth > 0 or opens > 0 or stripped.startswith("<")
         html_depth = max(0, html_depth + opens - closes)
-        if in_block or stripped.startswith("|") or stripped.startswith("{%"):
+        if in_block or stripped.startswith(("|", "{%")):
             kept.append("\0")
             continue
         kept.append(INLINE_MARKUP.sub(" \0 ", line))
@@ -106,7 +106,7 @@ def check_row(row: dict, root: Path, where: str) -> list[str]:
 
     for rel in files:
         path = root / rel
-        if path.is_file() and re.search(r"^audience:\s*\[?\s*hr\b", front_matter(path.read_text(encoding="utf-8")), re.M):
+        if path.is_file() and re.search(r"^audience:\s*\[?\s*hr\b", front_matter(path.read_text(encoding="utf-8")), re.MULTILINE):
             errors.append(f"{where}: gold file {rel} is an HR-only page")
     errors += check_quote(quote, files[0], root, where)
 

@@ -187,4 +187,4 @@ class _Clock:
 
 
 def _int(value) -> int:
-    return int(round(value))
+    return round(value)

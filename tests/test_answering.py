@@ -137,7 +137,7 @@ def test_extractive_answer_quotes_cited_passages_verbatim(extractive_assistant, 
 
 
 def test_extractive_abstains_when_the_handbook_does_not_cover_it(extractive_assistant):
-    deltas, answer = run(extractive_assistant.ask(OFF_TOPIC))
+    _, answer = run(extractive_assistant.ask(OFF_TOPIC))
 
     assert answer.abstained and answer.citations == [] and not MARKER.search(answer.text)
     assert "handbook doesn't seem to cover this" in answer.text

@@ -22,7 +22,7 @@ from onboard.cli import app
 SUMMARY = re.compile(
     r"^run (\d+): (\d+) added, (\d+) changed, (\d+) removed, (\d+) unchanged, (\d+) failed, "
     r"(\d+) not supported; chunks \+(\d+) -(\d+); index version (\d+)$",
-    re.M,
+    re.MULTILINE,
 )
 
 
@@ -112,7 +112,7 @@ def test_ingest_reports_a_broken_file_on_stderr_and_still_succeeds(handbook, api
     result = invoke("ingest", str(handbook))
 
     assert result.exit_code == 0, result.output
-    assert re.search(r"^skipped broken\.pdf: broken PDF \(.+\)$", result.stderr, re.M), result.stderr
+    assert re.search(r"^skipped broken\.pdf: broken PDF \(.+\)$", result.stderr, re.MULTILINE), result.stderr
     assert "skipped empty.md: empty file" in result.stderr
     assert "broken.pdf" not in result.stdout
     counts = summary(result)

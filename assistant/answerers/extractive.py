@@ -95,7 +95,7 @@ _REFERS_BACK = re.compile(
     re.IGNORECASE,
 )
 _ABBREVIATIONS = frozenset(
-    "e.g. i.e. vs. mr. mrs. ms. dr. jr. sr. st. no. nos. approx. inc. ltd. co. u.s. a.m. p.m. fig. cf. dept.".split()
+    ["e.g.", "i.e.", "vs.", "mr.", "mrs.", "ms.", "dr.", "jr.", "sr.", "st.", "no.", "nos.", "approx.", "inc.", "ltd.", "co.", "u.s.", "a.m.", "p.m.", "fig.", "cf.", "dept."]
 )
 #: Units shorter than this many words are not worth quoting on their own ("Page last reviewed by:").
 MIN_WORDS = 3
@@ -154,15 +154,15 @@ class Weights:
 
 #: (question asks for it, a unit holds it): who to contact, when or how long, how much or how many.
 ANSWER_TYPES: tuple[tuple[re.Pattern, re.Pattern], ...] = (
-    (re.compile(r"\b(?:who|whom)\b|\b(?:contact|ping|reach|talk to|email|message)\b|\bask\b.{0,40}?\babout\b", re.I),
-     re.compile(r"(?<!\w)#[a-z][\w-]*|\b[\w.+-]+@[\w-]+\.[\w.]+|(?<!\w)@[a-z][\w-]*|\+?\d[\d ()-]{7,}\d", re.I)),
+    (re.compile(r"\b(?:who|whom)\b|\b(?:contact|ping|reach|talk to|email|message)\b|\bask\b.{0,40}?\babout\b", re.IGNORECASE),
+     re.compile(r"(?<!\w)#[a-z][\w-]*|\b[\w.+-]+@[\w-]+\.[\w.]+|(?<!\w)@[a-z][\w-]*|\+?\d[\d ()-]{7,}\d", re.IGNORECASE)),
     (re.compile(r"\bwhen\b|\bhow (?:long|soon|often|early|late|far ahead)\b|\bdeadline\b|\bcut-?off\b"
-                r"|\bby what (?:date|time)\b", re.I),
+                r"|\bby what (?:date|time)\b", re.IGNORECASE),
      re.compile(r"\d|\b(?:monday|tuesday|wednesday|thursday|friday|saturday|sunday|january|february|march|april|may"
                 r"|june|july|august|september|october|november|december|daily|weekly|monthly|annually|yearly|week"
-                r"|month|year|day|hour|minute)s?\b", re.I)),
-    (re.compile(r"\bhow (?:much|many)\b|\bwhat(?:'s| is) the (?:rate|amount|cost|limit|maximum|minimum)\b", re.I),
-     re.compile(r"\d|\b(?:one|two|three|four|five|six|seven|eight|nine|ten|twelve|half)\b", re.I)),
+                r"|month|year|day|hour|minute)s?\b", re.IGNORECASE)),
+    (re.compile(r"\bhow (?:much|many)\b|\bwhat(?:'s| is) the (?:rate|amount|cost|limit|maximum|minimum)\b", re.IGNORECASE),
+     re.compile(r"\d|\b(?:one|two|three|four|five|six|seven|eight|nine|ten|twelve|half)\b", re.IGNORECASE)),
 )
 
 

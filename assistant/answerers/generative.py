@@ -36,8 +36,8 @@ if TYPE_CHECKING:
 
 PROMPTS_DIR = Path(__file__).resolve().parent.parent / "prompts"
 
-_ROLE_LINE = re.compile(r"^\s*<!--\s*role:\s*(system|user|assistant)\s*-->\s*$", re.M)
-_TAG_LIKE = re.compile(r"<\s*+/?\s*+(passages?|conversation|message)\b", re.I)  # possessive: linear on "<   …"
+_ROLE_LINE = re.compile(r"^\s*<!--\s*role:\s*(system|user|assistant)\s*-->\s*$", re.MULTILINE)
+_TAG_LIKE = re.compile(r"<\s*+/?\s*+(passages?|conversation|message)\b", re.IGNORECASE)  # possessive: linear on "<   …"
 _CITATION = re.compile(r"\[(\d{1,3}(?:\s*,\s*\d{1,3})*)\]")
 _ROLES = {"user": "user", "human": "user", "assistant": "assistant", "ai": "assistant"}
 
@@ -115,7 +115,7 @@ def format_history(history: Sequence[tuple[str, str]], *, max_messages: int = 6,
 def clean_rewrite(text: str, original: str) -> str:
     """The rewritten question, or the original when the model replied with something else."""
     line = next((ln.strip() for ln in text.strip().splitlines() if ln.strip()), "")
-    line = re.sub(r"^(standalone question|question)\s*:\s*", "", line, flags=re.I).strip().strip("\"'`").strip()
+    line = re.sub(r"^(standalone question|question)\s*:\s*", "", line, flags=re.IGNORECASE).strip().strip("\"'`").strip()
     if not line or len(line) > max(300, 4 * len(original)):
         return original
     return line
