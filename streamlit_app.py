@@ -35,8 +35,8 @@ def _landing() -> None:
             st.login()
         return
     for name in providers:  # [auth.google], [auth.okta], ...: one button each
-        label = name.replace("_", " ").replace("-", " ").title()
-        if st.button(f"Log in with {label}", icon=":material/login:", type="primary", key=f"login-{name}"):
+        label = " ".join(word[:1].upper() + word[1:] for word in name.replace("_", " ").replace("-", " ").split())
+        if st.button(web.plain(f"Log in with {label}"), icon=":material/login:", type="primary", key=f"login-{name}"):
             st.login(name)
 
 

@@ -146,7 +146,7 @@ def _sources(sources: list[dict], *, abstained: bool = False) -> None:
             where = " › ".join(str(part) for part in (source.get("source"), section) if part)
             if where:
                 st.caption(web.plain(where))
-            if source.get("passage"):  # tables, lists and emphasis render; links, images and HTML stay text
+            if source.get("passage"):  # as answers are: tables and lists render; Markdown links, images, HTML do not
                 st.markdown(web.safe_markdown(source["passage"]))
             url = web.safe_url(source.get("url"))
             if url:
@@ -218,8 +218,13 @@ def _attempts(turn: web.Turn) -> None:
 
 
 def _same_as_before(turn: web.Turn) -> bool:
+    """Whether the answer shown is a completed answer with the very text of the completed one before it."""
     shown = turn.shown
-    return shown > 1 and turn.answer is not None and turn.answer.content == turn.answers[shown - 2][0].content
+    if shown < 2 or turn.answer is None:
+        return False
+    before = turn.answers[shown - 2][0]
+    return (turn.answer.status in web.ANSWERED and before.status in web.ANSWERED
+            and bool(turn.answer.content) and turn.answer.content == before.content)
 
 
 def _question(text: str) -> None:

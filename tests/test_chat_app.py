@@ -306,6 +306,11 @@ def test_a_failing_answer_is_stored_as_failed_and_shown_without_a_traceback(app,
     assert not app.feedback  # a failed answer is not rated...
     assert app.button(key=f"regenerate-{question.id}")  # ...but can be tried again
 
+    ok(app.button(key=f"regenerate-{question.id}").click().run())  # fails the same way again
+    assert [(m.status, m.content) for m in messages(db)[1:]] == [("failed", "Partial ")] * 2
+    assert "Answer 2 of 2" in [c.value for c in app.caption]
+    assert not [c.value for c in app.caption if c.value.startswith("The same as the answer before")]  # not failures
+
 
 def test_an_answer_cut_off_by_streamlit_is_stored_as_interrupted(data_dir, db, monkeypatch):
     """Streamlit stops or reruns a script by raising a BaseException from inside ``st.write_stream``."""

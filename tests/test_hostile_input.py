@@ -77,6 +77,7 @@ def test_a_retrieved_passage_or_message_full_of_spaces_is_answered_in_one_pass()
     contact = ANSWER_TYPES[0][1]
     assert contact.search("1" + " " * 64_000 + "x") is None  # no phone number: one digit, then spaces
     assert contact.search("(" * 64_000 + "1") is None
+    assert contact.search("a." * 40_000) is None  # an address restarted at every dot was quadratic: 80 KB, 14 s
     assert len(answer_types("who ask " * 500 + "when how much")) == 3
 
 

@@ -57,11 +57,12 @@ def test_with_named_providers_the_landing_page_offers_one_login_each():
     at = AppTest.from_file(APP, default_timeout=120)
     provider = {key: AUTH[key] for key in ("client_id", "client_secret", "server_metadata_url")}
     at.secrets["auth"] = {"redirect_uri": AUTH["redirect_uri"], "cookie_secret": AUTH["cookie_secret"],
-                          "google": dict(provider), "contractor_okta": dict(provider)}
+                          "google": dict(provider), "contractor_okta": dict(provider), "SSO": dict(provider)}
     at.user = {"is_logged_in": False}
     at = ok(at.run())
     assert [(b.label, b.key) for b in at.button] == [("Log in with Google", "login-google"),
-                                                      ("Log in with Contractor Okta", "login-contractor_okta")]
+                                                      ("Log in with Contractor Okta", "login-contractor_okta"),
+                                                      ("Log in with SSO", "login-SSO")]  # not "Sso"
 
 
 def test_an_employee_sees_only_the_chat_page(data_dir):

@@ -155,7 +155,9 @@ class Weights:
 #: (question asks for it, a unit holds it): who to contact, when or how long, how much or how many.
 ANSWER_TYPES: tuple[tuple[re.Pattern, re.Pattern], ...] = (
     (re.compile(r"\b(?:who|whom)\b|\b(?:contact|ping|reach|talk to|email|message)\b|\bask\b.{0,40}?\babout\b", re.IGNORECASE),
-     re.compile(r"(?<!\w)#[a-z][\w-]*|\b[\w.+-]+@[\w-]+\.[\w.]+|(?<!\w)@[a-z][\w-]*|\+?\d[\d ()-]{7,}\d", re.IGNORECASE)),
+     # a channel (not an HTML entity), an address, a handle, a phone number (international, or 312-555-0142)
+     re.compile(r"(?<![\w&])#[a-z][\w-]*|(?<![\w.+-])[\w.+-]+@[\w-]+\.[\w.]+|(?<![\w.])@[a-z][\w-]*"
+                r"|\+\d[\d ()-]{7,}\d|\(?\b\d{3}\)?[-. ]\d{3}[-. ]\d{4}\b", re.IGNORECASE)),
     (re.compile(r"\bwhen\b|\bhow (?:long|soon|often|early|late|far ahead)\b|\bdeadline\b|\bcut-?off\b"
                 r"|\bby what (?:date|time)\b", re.IGNORECASE),
      re.compile(r"\d|\b(?:monday|tuesday|wednesday|thursday|friday|saturday|sunday|january|february|march|april|may"
