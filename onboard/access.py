@@ -247,8 +247,7 @@ def check_auth_config(secrets: Mapping[str, Any] | None, *, production: bool) ->
     if secret and production and (weak := _weak_secret(str(secret))):
         problems.append(f"[auth] {weak}")
 
-    named = {k: v for k, v in auth.items() if isinstance(v, Mapping)}
-    providers = named or {"": auth}
+    providers = {name: auth[name] for name in login_providers(secrets)} or {"": auth}
     for label, provider in providers.items():
         section = f"[auth.{label}]" if label else "[auth]"
         problems += [f"{section} {key} is missing" for key in REQUIRED_PROVIDER_KEYS if not provider.get(key)]
