@@ -95,7 +95,10 @@ _REFERS_BACK = re.compile(
     re.IGNORECASE,
 )
 _ABBREVIATIONS = frozenset(
-    ["e.g.", "i.e.", "vs.", "mr.", "mrs.", "ms.", "dr.", "jr.", "sr.", "st.", "no.", "nos.", "approx.", "inc.", "ltd.", "co.", "u.s.", "a.m.", "p.m.", "fig.", "cf.", "dept."]
+    [
+        "e.g.", "i.e.", "vs.", "mr.", "mrs.", "ms.", "dr.", "jr.", "sr.", "st.", "no.", "nos.",
+        "approx.", "inc.", "ltd.", "co.", "u.s.", "a.m.", "p.m.", "fig.", "cf.", "dept.",
+    ]
 )
 #: Units shorter than this many words are not worth quoting on their own ("Page last reviewed by:").
 MIN_WORDS = 3
