@@ -214,6 +214,7 @@ def _report_and_triage(page, server: str, tmp_path: Path) -> None:
     report.click()
     expect(report).to_contain_text("The PTO answer misses <b>carry-over</b>")  # shown as text, not HTML
     page.screenshot(path=str(tmp_path / "ticket-open.png"), full_page=True)
+    _settled(page)  # a run still ending would re-render the selectbox and close its list mid-pick
     status = report.get_by_role("combobox")
     status.click()
     status.fill("In progress")
