@@ -34,11 +34,11 @@ from pathlib import Path, PurePosixPath
 from sqlalchemy import Engine
 from sqlmodel import Session, select
 
-from assistant.chunking import Chunk, chunk_markdown
+from assistant.chunking import Chunk, chunk_markdown, passage_text, search_keys
 from assistant.errors import AssistantError, UnreadableFile
 from assistant.loaders import LoadedDocument, kind_of, load_bytes
 from assistant.manifest import IndexedFile, IngestRun, utcnow
-from assistant.store import PassageStore, drop_collection
+from assistant.store import PARENT_KEY, PassageStore, drop_collection
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +53,8 @@ class IngestOptions:
     chunk_overlap_tokens: int = 30
     #: Chunks embedded per call; files are committed one by one after it.
     embed_batch: int = 256
+    #: Sentences in each search key of a passage (0: no search keys; see ``chunking.search_keys``).
+    key_sentences: int = 2
     #: Audience of documents by folder (relative to the indexed folder), e.g. ``{"hr": ["hr"]}``;
     #: the longest matching folder wins, and a document's own ``audience`` front matter wins over both.
     folder_audiences: dict[str, list[str]] = field(default_factory=dict)
@@ -63,7 +65,9 @@ class IngestOptions:
 
     def fingerprint(self, data: bytes, source: str) -> str:
         """What decides whether a file must be indexed again: its bytes and the settings that shape its chunks."""
-        shaping = f"{self.chunk_tokens}:{self.chunk_overlap_tokens}:{self.audience_for(source)}".encode()
+        shaping = (
+            f"{self.chunk_tokens}:{self.chunk_overlap_tokens}:{self.audience_for(source)}:keys-v1:{self.key_sentences}"
+        ).encode()
         return hashlib.sha256(data + b"\0" + shaping).hexdigest()
 
 
@@ -96,6 +100,8 @@ class _Pending:
     doc: LoadedDocument
     chunks: list[Chunk]
     previous: IndexedFile | None
+    #: Search keys of each chunk, as embedded (with the chunk's headings).
+    keys: list[list[str]] = field(default_factory=list)
 
 
 def discover(path: Path, base: Path | None = None) -> Iterator[tuple[str, Path]]:
@@ -243,22 +249,31 @@ def _prepare(source, file: Path, previous, present, options, embeddings, report)
         log.warning("skipped %s: unexpected error while reading it", source, exc_info=True)
         return None
     doc.metadata.setdefault("audience", options.audience_for(source) or [DEFAULT_AUDIENCE])
-    return _Pending(source, str(file), sha, size, doc, chunks, previous)
+    keys = [[passage_text(doc.title, c.section, key) for key in search_keys(c.text, options.key_sentences)] for c in chunks]
+    return _Pending(source, str(file), sha, size, doc, chunks, previous, keys)
 
 
 def _flush(pending: list[_Pending], store: PassageStore, embeddings, engine: Engine, report: IngestReport) -> None:
     if not pending:
         return
     texts = [c.embedding_text(p.doc.title) for p in pending for c in p.chunks]
+    texts += [key for p in pending for keys in p.keys for key in keys]
     vectors = iter(embeddings.embed_documents(texts))
-    for item in pending:
-        vecs = [next(vectors) for _ in item.chunks]
-        store.upsert(
-            ids=[c.id for c in item.chunks],
-            embeddings=vecs,
-            documents=[c.text for c in item.chunks],
-            metadatas=[_metadata(item, c) for c in item.chunks],
-        )
+    chunk_vectors = [[next(vectors) for _ in item.chunks] for item in pending]
+    for item, vecs in zip(pending, chunk_vectors, strict=True):
+        metadatas = [_metadata(item, c) for c in item.chunks]
+        store.upsert(ids=[c.id for c in item.chunks], embeddings=vecs, documents=[c.text for c in item.chunks],
+                     metadatas=metadatas)
+        key_ids, key_vectors, key_metadatas = [], [], []
+        for chunk, meta, keys in zip(item.chunks, metadatas, item.keys, strict=True):
+            for n, _ in enumerate(keys):
+                key_ids.append(f"{chunk.id}:{n}")
+                key_vectors.append(next(vectors))
+                key_metadatas.append({**meta, PARENT_KEY: chunk.id})
+        if item.previous:  # a chunk kept from before may have had other keys (another ``key_sentences``)
+            store.delete_keys([c.id for c in item.chunks])
+        if key_ids:
+            store.upsert_keys(ids=key_ids, embeddings=key_vectors, metadatas=key_metadatas)
         new_ids = [c.id for c in item.chunks]
         old_ids = set(item.previous.chunk_ids) if item.previous else set()
         with Session(engine) as session:
@@ -329,7 +344,7 @@ def rebuilt_store(client, engine: Engine, name: str, model_id: str) -> PassageSt
 
 
 def _collect_garbage(store: PassageStore, engine: Engine, report: IngestReport) -> None:
-    """Delete chunks no file owns: leftovers of an interrupted run."""
+    """Delete chunks no file owns, and search keys of chunks that are gone: leftovers of an interrupted run."""
     with Session(engine) as session:
         owned = {cid for ids in session.exec(select(IndexedFile.chunk_ids).where(IndexedFile.collection == store.name)) for cid in ids}
     orphans = sorted(store.ids() - owned)
@@ -337,6 +352,10 @@ def _collect_garbage(store: PassageStore, engine: Engine, report: IngestReport) 
         store.delete(orphans)
         report.chunks_removed += len(orphans)
         log.info("removed %d orphaned chunks", len(orphans))
+    stray = sorted(store.key_parents() - owned)
+    if stray:
+        store.delete_keys(stray)
+        log.info("removed the search keys of %d chunks that are gone", len(stray))
 
 
 def _finish(engine: Engine, run_id: int, report: IngestReport, status: str) -> None:

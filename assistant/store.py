@@ -16,6 +16,13 @@ from assistant.errors import IndexMismatch
 
 MODEL_KEY = "embedding_model"
 VERSION_KEY = "index_version"
+#: Metadata of a search key naming the passage it finds (see :func:`assistant.chunking.search_keys`).
+PARENT_KEY = "of"
+
+
+def keys_name(name: str) -> str:
+    """The collection holding the search keys of the passages in collection ``name``."""
+    return f"{name}-keys"
 
 
 @dataclass(frozen=True)
@@ -49,25 +56,35 @@ def make_client(location: ChromaLocation):
 
 
 class PassageStore:
-    """One Chroma collection, bound to the embedding model that built it."""
+    """One Chroma collection of passages, bound to the embedding model that built it, and one of their search keys.
+
+    A search key is a smaller piece of a passage (a sentence window, a table
+    row) with its own vector and the passage's metadata; it only ever points
+    at its passage (``of``), which is what retrieval returns.
+    """
 
     def __init__(self, client, name: str, model_id: str) -> None:
         self.client = client
         self.name = name
         self.model_id = model_id
-        self.collection = client.get_or_create_collection(
+        self.collection = self._open(name)
+        self.keys = self._open(keys_name(name))
+
+    def _open(self, name: str):
+        collection = self.client.get_or_create_collection(
             name,
             configuration={"hnsw": {"space": "cosine"}},
-            metadata={MODEL_KEY: model_id, VERSION_KEY: 0},
+            metadata={MODEL_KEY: self.model_id, VERSION_KEY: 0},
             embedding_function=None,
         )
-        recorded = (self.collection.metadata or {}).get(MODEL_KEY)
-        if recorded != model_id:
+        recorded = (collection.metadata or {}).get(MODEL_KEY)
+        if recorded != self.model_id:
             raise IndexMismatch(
-                f"The index {name!r} was built with the embedding model {recorded!r}, "
-                f"but {model_id!r} is configured. Re-index with `onboard ingest --rebuild PATH...` "
+                f"The index {self.name!r} was built with the embedding model {recorded!r}, "
+                f"but {self.model_id!r} is configured. Re-index with `onboard ingest --rebuild PATH...` "
                 "or configure the original model."
             )
+        return collection
 
     @property
     def version(self) -> int:
@@ -89,6 +106,7 @@ class PassageStore:
         type(self.client).clear_system_cache()
         self.client = make_client(ChromaLocation(path=Path(settings.persist_directory)))
         self.collection = self.client.get_collection(self.name, embedding_function=None)
+        self.keys = self._open(keys_name(self.name))
         return True
 
     def continue_from(self, version: int) -> None:
@@ -118,19 +136,45 @@ class PassageStore:
                 metadatas=metadatas[start:end],
             )
 
+    def upsert_keys(self, *, ids: list[str], embeddings, metadatas: list[dict]) -> None:
+        """Search keys; each metadata names its passage under ``of``."""
+        step = 2000
+        for start in range(0, len(ids), step):
+            end = start + step
+            self.keys.upsert(ids=ids[start:end], embeddings=embeddings[start:end], metadatas=metadatas[start:end])
+
     def delete(self, ids: list[str]) -> None:
+        """Passages, with their search keys."""
+        self.delete_keys(ids)
         step = 2000
         for start in range(0, len(ids), step):
             self.collection.delete(ids=ids[start : start + step])
 
+    def delete_keys(self, ids: list[str]) -> None:
+        """The search keys of these passages."""
+        step = 500
+        for start in range(0, len(ids), step):
+            self.keys.delete(where={PARENT_KEY: {"$in": ids[start : start + step]}})
+
+    def key_parents(self) -> set[str]:
+        """The passages the stored search keys point at (some may be gone: leftovers of an interrupted run).
+
+        Read from the keys' ids (``<passage id>:<n>``), which costs far less than their metadata.
+        """
+        return {key.rpartition(":")[0] for key in self.keys.get(include=[])["ids"]}
+
 
 def drop_collection(client, name: str) -> int:
-    """Remove a collection if it exists (used by ``ingest --rebuild``); returns its last index version (or 0).
+    """Remove a collection and its search keys if they exist (used by ``ingest --rebuild``); returns its last
+    index version (or 0).
 
     The rebuilt collection continues from that version (:meth:`PassageStore.continue_from`), so a running
     app sees a new version and reloads, instead of mistaking the rebuilt index for the one it has.
     """
-    if name not in {getattr(c, "name", c) for c in client.list_collections()}:
+    existing = {getattr(c, "name", c) for c in client.list_collections()}
+    if keys_name(name) in existing:
+        client.delete_collection(keys_name(name))
+    if name not in existing:
         return 0
     version = int((client.get_collection(name, embedding_function=None).metadata or {}).get(VERSION_KEY, 0))
     client.delete_collection(name)

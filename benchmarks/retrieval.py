@@ -65,6 +65,7 @@ def bench_ingest(settings: Settings, embeddings, corpus: Path) -> tuple[dict, Kn
         "chunks": chunks,
         "seconds": round(first, 2),
         "chunks_per_s": round(chunks / first, 1),
+        "search_keys": store.keys.count(),
         "reingest_unchanged_s": round(second, 3),
         "reingest_unchanged_files": again.unchanged,
     }
@@ -120,6 +121,13 @@ def bench_synthetic(settings: Settings, embeddings, kb: KnowledgeBase, size: int
     source = kb.store.collection.get(include=["documents", "embeddings"])
     words = " ".join(source["documents"]).split()
     vectors = np.asarray(source["embeddings"], dtype=np.float32)
+    # Each synthetic chunk gets the search keys of the real chunk it copies (about 2.5 per chunk on 18F).
+    keys = kb.store.keys.get(include=["embeddings"])
+    key_vectors = np.asarray(keys["embeddings"], dtype=np.float32).reshape(len(keys["ids"]), -1)
+    position = {cid: i for i, cid in enumerate(source["ids"])}
+    keys_of: list[list[int]] = [[] for _ in source["ids"]]
+    for row, key in enumerate(keys["ids"]):
+        keys_of[position[key.rpartition(":")[0]]].append(row)
     rng = np.random.default_rng(7)
     shuffle = random.Random(7)
     synthetic = Settings(data_dir=settings.data_dir / "synthetic", collection="synthetic")
@@ -136,6 +144,13 @@ def bench_synthetic(settings: Settings, embeddings, kb: KnowledgeBase, size: int
         metas = [{"source": f"synthetic/{(offset + i) // 20}.md", "title": "Synthetic", "section": "", "audience": ["all"]}
                  for i in range(n)]
         store.upsert(ids=ids, embeddings=batch.tolist(), documents=texts, metadatas=metas)
+        rows = [(cid, n, row) for cid, pick in zip(ids, picks, strict=True) for n, row in enumerate(keys_of[pick])]
+        if rows:
+            moved = key_vectors[[row for _, _, row in rows]] + rng.normal(0, 0.05, (len(rows), vectors.shape[1])).astype(np.float32)
+            moved /= np.linalg.norm(moved, axis=1, keepdims=True)
+            meta_of = dict(zip(ids, metas, strict=True))
+            store.upsert_keys(ids=[f"{cid}:{n}" for cid, n, _ in rows], embeddings=moved.tolist(),
+                              metadatas=[{**meta_of[cid], "of": cid} for cid, _, _ in rows])
     store.bump_version()
     load_s = time.perf_counter() - start
     big = KnowledgeBase(store, embeddings, settings.retrieval)
@@ -149,6 +164,7 @@ def bench_synthetic(settings: Settings, embeddings, kb: KnowledgeBase, size: int
         filtered.append((time.perf_counter() - t0) * 1000)
     return {
         "chunks": store.count(),
+        "search_keys": store.keys.count(),
         "load_s": round(load_s, 1),
         "keyword_index_build_s": round(keyword_build_s, 1),
         **time_queries(big, questions, repeat=2),

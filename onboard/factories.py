@@ -93,6 +93,7 @@ def ingest_options(settings: Settings) -> IngestOptions:
         max_file_bytes=int(cfg.max_file_mb * 1_000_000),
         chunk_tokens=cfg.chunk_tokens,
         chunk_overlap_tokens=cfg.chunk_overlap_tokens,
+        key_sentences=cfg.key_sentences,
         folder_audiences=dict(cfg.folder_audiences),
     )
 

@@ -46,6 +46,8 @@ class IngestSettings(BaseModel):
     max_file_mb: float = Field(20.0, gt=0)
     chunk_tokens: int = Field(220, ge=32, le=2048)
     chunk_overlap_tokens: int = Field(30, ge=0)
+    #: Sentences in each search key of a passage (0: none; changing it re-indexes every file).
+    key_sentences: int = Field(2, ge=0, le=10)
     #: Audience by folder, e.g. ``{"hr": ["hr"], "managers": ["managers", "hr"]}``
     #: (``ONBOARD_INGEST__FOLDER_AUDIENCES`` as JSON); front matter ``audience`` wins.
     folder_audiences: dict[str, list[str]] = {}

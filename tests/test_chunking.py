@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from assistant.chunking import chunk_id, chunk_markdown, sections
+from assistant.chunking import chunk_id, chunk_markdown, search_keys, sections
 
 
 def count_words(text: str) -> int:
@@ -180,3 +180,36 @@ def test_heading_without_body_gives_no_chunk():
 def test_empty_markdown_gives_no_chunks():
     assert chunk("", title="x") == []
     assert chunk("# Only a heading\n", title="x") == []
+
+
+# --- search keys ------------------------------------------------------------------------------------
+
+
+def test_search_keys_are_sentence_pairs_of_each_paragraph_and_table_rows():
+    text = (
+        "Book vacation in the HR portal. Tell your manager two weeks ahead. Sick days need no booking.\n\n"
+        "| Topic | Team |\n| --- | --- |\n| Laptops | IT |\n| Payroll | People Ops |\n\n"
+        "Too short here.\n\n"
+        "One paragraph of a single sentence with enough words."
+    )
+    assert search_keys(text) == [
+        "| Laptops | IT |",
+        "| Payroll | People Ops |",
+        "Book vacation in the HR portal. Tell your manager two weeks ahead.",
+        "Tell your manager two weeks ahead. Sick days need no booking.",
+        "One paragraph of a single sentence with enough words.",
+    ]
+
+
+def test_a_passage_that_is_one_window_gets_no_key_and_zero_sentences_turns_keys_off():
+    assert search_keys("Laptops are replaced every three years. Ask IT.") == []
+    assert search_keys("Book vacation in the HR portal. Tell your manager. Sick days need no booking.", 0) == []
+    assert search_keys("A. B. C.", 3) == []  # under min_words
+
+
+def test_search_keys_of_a_long_paragraph_with_wider_windows():
+    text = "First one is here. Second one is here. Third one is here. Fourth one is here."
+    assert search_keys(text, 3) == [
+        "First one is here. Second one is here. Third one is here.",
+        "Second one is here. Third one is here. Fourth one is here.",
+    ]

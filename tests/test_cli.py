@@ -17,6 +17,7 @@ from helpers_kb import HANDBOOK, write_docs
 from sqlalchemy import create_engine, inspect, text
 from typer.testing import CliRunner
 
+from assistant.store import ChromaLocation, keys_name, make_client
 from onboard.cli import app
 
 SUMMARY = re.compile(
@@ -85,7 +86,9 @@ def test_ingest_prints_the_summary_and_reports_unchanged_files_the_second_time(h
     assert (one["added"], one["changed"], one["removed"], one["unchanged"], one["failed"]) == (len(HANDBOOK), 0, 0, 0, 0)
     assert one["plus"] > 0 and one["version"] == 1
     sent = len(api_embeddings.inputs())
-    assert sent == one["plus"]  # each new chunk embedded once through the endpoint
+    keys = make_client(ChromaLocation(path=tmp_path / "data" / "chroma")).get_collection(keys_name("handbook")).count()
+    assert keys > 0
+    assert sent == one["plus"] + keys  # each new chunk and each of its search keys embedded once through the endpoint
 
     second = invoke("ingest", str(handbook))
     assert second.exit_code == 0, second.output

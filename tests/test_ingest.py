@@ -12,7 +12,7 @@ import pytest
 from conftest import FakeEmbeddings
 from helpers_kb import HANDBOOK, embedded_texts, manifest, manifest_ids, runs, write_docs
 
-from assistant.chunking import chunk_markdown
+from assistant.chunking import chunk_markdown, passage_text, search_keys
 from assistant.errors import EmbeddingError, IndexMismatch
 from assistant.ingest import IngestOptions, ingest
 from assistant.loaders import load_bytes
@@ -64,10 +64,14 @@ def test_first_run_adds_everything(root, store, fake_embeddings, engine):
     all_ids = {c.id for _, chunks in expected.values() for c in chunks}
     assert store.ids() == all_ids == manifest_ids(engine, store.name)
     assert report.chunks_added == len(all_ids) == store.count()
-    # The fake was asked to embed exactly each chunk's heading-prefixed text, once.
+    # The fake was asked to embed exactly each chunk's heading-prefixed text, and each of its search keys, once.
+    keys = [passage_text(doc.title, c.section, key) for doc, chunks in expected.values() for c in chunks
+            for key in search_keys(c.text)]
+    assert keys, "laptop.md's paragraph has three sentences: two windows"
     assert sorted(embedded_texts(fake_embeddings)) == sorted(
-        c.embedding_text(doc.title) for doc, chunks in expected.values() for c in chunks
+        [c.embedding_text(doc.title) for doc, chunks in expected.values() for c in chunks] + keys
     )
+    assert store.keys.count() == len(keys)
     rows = manifest(engine, store.name)
     assert set(rows) == set(ALL)
     assert rows["time-off.md"].title == "Time off" and rows["time-off.md"].kind == "markdown"
@@ -396,7 +400,7 @@ def test_collection_emptied_behind_the_manifest_is_repaired(root, store, fake_em
     assert store.ids() == clean
     assert sorted(report.changed) == ALL
     assert report.unchanged == 0
-    assert len(embedded_texts(fake_embeddings)) == len(clean)
+    assert len(embedded_texts(fake_embeddings)) == len(clean) + store.keys.count()
     assert report.index_version == 2
 
 
@@ -577,3 +581,67 @@ def test_a_retired_folder_is_removed_and_other_outside_files_are_kept(tmp_path, 
     assert report.outside == [str(other / "misc.md")]
     assert set(stored(store)) == {*ALL, "misc.md"}
     assert store.ids() == manifest_ids(engine, store.name)
+
+
+# --- search keys ------------------------------------------------------------------------------------
+
+
+def key_rows(store) -> list[tuple[str, dict]]:
+    got = store.keys.get(include=["metadatas"])
+    return list(zip(got["ids"], got["metadatas"], strict=True))
+
+
+def test_search_keys_are_stored_for_their_chunk_with_its_metadata(root, store, fake_embeddings, engine):
+    run(root, store, fake_embeddings, engine)
+    rows = key_rows(store)
+    assert rows, "the handbook's multi-sentence paragraphs give keys"
+    chunks = store.collection.get(include=["metadatas", "documents"])
+    meta_of = dict(zip(chunks["ids"], chunks["metadatas"], strict=True))
+    text_of = dict(zip(chunks["ids"], chunks["documents"], strict=True))
+    for key, meta in rows:
+        parent = meta.pop("of")
+        assert key.rpartition(":")[0] == parent
+        assert meta == meta_of[parent]  # audience included: a filtered search filters keys alike
+    # Every key of the laptop passage was embedded with the passage's headings, as the passage itself is.
+    laptop = next(cid for cid, text in text_of.items() if "IT ships a laptop" in text)
+    expected = [f"Laptops\n\n{key}" for key in search_keys(text_of[laptop])]
+    assert len(expected) == 2 and set(expected) <= set(embedded_texts(fake_embeddings))
+    assert sum(1 for key, _ in rows if key.startswith(laptop)) == len(expected)
+
+
+def test_keys_of_changed_and_deleted_files_go_with_their_chunks(root, store, fake_embeddings, engine):
+    run(root, store, fake_embeddings, engine)
+    assert {meta["source"] for _, meta in key_rows(store)} == {"it/laptop.md"}
+    (root / "time-off.md").write_text("# Time off\n\nAsk your manager first. Then book it in the portal. Enjoy it.\n")
+    (root / "it" / "laptop.md").unlink()
+    run(root, store, fake_embeddings, engine)
+    assert store.key_parents() <= store.ids()
+    assert "it/laptop.md" not in {meta["source"] for _, meta in key_rows(store)}
+    time_off = [meta for _, meta in key_rows(store) if meta["source"] == "time-off.md"]
+    assert len(time_off) == 2  # the new paragraph's two windows, none of the old ones
+
+
+def test_keys_left_by_an_interrupted_run_are_removed_by_the_next(root, store, fake_embeddings, engine):
+    run(root, store, fake_embeddings, engine)
+    clean = sorted(store.keys.get(include=[])["ids"])
+    store.upsert_keys(ids=["gone:0"], embeddings=fake_embeddings.embed_documents(["a stray key"]),
+                      metadatas=[{"of": "gone", "source": "ghost.md"}])
+    report = run(root, store, fake_embeddings, engine)
+    assert sorted(store.keys.get(include=[])["ids"]) == clean
+    assert report.unchanged == len(ALL)
+
+
+def test_turning_keys_off_reindexes_and_removes_them(root, store, fake_embeddings, engine):
+    run(root, store, fake_embeddings, engine)
+    assert store.keys.count() > 0
+    report = run(root, store, fake_embeddings, engine, key_sentences=0)
+    assert sorted(report.changed) == ALL, "the key setting shapes the index, like the chunk size"
+    assert store.keys.count() == 0
+    assert store.ids() == clean_ids_with(root, store.client, engine, key_sentences=0)
+
+
+def clean_ids_with(root, chroma_client, engine, **options) -> set[str]:
+    fake = FakeEmbeddings()
+    fresh = PassageStore(chroma_client, f"clean-{uuid.uuid4().hex[:8]}", fake.model_id)
+    run(root, fresh, fake, engine, **options)
+    return fresh.ids()

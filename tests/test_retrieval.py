@@ -8,6 +8,7 @@ from helpers_kb import HANDBOOK, write_docs
 from langchain_core.documents import Document
 from langchain_core.runnables import RunnableLambda
 
+from assistant.chunking import search_keys
 from assistant.errors import IndexEmpty
 from assistant.ingest import ingest
 from assistant.keyword import KeywordIndex, chroma_where, tokenize
@@ -386,3 +387,70 @@ def test_empty_keyword_index():
     assert len(index) == 0
     assert index.search("anything", k=3) == []
     assert index.idf("anything") > 0
+
+
+# --- search keys ---------------------------------------------------------------------------------
+
+LONG_PAGE = {
+    "travel.md": """
+        # Travel
+
+        Trains are booked in TripDesk. Flights need approval from your manager. Hotels are booked
+        through the agency. Taxis are fine after ten at night. Receipts go to Finance within a month.
+        Per diem covers meals. Lounges are not covered. Seats with extra room need a reason.
+        Rental cars need the agency. Mileage is paid at the federal rate.
+    """,
+    "bikes.md": """
+        # Bikes
+
+        Bike racks are in the garage.
+    """,
+}
+
+
+@pytest.mark.parametrize("key_sentences", [2, 0])
+def test_a_passage_is_found_through_its_best_sentence_window(tmp_path, store, fake_embeddings, sqlite_engine,
+                                                             key_sentences):
+    from assistant.ingest import IngestOptions
+
+    root = write_docs(tmp_path / "handbook", LONG_PAGE)
+    ingest([root], store=store, embeddings=fake_embeddings, engine=sqlite_engine,
+           options=IngestOptions(key_sentences=key_sentences))
+    question = "are taxis fine after ten at night"
+    result = KnowledgeBase(store, fake_embeddings).retrieve(question, mode="dense")
+    top = result.documents[0]
+    chunk_cosine = float(np.dot(fake_embeddings.embed_query(question),
+                                fake_embeddings.embed_query(f"Travel\n\n{top.page_content}")))
+    if key_sentences:
+        assert top.metadata["source"] == "travel.md"
+        q = fake_embeddings.embed_query(question)
+        best_window = max(float(np.dot(q, fake_embeddings.embed_query(f"Travel\n\n{key}")))
+                          for key in search_keys(top.page_content))
+        assert top.metadata["dense_score"] == pytest.approx(best_window, abs=1e-5)
+        assert top.metadata["dense_score"] > chunk_cosine + 0.1
+        assert result.answerability.signals  # the verdict is judged on the same, better score
+    else:  # without keys the long page's one vector is diluted by everything else it says
+        assert top.metadata["dense_score"] == pytest.approx(chunk_cosine, abs=1e-5)
+
+
+def test_a_search_key_never_returns_a_passage_outside_the_filter(tmp_path, store, fake_embeddings, sqlite_engine):
+    docs = {"hr/pay.md": "---\naudience: hr\n---\n# Pay\n\nBands move each year. Taxis are fine after ten at night."
+            " Raises follow the review.\n", **LONG_PAGE}
+    root = write_docs(tmp_path / "handbook", docs)
+    ingest([root], store=store, embeddings=fake_embeddings, engine=sqlite_engine)
+    kb = KnowledgeBase(store, fake_embeddings)
+    for mode in ("dense", "hybrid"):
+        seen = sources(kb.retrieve("are taxis fine after ten at night", mode=mode, where={"audience": ["all"]}))
+        assert "hr/pay.md" not in seen and seen[0] == "travel.md"
+
+
+def test_an_index_without_search_keys_still_answers_and_says_how_to_add_them(tmp_path, store, fake_embeddings,
+                                                                             sqlite_engine, caplog):
+    from assistant.ingest import IngestOptions
+
+    root = write_docs(tmp_path / "handbook", LONG_PAGE)
+    ingest([root], store=store, embeddings=fake_embeddings, engine=sqlite_engine, options=IngestOptions(key_sentences=0))
+    with caplog.at_level("WARNING", logger="assistant.retrieval"):
+        result = KnowledgeBase(store, fake_embeddings).retrieve("are taxis fine after ten at night")
+    assert sources(result)[0] == "travel.md"
+    assert "no search keys" in caplog.text and "onboard ingest" in caplog.text

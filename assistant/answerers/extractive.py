@@ -76,6 +76,7 @@ import numpy as np
 from langchain_core.documents import Document
 
 from assistant.keyword import tokenize
+from assistant.sentences import split_sentences
 
 UnitKind = Literal["sentence", "row", "code"]
 
@@ -86,19 +87,11 @@ _TABLE_SEPARATOR = re.compile(r"^\s*+\|?\s*+:?-{3,}+:?\s*+(\|\s*+:?-{3,}+:?\s*+)
 _LIST_ITEM = re.compile(r"^\s*(?:[-*+]|\d{1,3}[.)])\s+")
 _HEADING = re.compile(r"^\s{0,3}#{1,6}\s")
 _QUOTE = re.compile(r"^(?:\s*>\s?)+")  # block quote markers, nested ones too
-# A sentence ends at . ! or ? (closing quotes and brackets stay with it) before a space and a capital or digit.
-_SENTENCE_END = re.compile(r"""[.!?]["'\u201d\u2019)\]]*(?=\s+["'\u201c\u2018(\[*_]*[A-Z0-9])""")
 # A sentence opening with one of these refers back to the one before it ("They are available 6am-9pm ET.").
 _REFERS_BACK = re.compile(
     r"^[\W_]*(?:they|this|it|these|those|that|he|she|such|then|otherwise|however|also|instead|therefore|so"
     r"|if so|if not|in (?:that|this) case|as a result)\b",
     re.IGNORECASE,
-)
-_ABBREVIATIONS = frozenset(
-    [
-        "e.g.", "i.e.", "vs.", "mr.", "mrs.", "ms.", "dr.", "jr.", "sr.", "st.", "no.", "nos.",
-        "approx.", "inc.", "ltd.", "co.", "u.s.", "a.m.", "p.m.", "fig.", "cf.", "dept.",
-    ]
 )
 #: Units shorter than this many words are not worth quoting on their own ("Page last reviewed by:").
 MIN_WORDS = 3
@@ -177,25 +170,6 @@ def answer_types(question: str) -> list[re.Pattern]:
 
 
 # -- cutting passages into units -------------------------------------------------------------
-
-
-def split_sentences(text: str) -> list[str]:
-    """Sentences of one paragraph, verbatim (common abbreviations do not end a sentence)."""
-    sentences: list[str] = []
-    start = 0
-    for match in _SENTENCE_END.finditer(text):
-        end = word = match.start() + 1
-        while word > start and not text[word - 1].isspace():  # back over the last word only, not the sentence
-            word -= 1
-        last_word = text[word:end].lstrip("(\"'*_").lower()
-        if last_word in _ABBREVIATIONS or re.fullmatch(r"[a-z]\.", last_word):
-            continue
-        sentences.append(text[start : match.end()].strip())
-        start = match.end()
-    rest = text[start:].strip()
-    if rest:
-        sentences.append(rest)
-    return [s for s in sentences if s]
 
 
 def split_passage(text: str, passage: int = 0) -> list[Unit]:
