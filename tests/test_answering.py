@@ -230,6 +230,15 @@ def test_a_code_block_in_a_block_quote_ends_at_its_quoted_fence_and_nested_quote
     assert split_passage("```\n> a shell prompt\n```")[0].text == "```\n> a shell prompt\n```"  # code stays code
 
 
+def test_code_fences_in_passages_close_as_in_commonmark_and_as_chunking_sees_them():
+    # A fence line with text after it does not close the block, a longer one does, another kind does not.
+    text = "```\nrm -rf build\n``` not a closer\n~~~\nmake\n````\n\nAfter the code. It worked."
+    assert [(u.kind, u.text) for u in split_passage(text)] == [
+        ("code", "```\nrm -rf build\n``` not a closer\n~~~\nmake\n````"),
+        ("sentence", "After the code."), ("sentence", "It worked."),
+    ]
+
+
 def test_each_lead_in_gets_its_first_unit_when_the_budget_is_spent():
     steps = "Before you travel, do these steps:\n\n- Book the flight early.\n- Book the hotel early.\n- Pack a charger."
     more = "Before you travel abroad, do these steps:\n\n- Check the passport.\n- Tell your bank."

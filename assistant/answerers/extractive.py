@@ -75,12 +75,12 @@ from typing import Literal
 import numpy as np
 from langchain_core.documents import Document
 
+from assistant.chunking import code_fence
 from assistant.keyword import tokenize
 from assistant.sentences import split_sentences
 
 UnitKind = Literal["sentence", "row", "code"]
 
-_FENCE = re.compile(r"^\s*(`{3,}|~{3,})")
 # Possessive quantifiers: a passage can be one 30-token line of thousands of spaces, and backtracking over it
 # took seconds per answer.
 _TABLE_SEPARATOR = re.compile(r"^\s*+\|?\s*+:?-{3,}+:?\s*+(\|\s*+:?-{3,}+:?\s*+)*+\|?\s*+$")
@@ -217,16 +217,17 @@ def _blocks(text: str) -> list[tuple[str, list[str]]]:
             if fence is None:
                 quoted_fence = unquoted != raw
             raw = unquoted
-        fence_match = _FENCE.match(raw)
         if fence is not None:
             lines.append(raw)
-            if fence_match and fence_match.group(1)[0] == fence[0] and len(fence_match.group(1)) >= len(fence):
+            fence, _ = code_fence(raw, fence)
+            if fence is None:
                 flush()
-                fence, kind = None, "prose"
+                kind = "prose"
             continue
-        if fence_match:
+        opened, _ = code_fence(raw, None)
+        if opened is not None:
             flush()
-            fence, kind, lines = fence_match.group(1), "code", [raw]
+            fence, kind, lines = opened, "code", [raw]
             continue
         line = raw.strip()
         if _HEADING.match(raw):
