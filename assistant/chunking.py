@@ -53,16 +53,21 @@ def search_keys(text: str, sentences: int = 2, min_words: int = 5) -> list[str]:
     (the dense score of a passage is the best of its own and its keys').
     Keys are each table row (without its header) and every run of
     ``sentences`` consecutive sentences of each paragraph with at least
-    ``min_words`` words; a key equal to the whole passage is left out.
+    ``min_words`` words (code blocks are not cut into sentences); a key
+    equal to the whole passage is left out.
     Measured on the 18F set: see ``assistant.retrieval``.
     """
     if sentences <= 0:
         return []
     keys: list[str] = []
     whole = " ".join(text.split())
-    lines = text.split("\n")
+    lines, fence = [], None
+    for line in text.split("\n"):  # code blocks are no sentences: blanked out
+        fence, toggled = code_fence(line, fence)
+        lines.append("" if fence is not None or toggled else line)
+    text = "\n".join(lines)
     for i in range(len(lines) - 1):  # rows below a header and its separator line
-        if _TABLE_ROW.match(lines[i]) and _TABLE_SEPARATOR.match(lines[i + 1]):
+        if _TABLE_ROW.match(lines[i]) and "|" in lines[i + 1] and _TABLE_SEPARATOR.match(lines[i + 1]):
             j = i + 2
             while j < len(lines) and _TABLE_ROW.match(lines[j]):
                 keys.append(lines[j].strip())

@@ -178,6 +178,7 @@ def ingest(
 
 def _ingest(roots, store, embeddings, engine, options, progress, report: IngestReport, prune, retire) -> None:
     present = store.ids()
+    present_keys = store.key_ids()
     with Session(engine) as session:
         known = {row.path: row for row in session.exec(select(IndexedFile).where(IndexedFile.collection == store.name))}
     files = {str(file): source for root in roots for source, file in discover(root, _citation_base(root, known))}
@@ -194,10 +195,10 @@ def _ingest(roots, store, embeddings, engine, options, progress, report: IngestR
         if item is None:
             continue
         pending.append(item)
-        if sum(len(p.chunks) for p in pending) >= options.embed_batch:
-            _flush(pending, store, embeddings, engine, report)
+        if sum(len(p.chunks) + sum(map(len, p.keys)) for p in pending) >= options.embed_batch:
+            _flush(pending, store, embeddings, engine, report, present_keys)
             pending = []
-    _flush(pending, store, embeddings, engine, report)
+    _flush(pending, store, embeddings, engine, report, present_keys)
     for root in roots:
         _remove_missing(root, known, seen, store, engine, report)
     outside = [row for path, row in known.items() if not any(_within(path, root) for root in roots)]
@@ -253,7 +254,13 @@ def _prepare(source, file: Path, previous, present, options, embeddings, report)
     return _Pending(source, str(file), sha, size, doc, chunks, previous, keys)
 
 
-def _flush(pending: list[_Pending], store: PassageStore, embeddings, engine: Engine, report: IngestReport) -> None:
+def _flush(pending: list[_Pending], store: PassageStore, embeddings, engine: Engine, report: IngestReport,
+           present_keys: dict[str, set[str]]) -> None:
+    """Embed and store the pending files' chunks and keys, then record each file in the manifest.
+
+    ``present_keys`` (key ids by chunk, as stored when the run began) tells which keys of a kept
+    chunk are stale: another ``key_sentences``, or a run interrupted before its manifest commit.
+    """
     if not pending:
         return
     texts = [c.embedding_text(p.doc.title) for p in pending for c in p.chunks]
@@ -270,8 +277,9 @@ def _flush(pending: list[_Pending], store: PassageStore, embeddings, engine: Eng
                 key_ids.append(f"{chunk.id}:{n}")
                 key_vectors.append(next(vectors))
                 key_metadatas.append({**meta, PARENT_KEY: chunk.id})
-        if item.previous:  # a chunk kept from before may have had other keys (another ``key_sentences``)
-            store.delete_keys([c.id for c in item.chunks])
+        stale_keys = sorted({key for c in item.chunks for key in present_keys.get(c.id, ())} - set(key_ids))
+        if stale_keys:
+            store.keys.delete(ids=stale_keys)
         if key_ids:
             store.upsert_keys(ids=key_ids, embeddings=key_vectors, metadatas=key_metadatas)
         new_ids = [c.id for c in item.chunks]
@@ -352,7 +360,7 @@ def _collect_garbage(store: PassageStore, engine: Engine, report: IngestReport) 
         store.delete(orphans)
         report.chunks_removed += len(orphans)
         log.info("removed %d orphaned chunks", len(orphans))
-    stray = sorted(store.key_parents() - owned)
+    stray = sorted(set(store.key_ids()) - owned)
     if stray:
         store.delete_keys(stray)
         log.info("removed the search keys of %d chunks that are gone", len(stray))

@@ -47,7 +47,7 @@ from assistant.answerability import AbstentionConfig, Answerability, judge
 from assistant.chunking import passage_text
 from assistant.errors import IndexEmpty
 from assistant.keyword import Filter, KeywordIndex, chroma_where, matches, tokenize
-from assistant.store import PassageStore
+from assistant.store import PARENT_KEY, PassageStore
 
 Mode = Literal["hybrid", "dense", "keyword"]
 
@@ -134,9 +134,10 @@ class KnowledgeBase:
                 self._keys = self.store.keys.count() > 0
                 if not self._keys and len(self._keyword):
                     log.warning(
-                        "the index %r has no search keys (built before they existed, or with "
-                        "ONBOARD_INGEST__KEY_SENTENCES=0): the abstention threshold is calibrated with them; "
-                        "`onboard ingest PATH...` adds them", self.store.name)
+                        "the index %r has no search keys (it was built before they existed, or with "
+                        "ONBOARD_INGEST__KEY_SENTENCES=0, or its passages are too short to have any): the "
+                        "abstention threshold was calibrated with them; `onboard ingest --rebuild PATH...` "
+                        "adds them", self.store.name)
                 self._version = version
         return self._version
 
@@ -230,7 +231,11 @@ class KnowledgeBase:
             allowed = [row for row in rows if matches(row[2], where)]
             if len(allowed) >= n or found < n * 4:  # enough, or Chroma has no more passages than that
                 return allowed[:n]
-        return self._query(collection, vector, n, chroma_where(where))[0]
+            rows = self._query(collection, vector, n, chroma_where(where))[0]
+            # Chroma filtered on what it stores: a search key's own metadata, which a crashed run may
+            # have left out of step with its passage's. What is returned is the passage: check it.
+            return [row for row in rows if matches(row[2], where)]
+        return self._query(collection, vector, n, None)[0]
 
     def _query(self, collection, vector, n: int, where: dict | None) -> tuple[list[tuple], int]:
         """``(id, text, metadata, distance)`` of the nearest passages, and how many Chroma found.
@@ -293,11 +298,13 @@ class KnowledgeBase:
         similarity = None
         if top:
             similarity = top[0].dense
-            if similarity is None:  # found by keywords only: compare with its stored vector
-                stored = self.store.collection.get(ids=[top[0].id], include=["embeddings"])
-                vectors = stored.get("embeddings")
-                if vectors is not None and len(vectors):  # else removed since the keyword index was loaded
-                    similarity = float(np.asarray(vectors[0], dtype=np.float32) @ vector)
+            if similarity is None:  # found by keywords only: compare with its stored vectors, its keys' too
+                stored = [self.store.collection.get(ids=[top[0].id], include=["embeddings"])]
+                if self._keys:
+                    stored.append(self.store.keys.get(where={PARENT_KEY: top[0].id}, include=["embeddings"]))
+                vectors = [v for got in stored if got.get("embeddings") is not None for v in got["embeddings"]]
+                if vectors:  # else removed since the keyword index was loaded
+                    similarity = float(np.max(np.asarray(vectors, dtype=np.float32) @ vector))
         tokens: set[str] = set()
         for hit in top[: cfg.evidence_passages]:
             tokens.update(tokenize(_index_text(hit.metadata, hit.text)))

@@ -16,6 +16,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from assistant.answering import AnswerConfig
 from assistant.retrieval import RetrievalConfig
+from assistant.store import CollectionName
 from feedback.store import DEFAULT_REASONS
 from onboard.access import AccessSettings
 from onboard.rollout import RolloutSettings
@@ -115,7 +116,7 @@ class Settings(BaseSettings):
     #: ``http://host:port`` of a Chroma server; when set, ``chroma_path`` is unused.
     chroma_url: str | None = None
     chroma_token: SecretStr | None = None
-    collection: str = Field("handbook", min_length=3, max_length=63)
+    collection: CollectionName = "handbook"
 
     embedding: EmbeddingSettings = EmbeddingSettings()
     retrieval: RetrievalConfig = RetrievalConfig()

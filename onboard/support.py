@@ -24,7 +24,7 @@ from assistant.answering import Assistant, make_chat_model
 from assistant.errors import IndexMismatch
 from assistant.ingest import IngestOptions, IngestReport, ingest, rebuilt_store
 from assistant.retrieval import KnowledgeBase
-from assistant.store import PassageStore
+from assistant.store import CollectionName, PassageStore
 
 log = logging.getLogger(__name__)
 
@@ -39,7 +39,7 @@ class SupportSettings(BaseModel):
     enabled: bool = True
     #: The documentation it answers from; default: the project's ``docs/`` folder.
     docs_dir: Path = DOCS_DIR
-    collection: str = Field("support", min_length=3, max_length=63)
+    collection: CollectionName = "support"
     #: How often (seconds) the folder is checked for changed documents.
     check_every_s: float = Field(5.0, ge=0)
     #: Where the support bot sends people when the documentation has no answer.

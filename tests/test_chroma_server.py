@@ -74,3 +74,26 @@ def test_ingest_and_retrieve_through_a_chroma_server(chroma_server, tmp_path, fa
     assert kb.retrieve("four years", mode="keyword").documents[0].page_content == (
         "Laptops are replaced every four years."
     )
+
+
+def test_a_running_app_keeps_answering_after_another_process_rebuilds_the_index(
+    chroma_server, tmp_path, fake_embeddings, sqlite_engine
+):
+    from assistant.ingest import rebuilt_store
+    from assistant.retrieval import RetrievalConfig
+
+    root = write_docs(tmp_path / "handbook", HANDBOOK)
+    app_store = PassageStore(make_client(ChromaLocation(url=chroma_server)), "handbook-server", fake_embeddings.model_id)
+    ingest([root], store=app_store, embeddings=fake_embeddings, engine=sqlite_engine)
+    kb = KnowledgeBase(app_store, fake_embeddings, RetrievalConfig(refresh_s=0))
+    assert kb.retrieve("report broken laptop hardware to the helpdesk").documents[0].metadata["source"] == "it/laptop.md"
+    assert app_store.keys.count() > 0
+
+    # `onboard ingest --rebuild` in another process drops and re-creates both collections.
+    other = make_client(ChromaLocation(url=chroma_server))
+    rebuilt = rebuilt_store(other, sqlite_engine, "handbook-server", fake_embeddings.model_id)
+    ingest([root], store=rebuilt, embeddings=fake_embeddings, engine=sqlite_engine)
+
+    result = kb.retrieve("report broken laptop hardware to the helpdesk")
+    assert result.documents[0].metadata["source"] == "it/laptop.md"
+    assert result.index_version == rebuilt.version

@@ -207,6 +207,14 @@ def test_a_passage_that_is_one_window_gets_no_key_and_zero_sentences_turns_keys_
     assert search_keys("A. B. C.", 3) == []  # under min_words
 
 
+def test_code_blocks_and_a_dash_line_under_a_row_make_no_keys():
+    text = (
+        "Run these first. Then go on to the next step.\n\n```bash\nmake setup. Then run make test.\n\n"
+        "More code. Here it is.\n```\n\n| not a table |\n---\n\nAfter it all. The end is here."
+    )
+    assert search_keys(text) == ["Run these first. Then go on to the next step.", "After it all. The end is here."]
+
+
 def test_search_keys_of_a_long_paragraph_with_wider_windows():
     text = "First one is here. Second one is here. Third one is here. Fourth one is here."
     assert search_keys(text, 3) == [

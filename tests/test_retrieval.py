@@ -454,3 +454,35 @@ def test_an_index_without_search_keys_still_answers_and_says_how_to_add_them(tmp
         result = KnowledgeBase(store, fake_embeddings).retrieve("are taxis fine after ten at night")
     assert sources(result)[0] == "travel.md"
     assert "no search keys" in caplog.text and "onboard ingest" in caplog.text
+
+
+def test_a_stale_key_cannot_bring_a_forbidden_passage_through_chroma_s_own_filter(
+    tmp_path, store, fake_embeddings, sqlite_engine
+):
+    """A crashed run can leave a key whose own metadata disagrees with its passage's: the passage decides."""
+    hr_page = "---\naudience: hr\n---\n# Bands\n\n" + " ".join(
+        f"The quokka matrix row {n} lists salary band {n}." for n in range(12))  # many HR-only keys
+    root = write_docs(tmp_path / "handbook", {**HANDBOOK, "hr/bands.md": hr_page})
+    ingest([root], store=store, embeddings=fake_embeddings, engine=sqlite_engine)
+    assert store.keys.count() >= 8
+    got = store.collection.get(include=["metadatas"])
+    salary = next(cid for cid, meta in zip(got["ids"], got["metadatas"], strict=True) if meta["source"] == "hr/salary.md")
+    question = "is the quokka matrix of salary bands public"
+    store.upsert_keys(ids=[f"{salary}:9"], embeddings=[fake_embeddings.embed_query(question)],
+                      metadatas=[{"source": "hr/salary.md", "audience": ["all"], "of": salary}])
+    # One candidate: the wide unfiltered search finds too few allowed passages, so Chroma filters itself.
+    kb = KnowledgeBase(store, fake_embeddings, RetrievalConfig(candidates=1, k=1))
+    for mode in ("dense", "hybrid"):
+        assert "hr/salary.md" not in sources(kb.retrieve(question, mode=mode, where={"audience": ["all"]}))
+    assert sources(kb.retrieve(question, mode="dense", where={"audience": ["all", "hr"]}))[0].startswith("hr/")
+
+
+def test_a_passage_found_by_keywords_alone_is_judged_on_its_keys_too(tmp_path, store, fake_embeddings, sqlite_engine):
+    root = write_docs(tmp_path / "handbook", LONG_PAGE)
+    ingest([root], store=store, embeddings=fake_embeddings, engine=sqlite_engine)
+    question = "are taxis fine after ten at night"
+    kb = KnowledgeBase(store, fake_embeddings)
+    dense = kb.retrieve(question, mode="dense")
+    keyword = kb.retrieve(question, mode="keyword")
+    assert keyword.documents[0].metadata["dense_score"] is None  # keyword mode: no dense score
+    assert keyword.answerability.confidence == pytest.approx(dense.documents[0].metadata["dense_score"], abs=1e-5)

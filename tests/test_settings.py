@@ -39,3 +39,10 @@ def test_invalid_values_are_refused_with_the_field_named(monkeypatch):
     monkeypatch.setenv("ONBOARD_EMBEDDING__BACKEND", "openai")
     with pytest.raises(ValidationError, match="BASE_URL"):
         Settings()
+
+
+@pytest.mark.parametrize("variable", ["ONBOARD_COLLECTION", "ONBOARD_SUPPORT__COLLECTION"])
+def test_a_collection_name_cannot_take_the_name_of_another_s_search_keys(monkeypatch, variable):
+    monkeypatch.setenv(variable, "handbook-keys")
+    with pytest.raises(ValidationError, match="search keys"):
+        Settings()
