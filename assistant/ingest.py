@@ -38,7 +38,7 @@ from assistant.chunking import Chunk, chunk_markdown, passage_text, search_keys
 from assistant.errors import AssistantError, UnreadableFile
 from assistant.loaders import LoadedDocument, kind_of, load_bytes
 from assistant.manifest import IndexedFile, IngestRun, utcnow
-from assistant.store import PARENT_KEY, PassageStore, drop_collection
+from assistant.store import PARENT_KEY, PassageStore, drop_collection, key_id
 
 log = logging.getLogger(__name__)
 
@@ -274,12 +274,12 @@ def _flush(pending: list[_Pending], store: PassageStore, embeddings, engine: Eng
         key_ids, key_vectors, key_metadatas = [], [], []
         for chunk, meta, keys in zip(item.chunks, metadatas, item.keys, strict=True):
             for n, _ in enumerate(keys):
-                key_ids.append(f"{chunk.id}:{n}")
+                key_ids.append(key_id(chunk.id, n))
                 key_vectors.append(next(vectors))
                 key_metadatas.append({**meta, PARENT_KEY: chunk.id})
         stale_keys = sorted({key for c in item.chunks for key in present_keys.get(c.id, ())} - set(key_ids))
         if stale_keys:
-            store.keys.delete(ids=stale_keys)
+            store.delete_key_ids(stale_keys)
         if key_ids:
             store.upsert_keys(ids=key_ids, embeddings=key_vectors, metadatas=key_metadatas)
         new_ids = [c.id for c in item.chunks]
@@ -360,9 +360,9 @@ def _collect_garbage(store: PassageStore, engine: Engine, report: IngestReport) 
         store.delete(orphans)
         report.chunks_removed += len(orphans)
         log.info("removed %d orphaned chunks", len(orphans))
-    stray = sorted(set(store.key_ids()) - owned)
+    stray = {chunk: keys for chunk, keys in store.key_ids().items() if chunk not in owned}
     if stray:
-        store.delete_keys(stray)
+        store.delete_key_ids(sorted(key for keys in stray.values() for key in keys))
         log.info("removed the search keys of %d chunks that are gone", len(stray))
 
 

@@ -47,7 +47,7 @@ from assistant.answerability import AbstentionConfig, Answerability, judge
 from assistant.chunking import passage_text
 from assistant.errors import IndexEmpty
 from assistant.keyword import Filter, KeywordIndex, chroma_where, matches, tokenize
-from assistant.store import PassageStore
+from assistant.store import PassageStore, key_id, key_passage
 
 Mode = Literal["hybrid", "dense", "keyword"]
 #: Keys of a passage found by keywords alone compared with the question (an 18F passage has at most 23).
@@ -254,7 +254,7 @@ class KnowledgeBase:
         assert index is not None
         ids = result["ids"][0]
         if collection is not self.store.collection:
-            ids = [key.rpartition(":")[0] for key in ids]
+            ids = [key_passage(key) for key in ids]
         rows = []
         for cid, distance in zip(ids, result["distances"][0], strict=True):
             position = index.positions.get(cid)
@@ -303,7 +303,7 @@ class KnowledgeBase:
             if similarity is None:  # found by keywords only: compare with its stored vectors, its keys' too
                 stored = [self.store.collection.get(ids=[top[0].id], include=["embeddings"])]
                 if self._keys:  # by id: a metadata filter would scan every key (40 ms at 250,000)
-                    ids = [f"{top[0].id}:{n}" for n in range(MAX_KEYS_JUDGED)]
+                    ids = [key_id(top[0].id, n) for n in range(MAX_KEYS_JUDGED)]
                     stored.append(self.store.keys.get(ids=ids, include=["embeddings"]))
                 vectors = [v for got in stored if got.get("embeddings") is not None for v in got["embeddings"]]
                 if vectors:  # else removed since the keyword index was loaded

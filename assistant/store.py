@@ -23,6 +23,16 @@ VERSION_KEY = "index_version"
 PARENT_KEY = "of"
 
 
+def key_id(passage_id: str, n: int) -> str:
+    """The id of a passage's ``n``-th search key."""
+    return f"{passage_id}:{n}"
+
+
+def key_passage(key: str) -> str:
+    """The id of the passage a search key points at, read from the key's id (passage ids hold no ``:``)."""
+    return key.rpartition(":")[0]
+
+
 def keys_name(name: str) -> str:
     """The collection holding the search keys of the passages in collection ``name``."""
     return f"{name}-keys"
@@ -171,6 +181,12 @@ class PassageStore:
         for start in range(0, len(ids), step):
             self.keys.delete(where={PARENT_KEY: {"$in": ids[start : start + step]}})
 
+    def delete_key_ids(self, key_ids: list[str]) -> None:
+        """Search keys by their own ids."""
+        step = 2000
+        for start in range(0, len(key_ids), step):
+            self.keys.delete(ids=key_ids[start : start + step])
+
     def key_ids(self) -> dict[str, set[str]]:
         """The stored search keys' ids by the passage they point at (some may be gone: leftovers of a crash).
 
@@ -179,7 +195,7 @@ class PassageStore:
         """
         keys: dict[str, set[str]] = {}
         for key in self.keys.get(include=[])["ids"]:
-            keys.setdefault(key.rpartition(":")[0], set()).add(key)
+            keys.setdefault(key_passage(key), set()).add(key)
         return keys
 
 

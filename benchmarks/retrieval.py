@@ -27,6 +27,7 @@ import numpy as np
 from assistant.evaluation import load_dataset
 from assistant.ingest import ingest
 from assistant.retrieval import KnowledgeBase
+from assistant.store import key_id, key_passage
 from onboard import factories
 from onboard.settings import Settings
 
@@ -127,7 +128,7 @@ def bench_synthetic(settings: Settings, embeddings, kb: KnowledgeBase, size: int
     position = {cid: i for i, cid in enumerate(source["ids"])}
     keys_of: list[list[int]] = [[] for _ in source["ids"]]
     for row, key in enumerate(keys["ids"]):
-        keys_of[position[key.rpartition(":")[0]]].append(row)
+        keys_of[position[key_passage(key)]].append(row)
     rng = np.random.default_rng(7)
     shuffle = random.Random(7)
     synthetic = Settings(data_dir=settings.data_dir / "synthetic", collection="synthetic")
@@ -149,7 +150,7 @@ def bench_synthetic(settings: Settings, embeddings, kb: KnowledgeBase, size: int
             moved = key_vectors[[row for _, _, row in rows]] + rng.normal(0, 0.05, (len(rows), vectors.shape[1])).astype(np.float32)
             moved /= np.linalg.norm(moved, axis=1, keepdims=True)
             meta_of = dict(zip(ids, metas, strict=True))
-            store.upsert_keys(ids=[f"{cid}:{n}" for cid, n, _ in rows], embeddings=moved.tolist(),
+            store.upsert_keys(ids=[key_id(cid, n) for cid, n, _ in rows], embeddings=moved.tolist(),
                               metadatas=[{**meta_of[cid], "of": cid} for cid, _, _ in rows])
     store.bump_version()
     load_s = time.perf_counter() - start
