@@ -200,13 +200,13 @@ def _ingest(roots, store, embeddings, engine, options, progress, report: IngestR
             pending = []
     _flush(pending, store, embeddings, engine, report, present_keys)
     for root in roots:
-        _remove_missing(root, known, seen, store, engine, report)
+        _remove_missing(root, known, seen, store, engine, report, present_keys)
     outside = [row for path, row in known.items() if not any(_within(path, root) for root in roots)]
     dropped = [row for row in outside if prune or any(_within(row.path, folder) for folder in retire)]
-    _remove(dropped, store, engine, report)
+    _remove(dropped, store, engine, report, present_keys)
     report.pruned = sorted(row.path for row in dropped)
     report.outside = sorted({row.path for row in outside} - set(report.pruned))
-    _collect_garbage(store, engine, report)
+    _collect_garbage(store, engine, report, present_keys)
     if report.added or report.changed or report.removed or report.chunks_removed:
         report.index_version = store.bump_version()
 
@@ -294,7 +294,7 @@ def _flush(pending: list[_Pending], store: PassageStore, embeddings, engine: Eng
             session.add(row)
             session.commit()
         stale = sorted(old_ids - set(new_ids))
-        store.delete(stale)
+        store.delete(stale, _keys_of(stale, present_keys))
         report.chunks_added += len(set(new_ids) - old_ids)
         report.chunks_removed += len(stale)
         (report.changed if item.previous else report.added).append(item.source)
@@ -314,15 +314,27 @@ def _metadata(item: _Pending, chunk: Chunk) -> dict:
     return meta
 
 
-def _remove_missing(root: Path, known: dict, seen: set[str], store, engine, report) -> None:
+def _keys_of(chunk_ids, present_keys: dict[str, set[str]]) -> list[str]:
+    """The ids of these chunks' search keys, as listed when the run began.
+
+    Deleting by id spares Chroma a scan of every key's metadata (about 0.1 s per file at 250,000
+    keys). Chunks removed in a run were stored before it began, so their keys are listed; a key
+    missed all the same is collected at the end of the run (``_collect_garbage``).
+    """
+    return sorted(key for chunk in chunk_ids for key in present_keys.get(chunk, ()))
+
+
+def _remove_missing(root: Path, known: dict, seen: set[str], store, engine, report,
+                    present_keys: dict[str, set[str]]) -> None:
     """Files indexed before from inside ``root`` that are no longer there."""
-    _remove([row for path, row in known.items() if _within(path, root) and path not in seen], store, engine, report)
+    _remove([row for path, row in known.items() if _within(path, root) and path not in seen], store, engine, report,
+            present_keys)
 
 
-def _remove(rows: list[IndexedFile], store, engine, report) -> None:
+def _remove(rows: list[IndexedFile], store, engine, report, present_keys: dict[str, set[str]]) -> None:
     """Remove these files from Chroma and the manifest."""
     for row in rows:
-        store.delete(list(row.chunk_ids))
+        store.delete(list(row.chunk_ids), _keys_of(row.chunk_ids, present_keys))
         with Session(engine) as session:
             session.delete(session.get(IndexedFile, row.id))
             session.commit()
@@ -351,13 +363,14 @@ def rebuilt_store(client, engine: Engine, name: str, model_id: str) -> PassageSt
     return store
 
 
-def _collect_garbage(store: PassageStore, engine: Engine, report: IngestReport) -> None:
+def _collect_garbage(store: PassageStore, engine: Engine, report: IngestReport,
+                     present_keys: dict[str, set[str]]) -> None:
     """Delete chunks no file owns, and search keys of chunks that are gone: leftovers of an interrupted run."""
     with Session(engine) as session:
         owned = {cid for ids in session.exec(select(IndexedFile.chunk_ids).where(IndexedFile.collection == store.name)) for cid in ids}
     orphans = sorted(store.ids() - owned)
     if orphans:
-        store.delete(orphans)
+        store.delete(orphans, _keys_of(orphans, present_keys))
         report.chunks_removed += len(orphans)
         log.info("removed %d orphaned chunks", len(orphans))
     stray = {chunk: keys for chunk, keys in store.key_ids().items() if chunk not in owned}

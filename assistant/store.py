@@ -168,9 +168,16 @@ class PassageStore:
             end = start + step
             self.keys.upsert(ids=ids[start:end], embeddings=embeddings[start:end], metadatas=metadatas[start:end])
 
-    def delete(self, ids: list[str]) -> None:
-        """Passages, with their search keys."""
-        self.delete_keys(ids)
+    def delete(self, ids: list[str], key_ids: list[str] | None = None) -> None:
+        """Passages, with their search keys: ``key_ids`` if the caller knows them, else found by metadata.
+
+        Finding them by metadata scans every key (about 0.1 s per call at 250,000 keys); by id it
+        does not.
+        """
+        if key_ids is None:
+            self.delete_keys(ids)
+        else:
+            self.delete_key_ids(key_ids)
         step = 2000
         for start in range(0, len(ids), step):
             self.collection.delete(ids=ids[start : start + step])

@@ -339,10 +339,10 @@ class CrashingStore(PassageStore):
         if self.crash_on == "after_upsert":
             raise KeyboardInterrupt
 
-    def delete(self, ids):
+    def delete(self, ids, key_ids=None):
         if self.crash_on == "before_delete" and ids:
             raise KeyboardInterrupt
-        super().delete(ids)
+        super().delete(ids, key_ids)
 
 
 @pytest.mark.parametrize("crash_on", ["after_upsert", "before_delete"])
@@ -619,6 +619,33 @@ def test_keys_of_changed_and_deleted_files_go_with_their_chunks(root, store, fak
     assert "it/laptop.md" not in {meta["source"] for _, meta in key_rows(store)}
     time_off = [meta for _, meta in key_rows(store) if meta["source"] == "time-off.md"]
     assert len(time_off) == 2  # the new paragraph's two windows, none of the old ones
+
+
+class NoScanStore(PassageStore):
+    """A real store that refuses to find keys by metadata, which scans every key (slow on a big index)."""
+
+    def delete_keys(self, ids):
+        raise AssertionError(f"keys of {ids} looked up by metadata, not deleted by id")
+
+
+def test_ingest_deletes_the_keys_of_changed_removed_and_orphaned_chunks_by_id(root, chroma_client, fake_embeddings,
+                                                                             engine):
+    store = NoScanStore(chroma_client, f"noscan-{uuid.uuid4().hex[:8]}", fake_embeddings.model_id)
+    run(root, store, fake_embeddings, engine)
+    (root / "it" / "laptop.md").write_text("# Laptops\n\nIT ships one. It arrives on day one. Keep it safe.\n")
+    (root / "time-off.md").unlink()
+    orphan = "orphan-chunk"  # as left by a run that died before its manifest commit
+    store.upsert(ids=[orphan], embeddings=fake_embeddings.embed_documents(["x"]), documents=["x"],
+                 metadatas=[{"source": "ghost.md"}])
+    store.upsert_keys(ids=[f"{orphan}:0"], embeddings=fake_embeddings.embed_documents(["x y"]),
+                      metadatas=[{"of": orphan, "source": "ghost.md"}])
+
+    report = run(root, store, fake_embeddings, engine)
+
+    assert report.changed == ["it/laptop.md"] and report.removed == ["time-off.md"]
+    assert orphan not in store.ids() and set(store.key_ids()) <= store.ids()
+    assert set(store.key_ids()) == {cid for cid in store.ids() if store.collection.get(ids=[cid])["metadatas"][0]["source"]
+                                    == "it/laptop.md"}
 
 
 def test_keys_left_by_an_interrupted_run_are_removed_by_the_next(root, store, fake_embeddings, engine):
