@@ -157,8 +157,11 @@ def _why(answer_id: int, rating) -> None:
     """After a thumbs down: optional reasons and a comment."""
     told = bool(rating.reasons or rating.comment)
     with st.expander("What was wrong? (optional)", expanded=not told), st.form(f"why-{answer_id}", border=False):
-        reasons = st.pills("Reasons", web.settings().chat.feedback_reasons, selection_mode="multi", default=rating.reasons,
-                           format_func=web.reason_label, key=f"reasons-{answer_id}")
+        options = web.settings().chat.feedback_reasons
+        # A reason given before the list was changed is no longer offered (Streamlit refuses a default it lacks).
+        given = [reason for reason in rating.reasons if reason in options]
+        reasons = st.pills("Reasons", options, selection_mode="multi", default=given, format_func=web.reason_label,
+                           key=f"reasons-{answer_id}")
         comment = st.text_area("Comment", value=rating.comment or "", max_chars=web.MAX_COMMENT_CHARS,
                                key=f"comment-{answer_id}")
         if st.form_submit_button("Send"):

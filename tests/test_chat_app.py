@@ -295,6 +295,22 @@ def test_a_conversation_is_resumed_with_its_rating_continued_renamed_and_deleted
     assert not at.chat_message and at.session_state["conversation_id"] is None
 
 
+def test_a_rating_whose_reason_is_no_longer_offered_still_shows(data_dir, db, monkeypatch):
+    user = local_user(db)
+    conversation = store.create_conversation(session=db, user=user)
+    question = store.add_user_message(session=db, user=user, conversation_id=conversation.id, content=QUESTION)
+    pending = store.start_answer(session=db, question_id=question.id, answerer="extractive")
+    answer = store.finish_answer(session=db, answer_id=pending.id, content="You get 20 days a year.", sources=[])
+    store.rate(session=db, user=user, message_id=answer.id, thumb=0, reasons=["incorrect", "outdated"])
+    monkeypatch.setenv("ONBOARD_CHAT__FEEDBACK_REASONS", '["outdated", "other"]')  # "incorrect" was retired
+
+    at = ok(AppTest.from_file(APP, default_timeout=120).run())
+    ok(at.sidebar.button(key=f"open-{conversation.id}").click().run())
+
+    assert [f.value for f in at.feedback] == [0]
+    assert at.pills(key=f"reasons-{answer.id}").value == ["outdated"]
+
+
 def test_a_failing_answer_is_stored_as_failed_and_shown_without_a_traceback(app, db, monkeypatch):
     use(monkeypatch, break_after="Partial ")
     ask(app, QUESTION)
