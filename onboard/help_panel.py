@@ -134,6 +134,6 @@ def _ask(question: str, conversation_id: str | None, shown: list[web.Turn]) -> N
     st.markdown(f"**{web.plain(question)}**")
     outcome = web.answer_support(question=stored, history=web.history_before(shown))  # escaped as it streams
     if outcome.error:
-        st.error(outcome.error)
+        st.error(web.plain(outcome.error))
         return
     st.rerun()

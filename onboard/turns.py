@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from sqlalchemy import Engine
 from sqlmodel import Session
 
-from assistant.errors import AssistantError
+from assistant.errors import AssistantError, EmbeddingError
 from feedback import store
 from feedback.models import Message
 
@@ -35,6 +35,7 @@ log = logging.getLogger(__name__)
 
 UNEXPECTED = "Something went wrong while answering. Your question is saved: try again in a moment."
 INTERRUPTED = "The answer was interrupted before it finished."
+SEARCH_UNAVAILABLE = "The handbook search is not available right now. Your question is saved: try again in a moment."
 
 
 @dataclass(frozen=True)
@@ -146,7 +147,9 @@ def _provenance(bot) -> dict:
 
 
 def _describe(exc: Exception) -> tuple[str, str]:
-    """What to show the person, and what to store with the failed answer."""
+    """What to show the person, and what to store with the failed answer (the details are in the log)."""
+    if isinstance(exc, EmbeddingError):  # the provider's own message is for the operators
+        return SEARCH_UNAVAILABLE, SEARCH_UNAVAILABLE
     if isinstance(exc, (AssistantError, store.FeedbackError)):
         return str(exc), str(exc)
     return UNEXPECTED, f"{UNEXPECTED} ({type(exc).__name__})"

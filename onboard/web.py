@@ -460,11 +460,26 @@ def status_line() -> Callable[[str | None], None]:
 _PUNCTUATION = re.compile(r"([!-/:-@\[-`{-~])")
 _ACTIVE = re.compile(r"(\\[!-/:-@\[-`{-~])|([\\\[\]<>$])")  # an escape already made, or a character to escape
 _SAFE_SCHEMES = ("http", "https")
+#: Characters that reorder the text around them: bidirectional embeddings, overrides, isolates and marks
+#: ("invoice\u202efdp.exe" shows as "invoiceexe.pdf"). Whatever users and documents write is shown without them.
+_DIRECTION = re.compile("[\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+
+
+def visible(text: object) -> str:
+    """``text`` without the characters that would show it in another order than it is stored."""
+    return _DIRECTION.sub("", str(text))
+
+
+def visible_rows(rows):
+    """A table's rows (dicts, or a DataFrame) with :func:`visible` text in every cell."""
+    if hasattr(rows, "map"):
+        return rows.map(lambda v: visible(v) if isinstance(v, str) else v)
+    return [{k: visible(v) if isinstance(v, str) else v for k, v in row.items()} for row in rows]
 
 
 def plain(text: str) -> str:
     """Markdown that shows ``text`` exactly as written: every punctuation mark escaped, line breaks kept."""
-    return "  \n".join(_PUNCTUATION.sub(r"\\\1", line) for line in str(text).splitlines())
+    return "  \n".join(_PUNCTUATION.sub(r"\\\1", line) for line in visible(text).splitlines())
 
 
 def safe_markdown(text: str) -> str:
@@ -472,7 +487,8 @@ def safe_markdown(text: str) -> str:
 
     Backslashes, brackets, angle brackets and dollar signs are escaped, so no
     ``[..](..)``, ``![..](..)``, reference link, footnote, autolink, tag or
-    formula is ever parsed; emphasis, lists, tables and code still render.
+    formula is ever parsed; emphasis, lists, tables and code still render;
+    characters that reorder text (:func:`visible`) are dropped.
     They are escaped inside code too (where the backslash then shows): telling
     code from text the way the browser's parser does (fences inside list
     items, unequal fences) is easy to get wrong, and a mistake there would
@@ -480,7 +496,7 @@ def safe_markdown(text: str) -> str:
     ``snake\\_case``) is kept: it shows its character, never markup, and
     escaping its backslash again would show the backslash.
     """
-    return _ACTIVE.sub(lambda m: m.group(1) or "\\" + m.group(2), str(text))
+    return _ACTIVE.sub(lambda m: m.group(1) or "\\" + m.group(2), visible(text))
 
 
 def safe_url(url: str | None) -> str | None:

@@ -170,7 +170,7 @@ def _feedback_tab(fig: dict, split: str) -> None:
                      "reasons": ", ".join(map(web.reason_label, c.reasons)), "conversation": c.conversation_id}
                     for c in fig["comments"]]
         if comments:
-            st.dataframe(comments, hide_index=True, key="comments", column_config={
+            st.dataframe(web.visible_rows(comments), hide_index=True, key="comments", column_config={
                 "when": st.column_config.DatetimeColumn("When", format="YYYY-MM-DD HH:mm"),
                 "thumb": st.column_config.TextColumn("", width="small"),
                 "comment": st.column_config.TextColumn("Comment", width="large"),
@@ -224,8 +224,9 @@ def _triage_form(subject: str, subject_id: int, status: str, owner: str, note: s
     with web.db() as session:
         changes = review.triage_history(session=session, subject=subject, subject_id=subject_id)
     if changes:
-        st.dataframe([{"when": c.at, "by": c.by, "from": STATUS_LABELS.get(c.old_status, c.old_status),
-                       "to": STATUS_LABELS[c.status], "owner": c.owner, "note": c.note} for c in changes],
+        st.dataframe(web.visible_rows([{"when": c.at, "by": c.by, "from": STATUS_LABELS.get(c.old_status, c.old_status),
+                                        "to": STATUS_LABELS[c.status], "owner": c.owner, "note": c.note}
+                                       for c in changes]),
                      hide_index=True, key=f"history_{key}")
 
 
@@ -243,17 +244,18 @@ def _answers_tab(f: analytics.Filters) -> None:
         title = f"{STATUS_LABELS[row.triage_status]} · {row.question[:90]}"
         with st.expander(web.plain(title), expanded=st.session_state.get("triage_saved") == f"rating_{row.rating_id}"):
             st.markdown("**Question**")
-            st.text(row.question)
+            st.text(web.visible(row.question))
             st.markdown("**Answer**")
             st.markdown(web.safe_markdown(row.answer) or "_(no text)_")
             st.caption(web.plain(" · ".join(x for x in (row.status, row.answerer, row.model, row.prompt_version) if x)))
             if row.sources:
-                st.dataframe([{**{k: s.get(k) for k in ("n", "title", "section", "source")},
-                               "cited": s.get("cited", True)} for s in row.sources],
+                st.dataframe(web.visible_rows([{**{k: s.get(k) for k in ("n", "title", "section", "source")},
+                                                "cited": s.get("cited", True)} for s in row.sources]),
                              hide_index=True, key=f"sources_{row.rating_id}")
             if row.reasons or row.comment:
                 st.markdown("**Feedback**")
-                st.text(", ".join(map(web.reason_label, row.reasons)) + (f"\n{row.comment}" if row.comment else ""))
+                st.text(web.visible(", ".join(map(web.reason_label, row.reasons))
+                                    + (f"\n{row.comment}" if row.comment else "")))
             if st.button("Open the conversation", key=f"open_{row.rating_id}", icon=":material/forum:"):
                 _conversation(row.conversation_id)
             _triage_form("rating", row.rating_id, row.triage_status, row.triage_owner, row.triage_note,
@@ -266,14 +268,14 @@ def _gaps_tab(f: analytics.Filters) -> None:
     if not topics:
         st.caption("No gaps in this period.")
         return
-    st.dataframe(views.topics_frame(topics), hide_index=True, key="topics")
+    st.dataframe(web.visible_rows(views.topics_frame(topics)), hide_index=True, key="topics")
     for i, topic in enumerate(topics[:15]):
         people = "1 person" if topic.people == 1 else f"{topic.people} people"
         questions = "1 question" if topic.count == 1 else f"{topic.count} questions"
         with st.expander(web.plain(f"{topic.label} — {questions} from {people}")):
             for example in topic.examples:
                 st.text(f"{example.at:%Y-%m-%d}  {'abstained' if example.abstained else 'rated down'}  "
-                        f"{example.question}")
+                        f"{web.visible(example.question)}")
             if st.button("Open the latest conversation", key=f"gap_{i}", icon=":material/forum:"):
                 _conversation(topic.examples[0].conversation_id)
 
@@ -288,7 +290,7 @@ def _tickets_tab(f: analytics.Filters) -> None:
         with st.expander(web.plain(f"{STATUS_LABELS[ticket.status]} · {ticket.created_at:%Y-%m-%d} · "
                                    f"{ticket.reporter} · {ticket.text[:80]}"),
                          expanded=st.session_state.get("triage_saved") == f"ticket_{ticket.id}"):
-            st.text(ticket.text)
+            st.text(web.visible(ticket.text))
             st.caption(web.plain(f"From {ticket.reporter} {ticket.email} on the {ticket.page or 'app'} page"))
             if ticket.conversation_id and st.button("Open the conversation", key=f"ticket_open_{ticket.id}"):
                 _conversation(ticket.conversation_id)

@@ -185,7 +185,7 @@ def _answer(turn: web.Turn, *, last: bool) -> None:
                 st.markdown(web.safe_markdown(answer.content))
             _sources(answer.sources, abstained=answer.status == "abstained")
             if answer.status not in web.ANSWERED:
-                st.error(answer.error or web.UNEXPECTED, icon=":material/error:")
+                st.error(web.plain(answer.error) if answer.error else web.UNEXPECTED, icon=":material/error:")
             elif answer.error:  # the notice it came with, e.g. the model failed and passages are quoted instead
                 st.caption(web.plain(answer.error))
         with st.container(horizontal=True, vertical_alignment="center", gap="small"):
@@ -193,7 +193,7 @@ def _answer(turn: web.Turn, *, last: bool) -> None:
                 st.feedback("thumbs", key=f"thumb-{answer.id}", default=turn.rating.thumb if turn.rating else None,
                             on_change=_rate, args=(answer.id,))
                 with st.popover("Copy", icon=":material/content_copy:", key=f"copy-{answer.id}", type="tertiary"):
-                    st.code(answer.content, language=None, wrap_lines=True)
+                    st.code(web.visible(answer.content), language=None, wrap_lines=True)
             if answer is not None and st.button("Report a problem", icon=":material/flag:", type="tertiary",
                                                  key=f"report-{answer.id}"):
                 report_dialog("chat", answer.conversation_id, answer.id)
@@ -262,7 +262,8 @@ try:
     web.assistant()  # the very first start indexes the sample handbook
 except Exception as exc:
     log.exception("the assistant could not start")
-    st.error(web.STARTUP_FAILED + (f" ({exc})" if isinstance(exc, AssistantError) else ""), icon=":material/error:")
+    st.error(web.STARTUP_FAILED + (web.plain(f" ({exc})") if isinstance(exc, AssistantError) else ""),
+             icon=":material/error:")
     st.stop()
 
 if unsent := state.pop("unsent", None):

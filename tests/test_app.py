@@ -25,6 +25,6 @@ def test_the_app_says_so_when_the_assistant_cannot_start(monkeypatch):
     assert at.info[0].value == web.LOCAL_MODE_NOTICE
     assert at.title[0].value == "Ask the handbook"
     assert [e.value for e in at.error] == [
-        f"{web.STARTUP_FAILED} (The index was built with another embedding model; re-index with --rebuild.)"
+        web.STARTUP_FAILED + web.plain(" (The index was built with another embedding model; re-index with --rebuild.)")
     ]
     assert not at.chat_input and not at.sidebar.button  # nothing to use until it works

@@ -107,27 +107,27 @@ def ask(at: AppTest, text: str) -> AppTest:
 class Recording:
     """The real assistant, keeping the history it was given (or breaking mid-stream when told to)."""
 
-    def __init__(self, real, *, break_after: str | None = None) -> None:
+    def __init__(self, real, *, break_after: str | None = None, error: Exception | None = None) -> None:
         self.real, self.config, self.knowledge_base = real, real.config, real.knowledge_base
-        self.break_after = break_after
+        self.break_after, self.error = break_after, error
         self.histories: list[list[tuple[str, str]]] = []
 
     def ask(self, question, *, history=(), where=None, on_status=None):
         self.histories.append(list(history))
         if self.break_after is not None:
-            return Broken(self.break_after)
+            return Broken(self.break_after, self.error)
         return self.real.ask(question, history=history, where=where, on_status=on_status)
 
 
 class Broken:
     answer = None
 
-    def __init__(self, partial: str) -> None:
-        self.partial = partial
+    def __init__(self, partial: str, error: Exception | None = None) -> None:
+        self.partial, self.error = partial, error or RuntimeError("the index went away")
 
     def __iter__(self):
         yield self.partial
-        raise RuntimeError("the index went away")
+        raise self.error
 
 
 def use(monkeypatch, **kwargs) -> dict:
@@ -311,6 +311,21 @@ def test_a_rating_whose_reason_is_no_longer_offered_still_shows(data_dir, db, mo
     assert at.pills(key=f"reasons-{answer.id}").value == ["outdated"]
 
 
+def test_a_failing_search_backend_shows_a_sentence_not_the_providers_error(app, db, monkeypatch):
+    from assistant.errors import EmbeddingError
+    from onboard.turns import SEARCH_UNAVAILABLE
+
+    provider = "the embeddings endpoint failed: Error code: 401 - {'error': 'Incorrect API key sk-abc'}"
+    use(monkeypatch, break_after="", error=EmbeddingError(provider))
+    ask(app, "How do I get a \u202elaptop?")
+    question, answer = messages(db)
+    assert question.content == "How do I get a \u202elaptop?"  # stored as typed...
+    assert [m.markdown[0].value for m in app.chat_message[:1]] == [web.plain("How do I get a laptop?")]  # ...shown in order
+    assert (answer.status, answer.error) == ("failed", SEARCH_UNAVAILABLE)
+    assert [e.value for e in app.error] == [web.plain(SEARCH_UNAVAILABLE)]
+    assert all("sk-abc" not in e.value for e in app.error)
+
+
 def test_a_failing_answer_is_stored_as_failed_and_shown_without_a_traceback(app, db, monkeypatch):
     use(monkeypatch, break_after="Partial ")
     ask(app, QUESTION)
@@ -318,7 +333,7 @@ def test_a_failing_answer_is_stored_as_failed_and_shown_without_a_traceback(app,
     assert question.content == QUESTION  # stored before the answer was attempted
     assert (answer.status, answer.content) == ("failed", "Partial ")
     assert answer.error.startswith(web.UNEXPECTED) and "Traceback" not in answer.error
-    assert any(e.value.startswith(web.UNEXPECTED) for e in app.error)
+    assert any(e.value.startswith(web.plain(web.UNEXPECTED)) for e in app.error)
     assert not app.feedback  # a failed answer is not rated...
     assert app.button(key=f"regenerate-{question.id}")  # ...but can be tried again
 
@@ -387,6 +402,14 @@ def test_safe_markdown_and_plain_never_produce_links_images_or_html(text):
     for render in (web.safe_markdown, web.plain):
         kinds = {token.type for token in _tokens(render(text))}
         assert not kinds & {"link_open", "image", "html_inline", "html_block"}, (render.__name__, kinds)
+
+
+def test_text_that_reorders_itself_is_shown_in_stored_order():
+    tricked = "Pay\u202eroll fdp.exe\u2066 and \u200f\u061cmore\u2069"
+    for render in (web.plain, web.safe_markdown, web.visible):
+        assert not set(render(tricked)) & {"\u202e", "\u2066", "\u2069", "\u200f", "\u061c"}, render.__name__
+    assert web.visible("emoji \u200d joiner") == "emoji \u200d joiner"  # a joiner does not reorder
+    assert web.visible_rows([{"q": "a\u202eb", "n": 1}]) == [{"q": "ab", "n": 1}]
 
 
 def test_plain_shows_text_as_typed_and_safe_markdown_keeps_formatting():
@@ -466,7 +489,7 @@ def test_an_unfinished_or_fallback_answer_is_stored_and_shown_with_its_notice(da
 
     reopened = ok(AppTest.from_file(APP, default_timeout=120).run())
     ok(reopened.sidebar.button(key=f"open-{answer.conversation_id}").click().run())
-    told = [e.value for e in reopened.error] + [unescape(c.value) for c in reopened.caption]
+    told = [unescape(e.value) for e in reopened.error] + [unescape(c.value) for c in reopened.caption]
     assert notice in told
     assert bool(reopened.feedback) == (status == "complete")  # only a finished answer is rated
 
