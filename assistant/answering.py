@@ -559,8 +559,18 @@ class _Turn:
         log.error("chat model failed: %s", self.error, exc_info=exc)
 
     def mark_cited(self) -> None:
+        """Mark the passages the text cites; a text citing none of them, or a number with no passage, gets a notice."""
         used = generative.cited_numbers(self.text)
         self.citations = [replace(c, cited=c.n in used) for c in self.citations]
+        if not self.text.strip() or self.notice or self.error:
+            return
+        unknown = sorted(used - {c.n for c in self.citations})
+        if unknown:
+            self.notice = generative.UNKNOWN_SOURCES.format(numbers=", ".join(f"[{n}]" for n in unknown))
+        elif not used:
+            self.notice = generative.UNCITED
+        if self.notice:
+            log.warning("answer with unmatched citations: cited %s of %d passages", sorted(used), len(self.citations))
 
     def answer(self) -> Answer:
         now = time.perf_counter()

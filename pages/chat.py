@@ -183,11 +183,11 @@ def _answer(turn: web.Turn, *, last: bool) -> None:
         else:
             if answer.content:
                 st.markdown(web.safe_markdown(answer.content))
-            _sources(answer.sources, abstained=answer.status == "abstained")
             if answer.status not in web.ANSWERED:
                 st.error(web.plain(answer.error) if answer.error else web.UNEXPECTED, icon=":material/error:")
             elif answer.error:  # the notice it came with, e.g. the model failed and passages are quoted instead
-                st.caption(web.plain(answer.error))
+                st.warning(web.plain(answer.error), icon=":material/info:")
+            _sources(answer.sources, abstained=answer.status == "abstained")
         with st.container(horizontal=True, vertical_alignment="center", gap="small"):
             if answer is not None and answer.status in web.ANSWERED:
                 st.feedback("thumbs", key=f"thumb-{answer.id}", default=turn.rating.thumb if turn.rating else None,

@@ -422,6 +422,17 @@ def test_generated_answer_is_grounded_in_numbered_passages_and_streamed(sample_k
     assert answer.error is None and answer.notice is None
 
 
+@pytest.mark.parametrize(("reply", "notice"), [
+    ("The stipend is $600 [1, 2].", None),
+    ("The stipend is $600 [1] and comes with a chair [9].", generative.UNKNOWN_SOURCES.format(numbers="[9]")),
+    ("The stipend is $600.", generative.UNCITED),
+])
+def test_a_generated_answer_citing_no_passage_or_a_missing_one_says_so(sample_kb, reply, notice):
+    _, answer = run(llm_assistant(sample_kb, RecordingChatModel(replies=[reply])).ask(DESK))
+    assert answer.text == reply and answer.notice == notice and not answer.incomplete
+    assert [c.n for c in answer.cited] == sorted(generative.cited_numbers(reply) & {1, 2, 3, 4, 5})
+
+
 @pytest.mark.parametrize("reply", ["NO_ANSWER: the relocation budget for Denver.", "**NO_ANSWER** - the relocation budget for Denver"])
 def test_a_model_that_finds_no_answer_makes_the_turn_an_abstention_with_its_reason(sample_kb, reply):
     model = RecordingChatModel(replies=[reply])

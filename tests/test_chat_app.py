@@ -489,7 +489,7 @@ def test_an_unfinished_or_fallback_answer_is_stored_and_shown_with_its_notice(da
 
     reopened = ok(AppTest.from_file(APP, default_timeout=120).run())
     ok(reopened.sidebar.button(key=f"open-{answer.conversation_id}").click().run())
-    told = [unescape(e.value) for e in reopened.error] + [unescape(c.value) for c in reopened.caption]
+    told = [unescape(e.value) for e in [*reopened.error, *reopened.warning]]
     assert notice in told
     assert bool(reopened.feedback) == (status == "complete")  # only a finished answer is rated
 
