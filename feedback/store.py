@@ -312,12 +312,16 @@ def fail_answer(
     )
 
 
-def interrupt_stale_answers(*, session: Session, older_than: timedelta) -> int:
-    """Mark ``interrupted`` the answers left pending longer than ``older_than`` (their process died)."""
+def interrupt_stale_answers(*, session: Session, older_than: timedelta, conversation_id: str | None = None) -> int:
+    """Mark ``interrupted`` the answers left pending longer than ``older_than`` (their process died), in one
+    conversation or in all."""
     now = utcnow()
+    stale = [Message.status == "pending", Message.created_at < now - older_than]
+    if conversation_id is not None:
+        stale.append(Message.conversation_id == conversation_id)
     result = session.exec(
         update(Message)
-        .where(Message.status == "pending", Message.created_at < now - older_than)
+        .where(*stale)
         .values(status="interrupted", error="The answer was interrupted before it finished.", finished_at=now)
     )
     session.commit()

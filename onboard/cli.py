@@ -10,7 +10,6 @@ import json
 import logging
 import os
 import re
-import subprocess
 import sys
 import tempfile
 from contextlib import contextmanager
@@ -332,7 +331,9 @@ def serve(
         _fail("streamlit_app.py not found: run `onboard serve` from the project folder")
     command = [sys.executable, "-m", "streamlit", "run", str(app_file), "--server.address", address,
                "--server.port", str(port), "--browser.gatherUsageStats", "false"]
-    raise typer.Exit(subprocess.call(command, env=os.environ.copy()))
+    sys.stdout.flush()
+    # Streamlit takes this process's place, so a stop signal (`docker stop`, systemd, Ctrl-C) reaches it directly.
+    os.execv(sys.executable, command)
 
 
 if __name__ == "__main__":

@@ -86,6 +86,16 @@ def _engine(database_url: str, _settings: Settings) -> Engine:
     return engine
 
 
+def _close_stale_answers(session: Session, conversation_id: str) -> None:
+    """Answers of this conversation pending for too long were cut off by a crash: shown as interrupted, not pending.
+
+    The server's start closes them everywhere, but only those old enough then: one restarted within
+    ``STALE_ANSWER_AGE`` of the crash leaves the rest to this.
+    """
+    if store.interrupt_stale_answers(session=session, older_than=STALE_ANSWER_AGE, conversation_id=conversation_id):
+        log.warning("closed the answers left pending in conversation %s as interrupted", conversation_id)
+
+
 @st.cache_resource(show_spinner="Loading the handbook…")
 def _knowledge_base(key: str, _settings: Settings):
     return factories.bootstrap_knowledge_base(_settings)
@@ -273,6 +283,7 @@ def chat_state(conversation_id: str | None) -> ChatState:
         if conversation_id:
             try:
                 conversation = store.get_conversation(session=session, user=user, conversation_id=conversation_id)
+                _close_stale_answers(session, conversation_id)
                 entries = store.history(session=session, user=user, conversation_id=conversation_id)
             except store.NotFound:
                 conversation = None
@@ -387,6 +398,7 @@ def support_state() -> tuple[str | None, list[Turn]]:
         latest = store.list_conversations(session=session, user=user, kind=SUPPORT_KIND, limit=1)
         if not latest:
             return None, []
+        _close_stale_answers(session, latest[0].id)
         entries = store.history(session=session, user=user, conversation_id=latest[0].id)
     return latest[0].id, turns(entries)
 

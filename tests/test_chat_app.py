@@ -522,7 +522,15 @@ def test_answers_left_pending_by_a_crash_are_closed_when_the_app_starts(data_dir
     db.exec(update(Message).where(Message.id == old.id).values(created_at=old.created_at - web.STALE_ANSWER_AGE * 2))
     db.commit()
 
-    ok(AppTest.from_file(APP, default_timeout=120).run())
+    at = ok(AppTest.from_file(APP, default_timeout=120).run())
     db.expire_all()
     assert (db.get(Message, old.id).status, db.get(Message, old.id).error) == ("interrupted", web.INTERRUPTED)
     assert db.get(Message, recent.id).status == "pending"  # it may still be being written
+
+    # The server keeps running: the other one, once as old, is closed when its conversation is opened.
+    db.exec(update(Message).where(Message.id == recent.id).values(created_at=old.created_at))
+    db.commit()
+    ok(at.sidebar.button(key=f"open-{conversation.id}").click().run())
+    db.expire_all()
+    assert db.get(Message, recent.id).status == "interrupted"
+    assert "This answer is still being written, or was cut off." not in [c.value for c in at.caption]
