@@ -277,7 +277,7 @@ def _flush(pending: list[_Pending], store: PassageStore, embeddings, engine: Eng
                 key_ids.append(key_id(chunk.id, n))
                 key_vectors.append(next(vectors))
                 key_metadatas.append({**meta, PARENT_KEY: chunk.id})
-        stale_keys = sorted({key for c in item.chunks for key in present_keys.get(c.id, ())} - set(key_ids))
+        stale_keys = sorted(set(_keys_of([c.id for c in item.chunks], present_keys)) - set(key_ids))
         if stale_keys:
             store.delete_key_ids(stale_keys)
         if key_ids:
