@@ -38,7 +38,7 @@ from sqlalchemy import Engine
 from sqlmodel import Session
 
 from feedback import review, store
-from feedback.models import Conversation, Message, Rating, User
+from feedback.models import Conversation, Message, Rating, User, utcnow
 from onboard import factories
 from onboard.access import LOCAL_IDENTITY, Identity, identity_from_claims, pages_for
 from onboard.rollout import answer_overrides, features_for
@@ -86,14 +86,21 @@ def _engine(database_url: str, _settings: Settings) -> Engine:
     return engine
 
 
-def _close_stale_answers(session: Session, conversation_id: str) -> None:
-    """Answers of this conversation pending for too long were cut off by a crash: shown as interrupted, not pending.
+def _history(session: Session, user: User, conversation_id: str) -> list[store.HistoryEntry]:
+    """The conversation's history, its answers pending for too long closed first: a crash cut them off.
 
     The server's start closes them everywhere, but only those old enough then: one restarted within
-    ``STALE_ANSWER_AGE`` of the crash leaves the rest to this.
+    ``STALE_ANSWER_AGE`` of the crash leaves the rest to this. Written only when one is found, not on
+    every page run.
     """
-    if store.interrupt_stale_answers(session=session, older_than=STALE_ANSWER_AGE, conversation_id=conversation_id):
-        log.warning("closed the answers left pending in conversation %s as interrupted", conversation_id)
+    entries = store.history(session=session, user=user, conversation_id=conversation_id)
+    cutoff = utcnow() - STALE_ANSWER_AGE
+    if not any(e.message.status == "pending" and e.message.created_at < cutoff for e in entries):
+        return entries
+    store.interrupt_stale_answers(session=session, older_than=STALE_ANSWER_AGE, conversation_id=conversation_id)
+    log.warning("closed the answers left pending in conversation %s as interrupted", conversation_id)
+    session.expire_all()  # the session keeps what it read (expire_on_commit=False): read the closed answers again
+    return store.history(session=session, user=user, conversation_id=conversation_id)
 
 
 @st.cache_resource(show_spinner="Loading the handbook…")
@@ -283,8 +290,7 @@ def chat_state(conversation_id: str | None) -> ChatState:
         if conversation_id:
             try:
                 conversation = store.get_conversation(session=session, user=user, conversation_id=conversation_id)
-                _close_stale_answers(session, conversation_id)
-                entries = store.history(session=session, user=user, conversation_id=conversation_id)
+                entries = _history(session, user, conversation_id)
             except store.NotFound:
                 conversation = None
     return ChatState(user=user, conversations=conversations, conversation=conversation, turns=turns(entries))
@@ -398,8 +404,7 @@ def support_state() -> tuple[str | None, list[Turn]]:
         latest = store.list_conversations(session=session, user=user, kind=SUPPORT_KIND, limit=1)
         if not latest:
             return None, []
-        _close_stale_answers(session, latest[0].id)
-        entries = store.history(session=session, user=user, conversation_id=latest[0].id)
+        entries = _history(session, user, latest[0].id)
     return latest[0].id, turns(entries)
 
 
