@@ -59,9 +59,14 @@ class KeywordIndex:
     def __len__(self) -> int:
         return len(self.ids)
 
-    def knows(self, token: str) -> bool:
-        """Whether any passage uses this (tokenized) word."""
-        return token in self._vocab
+    def knows(self, token: str, where: Filter | None = None) -> bool:
+        """Whether any passage (of those matching ``where``) uses this (tokenized) word."""
+        if token not in self._vocab:
+            return False
+        mask = self.mask(where)
+        if mask is None:
+            return True
+        return bool(np.any(mask & (self._bm25.get_scores([token]) > 0)))
 
     def idf(self, token: str) -> float:
         """Inverse document frequency; a word the corpus never uses gets the highest value."""

@@ -33,6 +33,7 @@ instead of overruling them. Weighted RRF remains available (``fusion="rrf"``).
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from dataclasses import dataclass, field
 from typing import Literal
@@ -104,20 +105,42 @@ class _Hit:
     fused: float = 0.0
 
 
+@dataclass(frozen=True)
+class _Index:
+    """One consistent view of the stored index, which a turn uses from start to end.
+
+    Concurrent turns share the knowledge base; a refresh builds a new view and
+    swaps it in with one assignment, so no turn ever mixes one version's
+    collections or keyword index with another's (issue #17: a turn read
+    passage ids as key ids while another turn swapped the collections).
+    """
+
+    version: int
+    passages: object
+    keys: object
+    keyword: KeywordIndex
+    #: Whether the index has search keys (an index built before them has none until re-indexed).
+    has_keys: bool
+
+
 class KnowledgeBase:
-    """The index as the chat and ``onboard eval`` query it."""
+    """The index as the chat and ``onboard eval`` query it; safe to share between threads."""
 
     def __init__(self, store: PassageStore, embeddings, config: RetrievalConfig | None = None) -> None:
         self.store = store
         self.embeddings = embeddings
         self.config = config or RetrievalConfig()
-        self._keyword: KeywordIndex | None = None
-        #: Whether the index has search keys (an index built before them has none until re-indexed).
-        self._keys = False
-        self._version = -1
+        self._index: _Index | None = None
         self._checked = 0.0
+        self._refreshing = threading.Lock()
 
     # -- indexes ---------------------------------------------------------------
+
+    @property
+    def version(self) -> int | None:
+        """The index version the next question will be answered from (``None`` before the first load)."""
+        index = self._index
+        return index.version if index is not None else None
 
     def refresh(self, force: bool = False) -> int:
         """Follow the stored index when its version has changed (checked at most every ``refresh_s``).
@@ -125,23 +148,43 @@ class KnowledgeBase:
         The keyword index is rebuilt, and a local Chroma folder is reopened so
         the vector search sees what another process indexed or removed.
         """
-        now = time.monotonic()
-        if force or self._keyword is None or now - self._checked >= self.config.refresh_s:
-            version = self.store.version
-            self._checked = now
-            if force or version != self._version or self._keyword is None:
-                if self._keyword is not None and version != self._version:
-                    self.store.reopen()
-                self._keyword = self._load_keyword_index()
-                self._keys = self.store.keys.count() > 0
-                if not self._keys and len(self._keyword):
+        return self._current(force).version
+
+    def _current(self, force: bool = False) -> _Index:
+        """The view to answer from: the one held, or a new one if the stored index changed.
+
+        One thread checks and rebuilds at a time; the others keep answering from
+        the view they have meanwhile (and wait only when there is none yet).
+        """
+        index = self._index
+        if not force and index is not None and time.monotonic() - self._checked < self.config.refresh_s:
+            return index
+        if index is None or force:
+            self._refreshing.acquire()
+        elif not self._refreshing.acquire(blocking=False):
+            return index  # another thread is checking: answer from the view we have
+        try:
+            index = self._index
+            if not force and index is not None and time.monotonic() - self._checked < self.config.refresh_s:
+                return index  # refreshed by another thread while this one waited
+            passages, keys, version = self.store.current()
+            self._checked = time.monotonic()
+            if force or index is None or version != index.version:
+                if index is not None and version != index.version and self.store.reopen():
+                    passages, keys, version = self.store.current()
+                keyword = self._load_keyword_index(passages)
+                has_keys = keys.count() > 0
+                if not has_keys and len(keyword):
                     log.warning(
                         "the index %r has no search keys (it was built before they existed, or with "
                         "ONBOARD_INGEST__KEY_SENTENCES=0, or its passages are too short to have any): the "
                         "abstention threshold was calibrated with them; `onboard ingest --rebuild PATH...` "
                         "adds them", self.store.name)
-                self._version = version
-        return self._version
+                index = _Index(version, passages, keys, keyword, has_keys)
+                self._index = index
+            return index
+        finally:
+            self._refreshing.release()
 
     def warm_up(self) -> None:
         """Load the keyword index and run the embedding model once, so the first question pays for neither.
@@ -155,14 +198,14 @@ class KnowledgeBase:
         except Exception:  # an embeddings endpoint that is down: the first question will say so
             log.warning("could not warm up the embedding model", exc_info=True)
 
-    def _load_keyword_index(self) -> KeywordIndex:
+    def _load_keyword_index(self, passages) -> KeywordIndex:
         ids: list[str] = []
         texts: list[str] = []
         metadatas: list[dict] = []
         page = 5000
         offset = 0
         while True:
-            batch = self.store.collection.get(include=["documents", "metadatas"], limit=page, offset=offset)
+            batch = passages.get(include=["documents", "metadatas"], limit=page, offset=offset)
             for cid, text, meta in zip(batch["ids"], batch["documents"], batch["metadatas"], strict=True):
                 ids.append(cid)
                 metadatas.append({**(meta or {}), "_text": text})
@@ -181,9 +224,8 @@ class KnowledgeBase:
         cfg = self.config
         mode = mode or cfg.mode
         k = k or cfg.k
-        version = self.refresh()
-        assert self._keyword is not None
-        if len(self._keyword) == 0:
+        index = self._current()
+        if len(index.keyword) == 0:
             raise IndexEmpty("The knowledge base is empty: run `onboard ingest PATH` first.")
         timings: dict[str, float] = {}
         start = time.perf_counter()
@@ -192,25 +234,25 @@ class KnowledgeBase:
         hits: dict[str, _Hit] = {}
         if mode in ("hybrid", "dense"):
             mark = time.perf_counter()
-            self._dense(vector.tolist(), max(cfg.candidates, k), where, hits)
+            self._dense(index, vector.tolist(), max(cfg.candidates, k), where, hits)
             timings["dense_ms"] = (time.perf_counter() - mark) * 1000
         if mode in ("hybrid", "keyword"):
             mark = time.perf_counter()
-            self._lexical(tokenize(query), max(cfg.candidates, k), where, hits)
+            self._lexical(index.keyword, tokenize(query), max(cfg.candidates, k), where, hits)
             timings["keyword_ms"] = (time.perf_counter() - mark) * 1000
         top = _dedupe(self._fuse(hits.values(), mode))[:k]
         mark = time.perf_counter()
-        verdict = self._judge(query, vector, top)
+        verdict = self._judge(index, query, vector, top, where)
         timings["judge_ms"] = (time.perf_counter() - mark) * 1000
         timings["total_ms"] = (time.perf_counter() - start) * 1000
         documents = [_to_document(h, rank) for rank, h in enumerate(top, 1)]
-        return Retrieval(query, documents, verdict, version, timings, query_vector=vector)
+        return Retrieval(query, documents, verdict, index.version, timings, query_vector=vector)
 
-    def _dense(self, vector, n: int, where: Filter | None, hits: dict[str, _Hit]) -> None:
+    def _dense(self, index: _Index, vector, n: int, where: Filter | None, hits: dict[str, _Hit]) -> None:
         """Passages by cosine similarity: the best of their own vector's and their search keys'."""
-        found = self._nearest(self.store.collection, vector, n, where)
-        if self._keys:
-            found += self._nearest(self.store.keys, vector, n * 2, where)
+        found = _nearest(index.keyword, index.passages, vector, n, where)
+        if index.has_keys:
+            found += _nearest(index.keyword, index.keys, vector, n * 2, where, keys=True)
         best: dict[str, tuple] = {}
         for cid, text, meta, distance in found:
             if cid not in best or distance < best[cid][2]:
@@ -220,54 +262,11 @@ class KnowledgeBase:
             hit = hits.setdefault(cid, _Hit(cid, text, meta))
             hit.dense, hit.dense_rank = 1.0 - float(distance), rank
 
-    def _nearest(self, collection, vector, n: int, where: Filter | None) -> list[tuple]:
-        """The ``n`` nearest passages that pass ``where``.
-
-        Chroma filters before searching, which costs ~200 ms at 100,000 passages
-        whatever the filter; most users may see most passages, so we first search
-        a few times wider without the filter and drop what the filter refuses,
-        and ask Chroma to filter only when too few passages are left.
-        """
-        if where:
-            rows, found = self._query(collection, vector, n * 4, None)
-            allowed = [row for row in rows if matches(row[2], where)]
-            if len(allowed) >= n or found < n * 4:  # enough, or Chroma has no more passages than that
-                return allowed[:n]
-            rows = self._query(collection, vector, n, chroma_where(where))[0]
-            # Chroma filtered on what it stores: a search key's own metadata, which a crashed run may
-            # have left out of step with its passage's. What is returned is the passage: check it.
-            return [row for row in rows if matches(row[2], where)]
-        return self._query(collection, vector, n, None)[0]
-
-    def _query(self, collection, vector, n: int, where: dict | None) -> tuple[list[tuple], int]:
-        """``(id, text, metadata, distance)`` of the nearest passages, and how many Chroma found.
-
-        In the collection of search keys, a key stands for its passage: the id is the passage's.
-
-        Asking Chroma for distances only halves the query (1.8 ms instead of 4 ms
-        for 30 passages at 18F size): the texts and metadata are in memory
-        already, in the keyword index. A passage indexed since that index was
-        loaded is left out until the next refresh, as the keyword side does.
-        """
-        result = collection.query(query_embeddings=[vector], n_results=n, where=where, include=["distances"])
-        index = self._keyword
-        assert index is not None
-        ids = result["ids"][0]
-        if collection is not self.store.collection:
-            ids = [key_passage(key) for key in ids]
-        rows = []
-        for cid, distance in zip(ids, result["distances"][0], strict=True):
-            position = index.positions.get(cid)
-            if position is not None:
-                rows.append((cid, *_stored(index, position), distance))
-        return rows, len(ids)
-
-    def _lexical(self, tokens: list[str], n: int, where: Filter | None, hits: dict[str, _Hit]) -> None:
-        index = self._keyword
+    def _lexical(self, index: KeywordIndex, tokens: list[str], n: int, where: Filter | None,
+                 hits: dict[str, _Hit]) -> None:
         for rank, (position, score) in enumerate(index.search(tokens, n, where), 1):
             hit = hits.setdefault(index.ids[position], _Hit(index.ids[position], *_stored(index, position)))
             hit.keyword, hit.keyword_rank = score, rank
-
     def _fuse(self, hits, mode: Mode) -> list[_Hit]:
         hits = list(hits)
         cfg = self.config
@@ -294,26 +293,75 @@ class KnowledgeBase:
 
     # -- abstention ---------------------------------------------------------------
 
-    def _judge(self, query: str, vector: np.ndarray, top: list[_Hit]) -> Answerability:
-        """Can the best passages answer the question? (see :mod:`assistant.answerability`)"""
+    def _judge(self, index: _Index, query: str, vector: np.ndarray, top: list[_Hit],
+               where: Filter | None) -> Answerability:
+        """Can the best passages answer the question? (see :mod:`assistant.answerability`)
+
+        The words "no document mentions" are looked up only in the documents
+        the asker may see (``where``): else the reply would tell an employee
+        that a word appears in an HR-only page (issue #17).
+        """
         cfg = self.config.abstention
         similarity = None
         if top:
             similarity = top[0].dense
             if similarity is None:  # found by keywords only: compare with its stored vectors, its keys' too
-                stored = [self.store.collection.get(ids=[top[0].id], include=["embeddings"])]
-                if self._keys:  # by id: a metadata filter would scan every key (40 ms at 250,000)
+                stored = [index.passages.get(ids=[top[0].id], include=["embeddings"])]
+                if index.has_keys:  # by id: a metadata filter would scan every key (40 ms at 250,000)
                     ids = [key_id(top[0].id, n) for n in range(MAX_KEYS_JUDGED)]
-                    stored.append(self.store.keys.get(ids=ids, include=["embeddings"]))
+                    stored.append(index.keys.get(ids=ids, include=["embeddings"]))
                 vectors = [v for got in stored if got.get("embeddings") is not None for v in got["embeddings"]]
                 if vectors:  # else removed since the keyword index was loaded
                     similarity = float(np.max(np.asarray(vectors, dtype=np.float32) @ vector))
         tokens: set[str] = set()
         for hit in top[: cfg.evidence_passages]:
             tokens.update(tokenize(_index_text(hit.metadata, hit.text)))
-        assert self._keyword is not None
         return judge(config=cfg, question=query, similarity=similarity, evidence_tokens=tokens,
-                     known=self._keyword.knows)
+                     known=lambda token: index.keyword.knows(token, where))
+
+
+def _nearest(keyword: KeywordIndex, collection, vector, n: int, where: Filter | None,
+             keys: bool = False) -> list[tuple]:
+    """The ``n`` nearest passages that pass ``where`` (through their search keys if ``keys``).
+
+    Chroma filters before searching, which costs ~200 ms at 100,000 passages
+    whatever the filter; most users may see most passages, so we first search
+    a few times wider without the filter and drop what the filter refuses,
+    and ask Chroma to filter only when too few passages are left.
+    """
+    if where:
+        rows, found = _query(keyword, collection, vector, n * 4, None, keys)
+        allowed = [row for row in rows if matches(row[2], where)]
+        if len(allowed) >= n or found < n * 4:  # enough, or Chroma has no more passages than that
+            return allowed[:n]
+        rows = _query(keyword, collection, vector, n, chroma_where(where), keys)[0]
+        # Chroma filtered on what it stores: a search key's own metadata, which a crashed run may
+        # have left out of step with its passage's. What is returned is the passage: check it.
+        return [row for row in rows if matches(row[2], where)]
+    return _query(keyword, collection, vector, n, None, keys)[0]
+
+
+def _query(keyword: KeywordIndex, collection, vector, n: int, where: dict | None,
+           keys: bool) -> tuple[list[tuple], int]:
+    """``(id, text, metadata, distance)`` of the nearest passages, and how many Chroma found.
+
+    In the collection of search keys (``keys``), a key stands for its passage: the id is the passage's.
+
+    Asking Chroma for distances only halves the query (1.8 ms instead of 4 ms
+    for 30 passages at 18F size): the texts and metadata are in memory
+    already, in the keyword index. A passage indexed since that index was
+    loaded is left out until the next refresh, as the keyword side does.
+    """
+    result = collection.query(query_embeddings=[vector], n_results=n, where=where, include=["distances"])
+    ids = result["ids"][0]
+    if keys:
+        ids = [key_passage(key) for key in ids]
+    rows = []
+    for cid, distance in zip(ids, result["distances"][0], strict=True):
+        position = keyword.positions.get(cid)
+        if position is not None:
+            rows.append((cid, *_stored(keyword, position), distance))
+    return rows, len(ids)
 
 
 def _stored(index: KeywordIndex, position: int) -> tuple[str, dict]:

@@ -90,8 +90,18 @@ class PassageStore:
         self.client = client
         self.name = name
         self.model_id = model_id
-        self.collection = self._open(name)
-        self.keys = self._open(keys_name(name))
+        #: The passages and keys collections, replaced together (one assignment) when reopened.
+        self._collections = (self._open(name), self._open(keys_name(name)))
+
+    @property
+    def collection(self):
+        """The passages collection."""
+        return self._collections[0]
+
+    @property
+    def keys(self):
+        """The search keys collection."""
+        return self._collections[1]
 
     def _open(self, name: str):
         collection = self.client.get_or_create_collection(
@@ -111,10 +121,21 @@ class PassageStore:
 
     @property
     def version(self) -> int:
-        # Fetched again each time: another process may have rebuilt (dropped and re-created) both collections.
-        self.collection = self.client.get_collection(self.name, embedding_function=None)
-        self.keys = self._open(keys_name(self.name))
-        return int((self.collection.metadata or {}).get(VERSION_KEY, 0))
+        """The index version as stored now (read again each time: another process may have indexed)."""
+        return self.current()[2]
+
+    def current(self) -> tuple[object, object, int]:
+        """The passages and keys collections as stored now, and the index version: one consistent view.
+
+        Fetched again each time: another process may have rebuilt (dropped and re-created) both
+        collections. The handles this store holds are replaced in one assignment, so a concurrent
+        reader never pairs one index's passages with another's keys; readers that need a stable
+        view across several calls keep the tuple this returns (see ``KnowledgeBase``).
+        """
+        passages = self.client.get_collection(self.name, embedding_function=None)
+        keys = self._open(keys_name(self.name))
+        self._collections = (passages, keys)
+        return passages, keys, int((passages.metadata or {}).get(VERSION_KEY, 0))
 
     def reopen(self) -> bool:
         """See what another process (``onboard ingest``) wrote to a local Chroma folder; whether it reopened.
@@ -130,8 +151,8 @@ class PassageStore:
             return False
         type(self.client).clear_system_cache()
         self.client = make_client(ChromaLocation(path=Path(settings.persist_directory)))
-        self.collection = self.client.get_collection(self.name, embedding_function=None)
-        self.keys = self._open(keys_name(self.name))
+        self._collections = (self.client.get_collection(self.name, embedding_function=None),
+                             self._open(keys_name(self.name)))
         return True
 
     def continue_from(self, version: int) -> None:

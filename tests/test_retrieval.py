@@ -273,7 +273,7 @@ def test_the_app_s_knowledge_base_is_warmed_up_when_built():
     assert sources(kb.retrieve("How much PTO do I get?"))[0] == "time-off/time-off.md"
     assert loads == []  # loaded by bootstrap_knowledge_base, not by the first question
     # `onboard serve` indexes the sample before the server starts, in a process that answers nothing.
-    assert factories.bootstrap_knowledge_base(Settings(), warm=False)._keyword is None
+    assert factories.bootstrap_knowledge_base(Settings(), warm=False).version is None
 
 
 def test_keyword_index_refreshes_itself_with_refresh_s_zero(corpus, indexed, fake_embeddings, sqlite_engine):
@@ -486,3 +486,27 @@ def test_a_passage_found_by_keywords_alone_is_judged_on_its_keys_too(tmp_path, s
     keyword = kb.retrieve(question, mode="keyword")
     assert keyword.documents[0].metadata["dense_score"] is None  # keyword mode: no dense score
     assert keyword.answerability.confidence == pytest.approx(dense.documents[0].metadata["dense_score"], abs=1e-5)
+
+
+def test_the_words_no_document_mentions_are_judged_within_the_askers_audience(kb):
+    """An employee cannot learn from an abstention whether a word appears in an HR-only page (issue #17)."""
+    strict = KnowledgeBase(kb.store, kb.embeddings, RetrievalConfig(abstention={"min_similarity": 1.0}))
+    employee, hr = {"audience": ["all"]}, {"audience": ["all", "hr"]}
+
+    def shown(question, where):
+        result = strict.retrieve(question, where=where)
+        assert not result.answerable
+        return result.answerability.explanation
+
+    # "quokka" is only in the HR-only salary page: to an employee it reads like a made-up word.
+    assert "no document mentions: quokka" in shown("Is the quokka affected?", employee)
+    assert "no document mentions: zorblax" in shown("Is the zorblax affected?", employee)
+    assert "quokka" not in shown("Is the quokka affected?", hr)
+    assert "no document mentions: zorblax" in shown("Is the zorblax affected?", hr)
+
+
+def test_keyword_index_knows_a_word_only_in_the_passages_a_filter_allows(keyword_index):
+    assert keyword_index.knows(tokenize("quokka")[0])
+    assert keyword_index.knows(tokenize("quokka")[0], {"audience": ["all", "hr"]})
+    assert not keyword_index.knows(tokenize("quokka")[0], {"audience": ["all"]})
+    assert not keyword_index.knows("zorblax", {"audience": ["all", "hr"]})
