@@ -1,0 +1,490 @@
+"""Load as the project's own check: many people asking at once, nothing lost, doubled or mixed up.
+
+``--users`` threads each play one signed-in person with their own user row and
+conversation, and send ``--turns`` questions one after the other (no pause in
+between) down the chat page's own path: the question is stored as
+:func:`onboard.web.store_question` stores it, then answered by
+:func:`onboard.turns.answer_turn` with what :func:`onboard.web.answer` passes
+(the person's audience filter and rollout features, the page's escaping
+writer, here consuming the stream instead of drawing it). Once every turn is
+done, each person rates each of their answers as :func:`onboard.web.rate` does
+(thumbs up a complete answer, down with a reason an abstention), all at once
+again. The Streamlit-bound wrappers of ``onboard.web`` cannot run outside a
+page (they read ``st.user`` and cached resources), so their three bodies are
+repeated here with the same ``feedback.store`` calls.
+
+Before that, every distinct question is answered once, one at a time, by the
+same assistant: ``differ_from_sequential`` counts stored answers whose text,
+abstention or sources (passage ids, and which are cited) differ from that
+reference. Every count is read back from the database with SQL, not from the
+script's own bookkeeping: ``duplicates`` counts questions stored more often
+than they were sent and questions with more than one answer;
+``lost`` the sends and answers that are missing; ``misattributed`` messages or
+ratings whose person or conversation is not the sender's.
+
+The data directory is a fresh temporary folder with the corpus indexed once
+(default: the 18F handbook; the default local embedding model, extractive
+answers). ``--backend postgresql`` starts a throwaway cluster (initdb and
+pg_ctl as the ``postgres`` user, as ``.ci/run`` does) on ``--pg-port`` and
+stops it at the end. Prints one JSON object; ``--append FILE`` also adds it to
+the ``runs`` of a results file.
+
+    python benchmarks/load.py --users 10 --turns 10 --backend sqlite
+    python benchmarks/load.py --users 50 --turns 10 --backend postgresql --pg-port 55446 \\
+        --append benchmarks/results/load-postgresql-2026-11-23.json
+
+Timings are of one process on this machine: other work on it shows in them
+(``load_average`` records it).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import platform
+import resource
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import traceback
+from collections import Counter
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+
+import numpy as np
+from sqlalchemy import func
+from sqlmodel import Session, select
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from assistant.evaluation import load_dataset  # noqa: E402
+from assistant.ingest import ingest  # noqa: E402
+from feedback import store  # noqa: E402
+from feedback.models import Conversation, Message, Rating, User  # noqa: E402
+from onboard import factories, web  # noqa: E402  (web: the page's writer and filters, no Streamlit run needed)
+from onboard.access import identity_from_claims  # noqa: E402
+from onboard.rollout import features_for  # noqa: E402
+from onboard.settings import Settings  # noqa: E402
+from onboard.turns import answer_turn  # noqa: E402
+
+ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_CORPUS = ROOT.parent / "shared" / "corpora" / "18f-handbook"
+DEFAULT_DATASET = ROOT.parent / "shared" / "eval" / "18f_dev_qa.jsonl"
+DOWN_REASON = "incomplete"
+EXAMPLES = 5
+
+
+# --- the page's path, for one person ------------------------------------------------------------------------------
+
+
+@dataclasses.dataclass
+class Person:
+    """One simulated user: who they are, what they send, and what happened (timings and errors only)."""
+
+    index: int
+    claims: dict
+    questions: list[str]
+    conversation_id: str | None = None
+    answer_ids: list[int] = dataclasses.field(default_factory=list)
+    turn_ms: list[float] = dataclasses.field(default_factory=list)
+    rate_ms: list[float] = dataclasses.field(default_factory=list)
+    stages_ms: list[dict] = dataclasses.field(default_factory=list)
+    errors: list[str] = dataclasses.field(default_factory=list)
+    ratings_sent: int = 0
+
+
+class Page:
+    """What the chat page does for a person, with the settings, engine and assistant it would have cached."""
+
+    def __init__(self, settings: Settings, engine, assistant) -> None:
+        self.settings = settings
+        self.engine = engine
+        self.assistant = assistant
+
+    @contextmanager
+    def db(self):  # web.db
+        with Session(self.engine, expire_on_commit=False) as session:
+            yield session
+
+    def identity(self, person: Person):  # web.identity in login mode
+        return identity_from_claims(person.claims, self.settings.access)
+
+    def current_user(self, session: Session, person: Person) -> User:  # web.current_user
+        who = self.identity(person)
+        return store.get_or_create_user(session=session, subject=who.subject, email=who.email, name=who.name,
+                                        groups=sorted(who.groups), team=who.team)
+
+    def store_question(self, person: Person, text: str) -> Message:  # web.store_question
+        with self.db() as session:
+            user = self.current_user(session, person)
+            conversation_id = person.conversation_id
+            if conversation_id:
+                try:
+                    store.get_conversation(session=session, user=user, conversation_id=conversation_id)
+                except store.NotFound:
+                    conversation_id = None
+            if not conversation_id:
+                conversation_id = store.create_conversation(session=session, user=user,
+                                                            kind=web.CONVERSATION_KIND).id
+            message = store.add_user_message(session=session, user=user, conversation_id=conversation_id,
+                                             content=text)
+        person.conversation_id = conversation_id
+        return message
+
+    def answer(self, person: Person, question: Message, history, recorder: Recorder):  # web.answer
+        who = self.identity(person)
+        features = features_for(who, self.settings.rollout)
+        return answer_turn(engine=self.engine, assistant=lambda: recorder, question=question, history=history,
+                           write=web.escaped(_consume), where=web.retrieval_filter(who), features=features,
+                           status=None)  # the page's status line: extractive answers never wait, so never shown
+
+    def rate(self, person: Person, message_id: int, thumb: int, reasons=()):  # web.rate
+        with self.db() as session:
+            return store.rate(session=session, user=self.current_user(session, person), message_id=message_id,
+                              thumb=thumb, reasons=reasons, allowed_reasons=self.settings.chat.feedback_reasons)
+
+
+def _consume(pieces) -> str:
+    """``st.write_stream`` without the page: read every (escaped) piece."""
+    return "".join(pieces)
+
+
+class Recorder:
+    """The assistant as ``answer_turn`` sees it, keeping the last turn's retrieval timings (per thread)."""
+
+    def __init__(self, assistant) -> None:
+        self._assistant = assistant
+        self.last = None
+
+    def __getattr__(self, name):
+        return getattr(self._assistant, name)
+
+    def ask(self, *args, **kwargs):
+        self.last = self._assistant.ask(*args, **kwargs)
+        return self.last
+
+
+def run_person(page: Page, person: Person, start: threading.Barrier) -> None:
+    recorder = Recorder(page.assistant)
+    start.wait()
+    history: list[tuple[str, str]] = []
+    for text in person.questions:
+        began = time.perf_counter()
+        try:
+            question = page.store_question(person, text)
+            outcome = page.answer(person, question, history, recorder)
+        except Exception as exc:  # noqa: BLE001  (counted and reported, the person goes on)
+            person.errors.append(f"{type(exc).__name__}: {exc}"[:300])
+            continue
+        person.turn_ms.append((time.perf_counter() - began) * 1000)
+        if outcome.answer_id is not None:
+            person.answer_ids.append(outcome.answer_id)
+        if outcome.status not in web.ANSWERED:
+            person.errors.append(f"answer {outcome.answer_id} {outcome.status}: {outcome.error}"[:300])
+        answer = recorder.last.answer if recorder.last is not None else None
+        if answer is not None and answer.retrieval is not None:
+            person.stages_ms.append(dict(answer.retrieval.timings_ms))
+        if answer is not None and outcome.status in web.ANSWERED:
+            history += [("user", text), ("assistant", answer.text)]  # as web.history_before builds it
+
+
+def rate_person(page: Page, person: Person, start: threading.Barrier) -> None:
+    """Thumbs up each complete answer, down (with a reason) each abstention, as the page's thumbs do."""
+    start.wait()
+    for answer_id in person.answer_ids:
+        began = time.perf_counter()
+        try:
+            with page.db() as session:
+                status = session.get(Message, answer_id).status  # what the page shows under the answer
+            if status not in web.ANSWERED:
+                continue
+            person.ratings_sent += 1
+            up = status == "complete"
+            page.rate(person, answer_id, 1 if up else 0, () if up else (DOWN_REASON,))
+        except Exception as exc:  # noqa: BLE001
+            person.errors.append(f"rating {answer_id}: {type(exc).__name__}: {exc}"[:300])
+        person.rate_ms.append((time.perf_counter() - began) * 1000)
+
+
+def concurrently(target, page: Page, people: list[Person]) -> float:
+    """Run ``target(page, person, barrier)`` in one thread per person; seconds from the common start to the last end."""
+    barrier = threading.Barrier(len(people) + 1)
+    threads = [threading.Thread(target=target, args=(page, p, barrier), name=f"user-{p.index}") for p in people]
+    for thread in threads:
+        thread.start()
+    barrier.wait()
+    began = time.perf_counter()
+    for thread in threads:
+        thread.join()
+    return time.perf_counter() - began
+
+
+# --- the reference, and what the database holds --------------------------------------------------------------------
+
+
+def signature(text: str, abstained: bool, sources: list[dict]) -> tuple:
+    """What must not change with concurrency: the text, the abstention, the passages and which are cited."""
+    return text, bool(abstained), tuple((s.get("chunk_id"), bool(s.get("cited", True))) for s in sources)
+
+
+def sequential_reference(assistant, questions: list[str], where: dict) -> tuple[dict[str, tuple], list[float]]:
+    reference, timings = {}, []
+    for question in questions:
+        began = time.perf_counter()
+        answer = assistant.answer(question, where=where)
+        timings.append((time.perf_counter() - began) * 1000)
+        reference[question] = signature(answer.text, answer.abstained,
+                                        [dataclasses.asdict(c) for c in answer.citations])
+    return reference, timings
+
+
+def audit(engine, people: list[Person], reference: dict[str, tuple]) -> dict:
+    """Every count read back from the database, for this run's people only."""
+    subjects = {p.claims["sub"]: p for p in people}
+    with Session(engine) as session:
+        users = {u.id: u for u in session.exec(select(User).where(User.subject.in_(list(subjects))))}
+        ids = list(users)
+        conversations = {c.id: c for c in session.exec(select(Conversation).where(Conversation.user_id.in_(ids)))}
+        messages = list(session.exec(
+            select(Message).where(Message.conversation_id.in_(list(conversations))).order_by(Message.id)))
+        # Anything written under these people outside their conversations would be misattributed too.
+        stray = session.exec(select(func.count()).select_from(Message).where(
+            Message.user_id.in_(ids), Message.conversation_id.not_in(list(conversations)))).one()
+        ratings = list(session.exec(select(Rating).where(Rating.user_id.in_(ids))))
+        rated_elsewhere = session.exec(select(func.count()).select_from(Rating).join(
+            Message, Message.id == Rating.message_id).where(
+            Rating.message_id.in_([m.id for m in messages]), Rating.user_id.not_in(ids))).one()
+
+    questions = {m.id: m for m in messages if m.role == "user"}
+    answers = [m for m in messages if m.role == "assistant"]
+    sent_by_conversation: dict[str, Counter] = {}
+    for person in people:
+        if person.conversation_id:
+            sent_by_conversation[person.conversation_id] = Counter(person.questions)
+    stored_by_conversation: dict[str, Counter] = {}
+    for m in questions.values():
+        stored_by_conversation.setdefault(m.conversation_id, Counter())[m.content] += 1
+    duplicate_questions = lost_questions = 0
+    for conversation_id in set(sent_by_conversation) | set(stored_by_conversation):
+        sent = sent_by_conversation.get(conversation_id, Counter())
+        stored = stored_by_conversation.get(conversation_id, Counter())
+        duplicate_questions += sum((stored - sent).values())
+        lost_questions += sum((sent - stored).values())
+    lost_questions += sum(len(p.questions) for p in people if not p.conversation_id)
+    answers_per_question = Counter(a.reply_to for a in answers)
+    duplicate_answers = sum(n - 1 for n in answers_per_question.values() if n > 1)
+    unanswered = sum(1 for qid in questions if answers_per_question[qid] == 0)
+
+    misattributed = stray + rated_elsewhere
+    for m in messages:
+        owner = conversations[m.conversation_id].user_id
+        if m.user_id != owner:
+            misattributed += 1
+        elif m.role == "assistant":
+            question = questions.get(m.reply_to)
+            if question is None or question.conversation_id != m.conversation_id:
+                misattributed += 1
+    owner_of = {c.id: users[c.user_id].subject for c in conversations.values()}
+    for conversation_id, subject in owner_of.items():
+        if subjects[subject].conversation_id != conversation_id:  # a person's question went to someone else's
+            misattributed += 1
+
+    by_id = {a.id: a for a in answers}
+    ratings_mismatched = 0
+    for rating in ratings:
+        answer = by_id.get(rating.message_id)
+        expected = 1 if answer is not None and answer.status == "complete" else 0
+        if answer is None or answer.user_id != rating.user_id or rating.thumb != expected:
+            ratings_mismatched += 1
+    rating_pairs = Counter((r.message_id, r.user_id) for r in ratings)
+
+    differ, examples = 0, []
+    for a in answers:
+        question = questions.get(a.reply_to)
+        if a.status not in web.ANSWERED or question is None:
+            continue
+        got = signature(a.content, a.status == "abstained", a.sources or [])
+        want = reference.get(question.content)
+        if got != want:
+            differ += 1
+            if len(examples) < EXAMPLES:
+                fields = [name for name, x, y in zip(("text", "abstained", "sources"), got, want or ((),) * 3,
+                                                     strict=True) if x != y]
+                examples.append({"question": question.content[:80], "answer_id": a.id, "differs_in": fields})
+    return {
+        "questions_stored": len(questions),
+        "answers_stored": len(answers),
+        "answers_by_status": dict(Counter(a.status for a in answers)),
+        "ratings_stored": len(ratings),
+        "duplicates": duplicate_questions + duplicate_answers + sum(n - 1 for n in rating_pairs.values() if n > 1),
+        "duplicate_questions": duplicate_questions,
+        "duplicate_answers": duplicate_answers,
+        "lost_questions": lost_questions,
+        "unanswered_questions": unanswered,
+        "misattributed": misattributed,
+        "ratings_mismatched": ratings_mismatched,
+        "differ_from_sequential": differ,
+        "differ_examples": examples,
+    }
+
+
+# --- a throwaway PostgreSQL ---------------------------------------------------------------------------------------
+
+
+@contextmanager
+def postgresql(port: int):
+    """A PostgreSQL cluster in a temporary folder on ``port`` (as ``.ci/run`` starts one), stopped at the end."""
+    found = sorted(Path("/usr/lib/postgresql").glob("*/bin/initdb"), key=lambda p: int(p.parent.parent.name))
+    if not found:
+        raise SystemExit("no PostgreSQL server under /usr/lib/postgresql")
+    bin_dir = found[-1].parent
+    folder = Path(tempfile.mkdtemp(prefix="onboard-load-pg-"))
+    shutil.chown(folder, "postgres")
+    data = folder / "data"
+
+    def as_postgres(*command: str) -> None:
+        subprocess.run(["runuser", "-u", "postgres", "--", *command], check=True, stdout=subprocess.DEVNULL)
+
+    as_postgres(str(bin_dir / "initdb"), "-D", str(data), "-A", "trust", "-U", "app")
+    as_postgres(str(bin_dir / "pg_ctl"), "-D", str(data), "-w", "-l", str(folder / "log"), "-o",
+                f"-k {folder} -p {port} -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=200", "start")
+    try:
+        yield f"postgresql+psycopg://app@127.0.0.1:{port}/postgres"
+    finally:
+        subprocess.run(["runuser", "-u", "postgres", "--", str(bin_dir / "pg_ctl"), "-D", str(data), "-m", "fast",
+                        "stop"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+# --- the run ------------------------------------------------------------------------------------------------------
+
+
+def percentile(values: list[float], q: float) -> float | None:
+    return round(float(np.percentile(values, q)), 1) if values else None
+
+
+def people_for(users: int, turns: int, questions: list[str], run: str) -> list[Person]:
+    people = []
+    for i in range(users):
+        claims = {"sub": f"load-{run}-{i}", "email": f"load{i}@example.com", "name": f"Load user {i}",
+                  "groups": [], "team": f"team-{i % 5}"}
+        sent = [questions[(i * turns + t) % len(questions)] for t in range(turns)]
+        people.append(Person(i, claims, sent))
+    return people
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--users", type=int, default=10)
+    parser.add_argument("--turns", type=int, default=10, help="questions each user sends, one after the other")
+    parser.add_argument("--backend", choices=("sqlite", "postgresql"), default="sqlite")
+    parser.add_argument("--corpus", type=Path, default=DEFAULT_CORPUS)
+    parser.add_argument("--dataset", type=Path, default=DEFAULT_DATASET, help="JSONL questions, cycled")
+    parser.add_argument("--pg-port", type=int, default=55446, help="port of the throwaway PostgreSQL")
+    parser.add_argument("--append", type=Path, help="also add the result to the 'runs' list of this JSON file")
+    args = parser.parse_args()
+    if args.users < 1 or args.turns < 1:
+        parser.error("--users and --turns must be at least 1")
+    questions = [case.question for case in load_dataset(args.dataset)]
+    run = datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
+
+    with tempfile.TemporaryDirectory(prefix="onboard-load-") as tmp:
+        with (postgresql(args.pg_port) if args.backend == "postgresql" else _nothing()) as database_url:
+            settings = Settings(_env_file=None, data_dir=Path(tmp), database_url=database_url, collection="load",
+                                answer={"mode": "extractive"})
+            result = measure(settings, args, questions, run)
+    print(json.dumps(result, indent=1))
+    if args.append:
+        existing = json.loads(args.append.read_text()) if args.append.exists() else {"runs": []}
+        existing["runs"].append(result)
+        args.append.write_text(json.dumps(existing, indent=1) + "\n")
+
+
+@contextmanager
+def _nothing():
+    yield None
+
+
+def measure(settings: Settings, args, questions: list[str], run: str) -> dict:
+    began = time.perf_counter()
+    engine = factories.make_engine(settings, migrate=True)
+    embeddings = factories.make_embeddings(settings)
+    report = ingest([args.corpus], store=factories.make_store(settings, embeddings), embeddings=embeddings,
+                    engine=engine, options=factories.ingest_options(settings))
+    assistant = factories.make_assistant(settings, factories.bootstrap_knowledge_base(settings))  # as the app
+    index_s = time.perf_counter() - began
+
+    people = people_for(args.users, args.turns, questions, run)
+    page = Page(settings, engine, assistant)
+    where = web.retrieval_filter(page.identity(people[0]))
+    assert all(web.retrieval_filter(page.identity(p)) == where for p in people)  # one reference fits everyone
+    distinct = list(dict.fromkeys(q for p in people for q in p.questions))
+    reference, sequential_ms = sequential_reference(assistant, distinct, where)
+
+    load_before = os.getloadavg()
+    cpu_before = resource.getrusage(resource.RUSAGE_SELF)
+    turns_s = concurrently(run_person, page, people)
+    cpu_after = resource.getrusage(resource.RUSAGE_SELF)
+    load_after = os.getloadavg()
+    rate_s = concurrently(rate_person, page, people)
+    found = audit(engine, people, reference)
+    engine.dispose()
+
+    turn_ms = [ms for p in people for ms in p.turn_ms]
+    rate_ms = [ms for p in people for ms in p.rate_ms]
+    errors = [e for p in people for e in p.errors]
+    stages = [s for p in people for s in p.stages_ms]
+    cpu_s = (cpu_after.ru_utime + cpu_after.ru_stime) - (cpu_before.ru_utime + cpu_before.ru_stime)
+    sent = sum(len(p.questions) for p in people)
+    return {
+        "run": run,
+        "date": datetime.now(UTC).date().isoformat(),
+        "backend": args.backend,
+        "users": args.users,
+        "turns_per_user": args.turns,
+        "corpus": str(args.corpus),
+        "dataset": str(args.dataset),
+        "answer_mode": settings.answer.mode,
+        "embedding_model": embeddings.model_id,
+        "chunks_indexed": report.chunks_added,
+        "files_failed": len(report.failed),
+        "cpu_count": len(os.sched_getaffinity(0)),
+        "python": platform.python_version(),
+        "index_and_warm_s": round(index_s, 1),
+        "sequential_reference": {"questions": len(distinct), "p50_ms": percentile(sequential_ms, 50),
+                                 "p95_ms": percentile(sequential_ms, 95)},
+        "questions_sent": sent,
+        "ratings_sent": sum(p.ratings_sent for p in people),
+        **{k: v for k, v in found.items()},
+        "errors": len(errors),
+        "error_examples": errors[:EXAMPLES],
+        "wall_s": round(turns_s, 2),
+        "turns_per_s": round(len(turn_ms) / turns_s, 2) if turns_s else None,
+        "p50_ms": percentile(turn_ms, 50),
+        "p95_ms": percentile(turn_ms, 95),
+        "p99_ms": percentile(turn_ms, 99),
+        "max_ms": round(max(turn_ms), 1) if turn_ms else None,
+        "retrieval_stage_p50_ms": {key: percentile([s[key] for s in stages if key in s], 50)
+                                   for key in ("embed_ms", "dense_ms", "keyword_ms", "judge_ms", "total_ms")},
+        "process_cpu_s": round(cpu_s, 1),
+        "cores_busy": round(cpu_s / turns_s, 2) if turns_s else None,
+        "ratings_per_s": round(len(rate_ms) / rate_s, 1) if rate_s else None,
+        "rating_p95_ms": percentile(rate_ms, 95),
+        "load_average_before": [round(x, 2) for x in load_before],
+        "load_average_after": [round(x, 2) for x in load_after],
+        "think_time_s": 0,
+    }
+
+
+if __name__ == "__main__":
+    try:
+        main()
+    except KeyboardInterrupt:
+        traceback.print_exc()
+        sys.exit(130)
