@@ -1,4 +1,4 @@
-"""The tables of conversations: users, their conversations, the messages in them, and ratings.
+"""The tables of conversations: users, their conversations, the messages in them, ratings, and the admins' reads.
 
 A question is a ``user`` message, stored the moment it is asked; its answer is
 an ``assistant`` message that points back at it (``reply_to``), created as
@@ -6,7 +6,9 @@ an ``assistant`` message that points back at it (``reply_to``), created as
 ``abstained``, ``failed`` or ``interrupted``, so what the user typed survives
 any failure. An answer records how it was made (answerer, model, prompt and
 index versions, rollout features, tokens, timings) so that ratings can be tied
-to it. A rating is one row per user per answer, updated in place.
+to it. A rating is one row per user per answer, updated in place. Every time
+an admin opens someone's conversation or exports answers leaves an
+:class:`AdminAudit` row that nothing in the app changes or deletes.
 
 The schema is shaped by the Alembic migrations in ``onboard/migrations``,
 never by ``create_all``. The storage functions are in :mod:`feedback.store`.
@@ -201,3 +203,38 @@ class Ticket(SQLModel, table=True):
     message_id: int | None = Field(default=None, foreign_key="message.id", ondelete="SET NULL")
     text: str = Field(sa_column=Column(Text, nullable=False))
     created_at: datetime = Field(default_factory=utcnow, index=True)
+
+
+#: What an admin did that reads people's content, as the audit trail records it.
+AUDIT_ACTIONS = ("open_conversation", "export_answers", "export_reviewed")
+
+
+class AdminAudit(SQLModel, table=True):
+    """One time an admin read people's content: opened someone's conversation, or exported answers.
+
+    Append-only. The app has no function that changes or deletes a row, and
+    the database refuses ``UPDATE``, ``DELETE`` (and on PostgreSQL ``TRUNCATE``)
+    on the table: triggers made by migration 0005. The ids are not foreign keys
+    and the names and e-mails are copies taken at the time, so purging
+    conversations or removing a user neither removes nor rewrites the trace.
+    """
+
+    __tablename__ = "admin_audit"
+
+    id: int | None = Field(default=None, primary_key=True)
+    at: datetime = Field(default_factory=utcnow, index=True)
+    action: str = Field(max_length=32)
+    admin_id: int
+    admin_subject: str = Field(default="", max_length=255)
+    admin_email: str = Field(default="", max_length=320)
+    admin_name: str = Field(default="", max_length=255)
+    #: Whose content was read (an opened conversation's owner); none for an export of many people's answers.
+    owner_id: int | None = None
+    owner_subject: str = Field(default="", max_length=255)
+    owner_email: str = Field(default="", max_length=320)
+    owner_name: str = Field(default="", max_length=255)
+    conversation_id: str | None = Field(default=None, max_length=32)
+    #: For an export: how many answers (or evaluation cases) the file held.
+    count: int | None = None
+    #: For an export: the dashboard's filters it was made with (dates, kind, group, team...).
+    filters: dict = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))

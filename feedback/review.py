@@ -3,7 +3,9 @@
 Triage keeps one current state per thumbs down or ticket (status, owner, note)
 and appends every change to its history. Problem reports are stored here too:
 anyone may file one, only admins read them. The callers (the dashboard page)
-check that the person is an admin; these functions record who acted.
+check that the person is an admin; these functions record who acted. Opening
+someone's conversation and exporting answers (:func:`export_for_admin`) leave
+a row in the audit trail (:mod:`feedback.audit`) before the content is read.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from sqlalchemy import String, and_, func, literal, select
 from sqlalchemy.orm import aliased
 from sqlmodel import Session
 
+from feedback import audit
 from feedback.analytics import Filters, answer_conditions, rating_conditions
 from feedback.models import (
     TRIAGE_STATUSES,
@@ -235,14 +238,15 @@ class AdminConversation:
 def conversation_for_admin(*, session: Session, admin: User, conversation_id: str) -> AdminConversation:
     """A whole conversation with the ratings its owner gave, for an admin reviewing feedback.
 
-    Logged, because an admin reading someone's conversation is worth a trace.
-    Deleted conversations stay readable until purged (their ratings still count).
+    Recorded in the audit trail (and logged at WARNING) before anything is read: docs/privacy.md promises that
+    an admin reading someone's conversation leaves a trace. Deleted conversations stay readable until purged
+    (their ratings still count).
     """
     conversation = session.get(Conversation, conversation_id)
     if conversation is None:
         raise NotFound("No such conversation.")
     owner = session.get(User, conversation.user_id)
-    log.info("admin %s opened conversation %s of user %s", admin.id, conversation.id, conversation.user_id)
+    audit.record_conversation_opened(session=session, admin=admin, owner=owner, conversation_id=conversation.id)
     rows = session.execute(
         select(Message, Rating)
         .outerjoin(Rating, and_(Rating.message_id == Message.id, Rating.user_id == conversation.user_id))
@@ -283,18 +287,40 @@ def _export_rows(session: Session, f: Filters, *, batch: int = 2000) -> Iterator
     yield from session.execute(query)
 
 
+#: The dashboard's two files, and what the audit trail calls exporting each.
+EXPORTS = {"csv": audit.EXPORT_ANSWERS, "jsonl": audit.EXPORT_REVIEWED}
+
+
+def export_for_admin(*, session: Session, admin: User, f: Filters, fmt: str) -> str:
+    """The dashboard's export (``csv`` or ``jsonl``) for an admin, recorded in the audit trail with its size."""
+    if fmt not in EXPORTS:
+        raise InvalidInput(f"Unknown export format {fmt!r}.")
+    text, count = _csv(session, f) if fmt == "csv" else _eval_jsonl(session, f)
+    audit.record_export(session=session, admin=admin, action=EXPORTS[fmt], count=count, filters=f)
+    return text
+
+
 def export_csv(session: Session, f: Filters) -> str:
-    """The filtered answers with their ratings and comments, as CSV (sources and lists as JSON)."""
+    """The filtered answers with their ratings and comments, as CSV (sources and lists as JSON).
+
+    Not recorded in the audit trail: the dashboard exports through :func:`export_for_admin`.
+    """
+    return _csv(session, f)[0]
+
+
+def _csv(session: Session, f: Filters) -> tuple[str, int]:
     out = io.StringIO()
     writer = csv.writer(out)
     writer.writerow(CSV_FIELDS)
+    count = 0
     for row in _export_rows(session, f):
         values = list(row)
         values[2] = values[2].isoformat() if values[2] else ""
         for i in (7, 11, 17):  # sources, features, reasons
             values[i] = json.dumps(values[i] or [], ensure_ascii=False)
         writer.writerow(["" if v is None else _defuse(v) for v in values])
-    return out.getvalue()
+        count += 1
+    return out.getvalue(), count
 
 
 def _defuse(value):
@@ -313,8 +339,13 @@ def export_eval_jsonl(session: Session, f: Filters, *, quote_words: int = 25) ->
       first words of the first cited passage (the reviewer vouched for it).
     - A thumbs down triaged "won't fix" on an abstained answer becomes an
       unanswerable case (the documents do not cover it, on purpose).
-    Everything else is not reviewed yet and is left out.
+    Everything else is not reviewed yet and is left out. Not recorded in the audit trail: the dashboard exports
+    through :func:`export_for_admin`.
     """
+    return _eval_jsonl(session, f, quote_words=quote_words)[0]
+
+
+def _eval_jsonl(session: Session, f: Filters, *, quote_words: int = 25) -> tuple[str, int]:
     lines = []
     question = aliased(Message)
     wont_fix = select(Rating.id).join(Triage, and_(Triage.subject == "rating", Triage.subject_id == Rating.id)) \
@@ -339,7 +370,7 @@ def export_eval_jsonl(session: Session, f: Filters, *, quote_words: int = 25) ->
         else:
             continue
         lines.append(json.dumps({"id": f"reviewed-{answer_id}", **case}, ensure_ascii=False))
-    return "".join(line + "\n" for line in lines)
+    return "".join(line + "\n" for line in lines), len(lines)
 
 
 def _unique(values: Iterable[str]) -> list[str]:
@@ -362,6 +393,7 @@ __all__ = [
     "conversation_for_admin",
     "export_csv",
     "export_eval_jsonl",
+    "export_for_admin",
     "report_problem",
     "set_triage",
     "tickets",

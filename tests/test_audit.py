@@ -1,0 +1,201 @@
+"""The audit trail of admins reading people's content, on SQLite and (with TEST_DATABASE_URL) PostgreSQL.
+
+Opening someone's conversation and exporting answers each write one row that
+nothing can change or delete (the database refuses it), that a purge of
+conversations leaves alone, and a WARNING line without the content.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import logging
+from datetime import UTC, date, datetime, timedelta
+
+import pytest
+from sqlalchemy import delete, text, update
+from sqlalchemy.exc import DBAPIError
+from sqlmodel import Session, func, select
+
+from feedback import audit, review, store
+from feedback.analytics import Filters
+from feedback.models import AdminAudit, Conversation, User, utcnow
+
+SECRET_QUESTION = "Can I take parental leave while on probation?"
+SECRET_ANSWER = "Yes, after 3 months [1]."
+
+
+@pytest.fixture
+def session(engine):
+    with Session(engine) as session:
+        yield session
+
+
+@pytest.fixture
+def ada(session) -> User:
+    return store.get_or_create_user(session=session, subject="ada", email="ada@example.com", name="Ada",
+                                    groups=["admin"])
+
+
+@pytest.fixture
+def bob(session) -> User:
+    return store.get_or_create_user(session=session, subject="bob", email="bob@example.com", name="Bob", team="eng")
+
+
+def conversation_of(session, user: User, *, rating: int | None = None) -> Conversation:
+    conversation = store.create_conversation(session=session, user=user)
+    q = store.add_user_message(session=session, user=user, conversation_id=conversation.id, content=SECRET_QUESTION)
+    a = store.start_answer(session=session, question_id=q.id, answerer="extractive", model="m1")
+    store.finish_answer(session=session, answer_id=a.id, content=SECRET_ANSWER,
+                        sources=[{"n": 1, "source": "leave.md", "title": "Leave", "section": "", "chunk_id": "c"}])
+    if rating is not None:
+        store.rate(session=session, user=user, message_id=a.id, thumb=rating)
+    return conversation
+
+
+def rows(session) -> list[AdminAudit]:
+    session.expire_all()
+    return list(session.exec(select(AdminAudit).order_by(AdminAudit.id)).all())
+
+
+def audit_records(caplog) -> list[logging.LogRecord]:
+    return [r for r in caplog.records if r.name == "feedback.audit"]
+
+
+# --- opening a conversation ------------------------------------------------------------------------------------------
+
+
+def test_opening_a_conversation_writes_one_audit_row_and_a_warning(session, ada, bob, caplog):
+    conversation = conversation_of(session, bob)
+    before = utcnow()
+    caplog.set_level(logging.DEBUG)
+
+    opened = review.conversation_for_admin(session=session, admin=ada, conversation_id=conversation.id)
+
+    after = utcnow()
+    assert [m.content for m in opened.messages] == [SECRET_QUESTION, SECRET_ANSWER]
+    [row] = rows(session)
+    assert (row.action, row.admin_id, row.admin_email, row.admin_name, row.owner_id, row.owner_email,
+            row.owner_name, row.conversation_id, row.count, row.filters) == (
+        "open_conversation", ada.id, "ada@example.com", "Ada", bob.id, "bob@example.com", "Bob", conversation.id,
+        None, {})
+    assert before <= row.at <= after
+    [record] = audit_records(caplog)
+    assert record.levelno == logging.WARNING
+    line = record.getMessage()
+    assert "ada@example.com" in line and "bob@example.com" in line and conversation.id in line
+    assert str(ada.id) in line and str(bob.id) in line
+    assert "parental" not in line and "3 months" not in line  # ids and e-mails only, never the content
+
+
+def test_each_opening_is_one_row_and_an_unknown_conversation_none(session, ada, bob):
+    conversation = conversation_of(session, bob)
+    review.conversation_for_admin(session=session, admin=ada, conversation_id=conversation.id)
+    review.conversation_for_admin(session=session, admin=ada, conversation_id=conversation.id)
+    with pytest.raises(store.NotFound):
+        review.conversation_for_admin(session=session, admin=ada, conversation_id="nope")
+    assert [(r.action, r.conversation_id) for r in rows(session)] == [("open_conversation", conversation.id)] * 2
+
+
+def test_purging_conversations_and_removing_their_owner_keep_the_audit_rows(session, ada, bob):
+    conversation = conversation_of(session, bob, rating=0)
+    review.conversation_for_admin(session=session, admin=ada, conversation_id=conversation.id)
+    store.delete_conversation(session=session, user=bob, conversation_id=conversation.id)
+
+    assert store.purge_deleted(session=session, before=utcnow() + timedelta(seconds=1)) == 1
+    assert session.get(Conversation, conversation.id) is None
+    session.execute(delete(User).where(User.id == bob.id))  # an operator removing the person, by hand
+    session.commit()
+
+    [row] = rows(session)
+    assert (row.owner_id, row.owner_name, row.owner_email, row.conversation_id) == (
+        bob.id, "Bob", "bob@example.com", conversation.id)
+    [entry] = audit.entries(session=session)
+    assert (entry.admin, entry.owner, entry.conversation_id) == ("Ada", "Bob", conversation.id)
+
+
+# --- nothing changes or deletes a row -----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("statement", [
+    update(AdminAudit).values(admin_email="someone@else.example"),
+    update(AdminAudit).values(at=datetime(2020, 1, 1, tzinfo=UTC)),
+    delete(AdminAudit),
+], ids=["update-email", "update-time", "delete"])
+def test_the_database_refuses_to_change_or_delete_audit_rows(session, ada, bob, statement):
+    conversation = conversation_of(session, bob)
+    review.conversation_for_admin(session=session, admin=ada, conversation_id=conversation.id)
+
+    with pytest.raises(DBAPIError, match="append-only"):
+        session.execute(statement)
+        session.commit()
+    session.rollback()
+
+    [row] = rows(session)
+    assert (row.admin_email, row.at.year) == ("ada@example.com", utcnow().year)
+
+
+def test_postgresql_refuses_to_truncate_the_audit_table(session, engine, ada, bob):
+    if engine.dialect.name != "postgresql":
+        pytest.skip("TRUNCATE is PostgreSQL's")
+    review.conversation_for_admin(session=session, admin=ada, conversation_id=conversation_of(session, bob).id)
+    with pytest.raises(DBAPIError, match="append-only"):
+        session.execute(text("TRUNCATE admin_audit"))
+    session.rollback()
+    assert len(rows(session)) == 1
+
+
+def test_the_audit_module_offers_no_way_to_change_a_row():
+    assert sorted(audit.__all__) == ["AuditEntry", "entries", "record_conversation_opened", "record_export"]
+
+
+# --- exports -------------------------------------------------------------------------------------------------------
+
+
+def test_exports_for_an_admin_record_how_many_answers_and_the_filters(session, ada, bob, caplog):
+    conversation_of(session, bob, rating=1)
+    conversation_of(session, bob)
+    today = datetime.now(UTC).date()
+    f = Filters(start=today - timedelta(days=6), end=today, team="eng")
+    caplog.set_level(logging.WARNING)
+
+    text_csv = review.export_for_admin(session=session, admin=ada, f=f, fmt="csv")
+    text_jsonl = review.export_for_admin(session=session, admin=ada, f=f, fmt="jsonl")
+
+    assert len(list(csv.DictReader(io.StringIO(text_csv)))) == 2
+    assert text_csv == review.export_csv(session, f) and text_jsonl == review.export_eval_jsonl(session, f)
+    assert len(text_jsonl.splitlines()) == 1  # only the thumbs-up answer is a reviewed case
+    expected_filters = {"start": (today - timedelta(days=6)).isoformat(), "end": today.isoformat(),
+                        "kind": "assistant", "team": "eng"}
+    assert [(r.action, r.admin_id, r.owner_id, r.conversation_id, r.count, r.filters) for r in rows(session)] == [
+        ("export_answers", ada.id, None, None, 2, expected_filters),
+        ("export_reviewed", ada.id, None, None, 1, expected_filters),
+    ]
+    lines = [r.getMessage() for r in audit_records(caplog) if r.levelno == logging.WARNING]
+    assert len(lines) == 2 and all("ada@example.com" in line for line in lines)
+    assert "exported 2 answers" in lines[0] and "exported 1 reviewed answers" in lines[1]
+    assert not any("parental" in line for line in lines)
+    with pytest.raises(store.InvalidInput):
+        review.export_for_admin(session=session, admin=ada, f=f, fmt="xlsx")
+    assert len(rows(session)) == 2
+
+
+# --- reading the trail -----------------------------------------------------------------------------------------------
+
+
+def test_entries_are_newest_first_within_the_dates(session, ada, bob):
+    def at(day: int) -> datetime:
+        return datetime(2026, 3, day, 12, tzinfo=UTC)
+
+    for day, conversation_id in ((2, "c2"), (5, "c5"), (3, "c3"), (9, "c9")):
+        session.add(AdminAudit(at=at(day), action=audit.OPEN_CONVERSATION, admin_id=ada.id, admin_email=ada.email,
+                               admin_name=ada.name, owner_id=bob.id, owner_name="", owner_email="",
+                               owner_subject="bob", conversation_id=conversation_id))
+    session.commit()
+
+    f = Filters(start=date(2026, 3, 3), end=date(2026, 3, 5))
+    found = audit.entries(session=session, since=f.since, until=f.until)
+    assert [e.conversation_id for e in found] == ["c5", "c3"]
+    assert found[0].owner == "bob"  # no name or e-mail copied: the subject
+    assert [e.conversation_id for e in audit.entries(session=session, limit=2)] == ["c9", "c5"]
+    assert session.exec(select(func.count()).select_from(AdminAudit)).one() == 4
