@@ -102,3 +102,85 @@ def test_migrations_match_the_models(empty_engine):
         diff = compare_metadata(MigrationContext.configure(connection), SQLModel.metadata)
     kb_diff = [d for d in diff if any(t in repr(d) for t in KB_TABLES)]
     assert kb_diff == []
+
+
+# --- 0005: the admin audit trail -------------------------------------------------------------------------------------
+
+AUDIT_COLUMNS = {"id", "at", "action", "admin_id", "admin_subject", "admin_email", "admin_name", "owner_id",
+                 "owner_subject", "owner_email", "owner_name", "conversation_id", "count", "filters"}
+
+
+def _refused(engine, statement: str) -> bool:
+    from sqlalchemy import text
+    from sqlalchemy.exc import DBAPIError
+
+    try:
+        with engine.begin() as connection:
+            connection.execute(text(statement))
+    except DBAPIError as error:
+        return "append-only" in str(error)
+    return False
+
+
+def test_upgrade_from_empty_creates_the_append_only_audit_table(empty_engine):
+    from feedback import audit, store
+    from feedback.models import AdminAudit
+
+    db.upgrade(empty_engine)
+
+    assert {c["name"] for c in inspect(empty_engine).get_columns("admin_audit")} == AUDIT_COLUMNS
+    assert inspect(empty_engine).get_foreign_keys("admin_audit") == []  # a purge or a removed user cascades nothing
+    with Session(empty_engine) as session:
+        ada = store.get_or_create_user(session=session, subject="ada", email="ada@example.com")
+        audit.record_conversation_opened(session=session, admin=ada, owner=ada, conversation_id="c" * 32)
+    assert _refused(empty_engine, "UPDATE admin_audit SET admin_email = 'x'")
+    assert _refused(empty_engine, "DELETE FROM admin_audit")
+    with Session(empty_engine) as session:
+        assert [(r.admin_email, r.conversation_id) for r in session.exec(select(AdminAudit))] == [
+            ("ada@example.com", "c" * 32)]
+
+
+def test_upgrade_from_0004_keeps_the_conversations_and_downgrade_removes_only_the_audit(empty_engine):
+    """An existing database at 0004 (conversations, ratings) gains the audit table and keeps every row."""
+    from feedback import review, store
+    from feedback.models import Conversation, Message
+
+    config = db._alembic_config(empty_engine)
+    db.upgrade(empty_engine, "0004")
+    assert "admin_audit" not in tables(empty_engine)
+    with Session(empty_engine) as session:
+        bob = store.get_or_create_user(session=session, subject="bob", email="bob@example.com", name="Bob")
+        conversation = store.create_conversation(session=session, user=bob)
+        store.add_user_message(session=session, user=bob, conversation_id=conversation.id, content="old question")
+        conversation_id = conversation.id
+
+    db.upgrade(empty_engine)
+
+    assert db.current_revision(empty_engine) == head(empty_engine)
+    with Session(empty_engine) as session:
+        ada = store.get_or_create_user(session=session, subject="ada", email="ada@example.com", groups=["admin"])
+        opened = review.conversation_for_admin(session=session, admin=ada, conversation_id=conversation_id)
+        assert [m.content for m in opened.messages] == ["old question"]
+    assert _refused(empty_engine, "DELETE FROM admin_audit")
+
+    command.downgrade(config, "0004")
+    assert "admin_audit" not in tables(empty_engine)
+    with Session(empty_engine) as session:
+        assert session.get(Conversation, conversation_id) is not None
+        assert [m.content for m in session.exec(select(Message))] == ["old question"]
+    db.upgrade(empty_engine)  # the triggers went with the table: made again without complaint
+    with Session(empty_engine) as session:
+        ada = store.get_or_create_user(session=session, subject="ada")
+        review.conversation_for_admin(session=session, admin=ada, conversation_id=conversation_id)
+    assert _refused(empty_engine, "DELETE FROM admin_audit")
+
+
+def test_the_audit_table_matches_its_model(empty_engine):
+    from alembic.autogenerate import compare_metadata
+    from alembic.runtime.migration import MigrationContext
+    from sqlmodel import SQLModel
+
+    db.upgrade(empty_engine)
+    with empty_engine.connect() as connection:
+        diff = compare_metadata(MigrationContext.configure(connection), SQLModel.metadata)
+    assert [d for d in diff if "admin_audit" in repr(d)] == []
