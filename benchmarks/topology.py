@@ -1,0 +1,423 @@
+"""Run the several-processes topology of ``deploy/`` from plain processes and prove it in a browser.
+
+``deploy/compose.yaml`` runs PostgreSQL, a Chroma server, a one-shot ``onboard db
+upgrade``, two app processes and nginx with sticky sessions. Docker is not
+available everywhere, so this script starts the same parts as processes on
+127.0.0.1: a throwaway PostgreSQL cluster (``initdb``/``pg_ctl`` as the
+``postgres`` user), ``chroma run`` in a temporary folder, ``onboard db upgrade``
+once, ``onboard serve`` twice (the second after the first is healthy, as in the
+compose file: the first start indexes the sample handbook), and Debian's nginx
+in the foreground with ``deploy/nginx.conf`` itself, only its two upstream
+addresses and its listen port replaced.
+
+Then Chromium (through Playwright) opens the proxy, asks a question, rates the
+answer thumbs up, reloads and resumes the conversation; the app process that
+served this browser (read from nginx's access log: each line names the upstream
+and the browser's routing key) is killed with SIGKILL, as a crash would; the page
+is reloaded and must find the conversation and its rating on the other process,
+and answer a second question there. The database is checked too.
+
+Prints one JSON object (each step, its result and seconds); exits 1 if a step
+failed. Needs root (for ``runuser -u postgres``), /usr/sbin/nginx, /usr/bin/chromium.
+
+    .venv/bin/python benchmarks/topology.py --out benchmarks/results/topology-DATE.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from contextlib import ExitStack, contextmanager
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+NGINX_CONF = ROOT / "deploy" / "nginx.conf"
+NGINX = "/usr/sbin/nginx"
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_FLAGS = [
+    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+    "--disable-features=AsyncDns,DnsOverHttps", "--host-resolver-rules=MAP * ~NOTFOUND , EXCLUDE 127.0.0.1",
+]
+FIRST_QUESTION = "How much time off do I get?"
+SECOND_QUESTION = "whats the 401k match"
+#: The first app start quantises the embedding model and indexes the sample handbook and the help pages.
+FIRST_START_S = 900
+START_S = 120
+STEP_MS = 90_000
+
+
+class StepFailed(Exception):
+    pass
+
+
+class Report:
+    """The steps run so far, each with its result, its duration and what it found."""
+
+    def __init__(self):
+        self.steps: list[dict] = []
+
+    @contextmanager
+    def step(self, name: str, **found):
+        record = {"step": name, "ok": False, **found}
+        self.steps.append(record)
+        started = time.perf_counter()
+        try:
+            yield record
+            record["ok"] = True
+        except Exception as exc:
+            record["error"] = f"{type(exc).__name__}: {exc}"[:2000]
+            raise StepFailed(name) from exc
+        finally:
+            record["seconds"] = round(time.perf_counter() - started, 2)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def wait_healthy(url: str, process: subprocess.Popen | None, log: Path, timeout_s: float) -> None:
+    deadline = time.monotonic() + timeout_s
+    while True:
+        if process is not None and process.poll() is not None:
+            raise RuntimeError(f"exited with {process.returncode}: {tail(log)}")
+        try:
+            with urllib.request.urlopen(url, timeout=2) as response:
+                if response.status == 200:
+                    return
+        except OSError:
+            pass
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"not healthy after {timeout_s:.0f} s: {tail(log)}")
+        time.sleep(0.3)
+
+
+def tail(log: Path, chars: int = 1500) -> str:
+    return log.read_text(errors="replace")[-chars:] if log.exists() else "(no log)"
+
+
+class Processes:
+    """Processes started by this script, stopped (TERM, then KILL) in reverse order at the end."""
+
+    def __init__(self, logs: Path):
+        self.logs = logs
+        self.started: list[subprocess.Popen] = []
+
+    def start(self, name: str, command: list[str], **popen) -> subprocess.Popen:
+        log = self.logs / f"{name}.log"
+        with log.open("ab") as out:
+            process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, **popen)
+        self.started.append(process)
+        return process
+
+    def stop_all(self) -> None:
+        for process in reversed(self.started):
+            if process.poll() is None:
+                process.terminate()
+        for process in reversed(self.started):
+            try:
+                process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait(timeout=15)
+
+
+@contextmanager
+def postgres(port: int, logs: Path):
+    """A throwaway cluster (as .ci/run starts one); yields its SQLAlchemy URL."""
+    pg_bin = sorted(Path("/usr/lib/postgresql").glob("*/bin"), key=lambda p: int(p.parent.name))[-1]
+    folder = Path(tempfile.mkdtemp(prefix="onboard-topology-pg-"))
+    shutil.chown(folder, "postgres")
+    as_postgres = ["runuser", "-u", "postgres", "--"]
+    subprocess.run([*as_postgres, str(pg_bin / "initdb"), "-D", f"{folder}/data", "-A", "trust", "-U", "app"],
+                   check=True, capture_output=True)
+    options = f"-k {folder} -p {port} -c listen_addresses=127.0.0.1 -c fsync=off"
+    subprocess.run([*as_postgres, str(pg_bin / "pg_ctl"), "-D", f"{folder}/data", "-w", "-l", f"{folder}/log",
+                    "-o", options, "start"], check=True, capture_output=True)
+    try:
+        yield f"postgresql+psycopg://app@127.0.0.1:{port}/postgres"
+    finally:
+        subprocess.run([*as_postgres, str(pg_bin / "pg_ctl"), "-D", f"{folder}/data", "-m", "immediate", "stop"],
+                       capture_output=True)
+        shutil.copy(folder / "log", logs / "postgres.log")
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def render_nginx_conf(upstreams: list[str], listen: str) -> str:
+    """deploy/nginx.conf with its upstream servers and listen address replaced, nothing else."""
+    text = NGINX_CONF.read_text(encoding="utf-8")
+    text, listens = re.subn(r"^(\s*)listen 8080;", rf"\1listen {listen};", text, flags=re.M)
+    for number, address in enumerate(upstreams, start=1):
+        text, found = re.subn(rf"^(\s*)server app-{number}:8501 ", rf"\1server {address} ", text, flags=re.M)
+        if found != 1:
+            raise RuntimeError(f"deploy/nginx.conf has no `server app-{number}:8501` line to point at {address}")
+    if listens != 1:
+        raise RuntimeError("deploy/nginx.conf has no `listen 8080;` line")
+    return text
+
+
+def upstreams_of(access_log: Path, route: str, since_line: int = 0) -> list[str]:
+    """The upstream addresses nginx logged for this routing key, one entry per request (after ``since_line``)."""
+    found = []
+    for line in access_log.read_text(errors="replace").splitlines()[since_line:]:
+        match = re.search(r"upstream=(.*?) route=(\S+)$", line)
+        if match and match.group(2) == route and match.group(1) != "-":
+            found.append(match.group(1))
+    return found
+
+
+def stream_lines(access_log: Path, route: str, address: str) -> list[str]:
+    """The logged websocket requests of this routing key that ``address`` served (logged when they end)."""
+    return [line for line in access_log.read_text(errors="replace").splitlines()
+            if '"GET /_stcore/stream ' in line and line.endswith(f"upstream={address} route={route}")]
+
+
+def versions() -> dict:
+    import chromadb
+    import streamlit
+
+    nginx = subprocess.run([NGINX, "-v"], capture_output=True, text=True).stderr.strip()
+    pg_bin = sorted(Path("/usr/lib/postgresql").glob("*/bin"), key=lambda p: int(p.parent.name))[-1]
+    pg = subprocess.run([str(pg_bin / "postgres"), "--version"], capture_output=True, text=True).stdout.strip()
+    return {"nginx": nginx.removeprefix("nginx version: "), "postgres": pg, "chromadb": chromadb.__version__,
+            "streamlit": streamlit.__version__}
+
+
+def stored_conversation(database_url: str) -> dict:
+    """The local user's conversations as PostgreSQL holds them: questions asked and ratings given."""
+    from sqlmodel import Session
+
+    from feedback import store
+    from onboard import db, web
+
+    engine = db.make_engine(database_url)
+    try:
+        with Session(engine) as session:
+            user = store.get_or_create_user(session=session, **web.LOCAL_USER)
+            conversations = store.list_conversations(session=session, user=user)
+            entries = [entry for conversation in conversations
+                       for entry in store.history(session=session, user=user, conversation_id=conversation.id)]
+            answers = [entry for entry in entries if entry.message.role == "assistant"]
+            return {"conversations": len(conversations),
+                    "questions": [entry.message.content for entry in entries if entry.message.role == "user"],
+                    "answers": [entry.message.status for entry in answers],
+                    "thumbs": [entry.rating.thumb if entry.rating else None for entry in answers]}
+    finally:
+        engine.dispose()
+
+
+def poll(read, until, timeout_s: float = 20):
+    deadline = time.monotonic() + timeout_s
+    while True:
+        value = read()
+        if until(value) or time.monotonic() > deadline:
+            return value
+        time.sleep(0.3)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--pg-port", type=int, default=0)
+    parser.add_argument("--chroma-port", type=int, default=0)
+    parser.add_argument("--app-ports", type=int, nargs=2, default=(0, 0))
+    parser.add_argument("--proxy-port", type=int, default=0)
+    parser.add_argument("--out", type=Path, help="Also write the JSON here.")
+    parser.add_argument("--keep", action="store_true", help="Keep the logs folder (always kept on failure).")
+    args = parser.parse_args()
+    pg_port, chroma_port, proxy_port = (p or free_port() for p in (args.pg_port, args.chroma_port, args.proxy_port))
+    app_ports = [p or free_port() for p in args.app_ports]
+
+    work = Path(tempfile.mkdtemp(prefix="onboard-topology-"))
+    logs = work / "logs"
+    logs.mkdir()
+    report = Report()
+    result = {"what": "deploy/ topology from processes: PostgreSQL, Chroma server, one-shot migration, "
+                      "2 app processes, nginx (deploy/nginx.conf) with sticky sessions; Chromium through the proxy",
+              "versions": versions(), "logs": str(logs), "steps": report.steps}
+    processes = Processes(logs)
+    try:
+        with ExitStack() as stack:
+            stack.callback(processes.stop_all)
+            run(report, result, stack, processes, work, logs, pg_port, chroma_port, app_ports, proxy_port)
+        result["ok"] = all(step["ok"] for step in report.steps)
+    except StepFailed:
+        result["ok"] = False
+    if not result["ok"]:
+        result["log_tails"] = {log.name: tail(log, 800) for log in sorted(logs.glob("*.log"))}
+    text = json.dumps(result, indent=1)
+    print(text)
+    if args.out:
+        args.out.write_text(text + "\n", encoding="utf-8")
+    if result["ok"] and not args.keep:
+        shutil.rmtree(work, ignore_errors=True)
+    return 0 if result["ok"] else 1
+
+
+def run(report, result, stack, processes, work, logs, pg_port, chroma_port, app_ports, proxy_port) -> None:
+    with report.step("postgres", port=pg_port):
+        database_url = stack.enter_context(postgres(pg_port, logs))
+
+    chroma_url = f"http://127.0.0.1:{chroma_port}"
+    with report.step("chroma server", port=chroma_port):
+        chroma = shutil.which("chroma", path=str(Path(sys.executable).parent)) or "chroma"
+        process = processes.start("chroma", [chroma, "run", "--path", str(work / "chroma"), "--host", "127.0.0.1",
+                                             "--port", str(chroma_port)])
+        wait_healthy(f"{chroma_url}/api/v2/heartbeat", process, logs / "chroma.log", START_S)
+
+    env = {**os.environ, "ONBOARD_DATABASE_URL": database_url, "ONBOARD_CHROMA_URL": chroma_url,
+           # Nothing else is shared: each process's data folder is its own and stays empty.
+           "ONBOARD_EMBEDDING__CACHE_DIR": str(work / "models")}
+    onboard = [sys.executable, "-m", "onboard.cli"]
+
+    with report.step("migration (onboard db upgrade, once)") as found:
+        done = subprocess.run([*onboard, "db", "upgrade"], env={**env, "ONBOARD_DATA_DIR": str(work / "migrate")},
+                              cwd=ROOT, capture_output=True, text=True, timeout=300)
+        found["output"] = (done.stdout + done.stderr).strip()
+        if done.returncode != 0:
+            raise RuntimeError(f"exit {done.returncode}")
+
+    apps = {}
+    for number, port in enumerate(app_ports, start=1):
+        # As in compose: app-2 starts once app-1 is healthy (app-1's first start indexes the sample handbook).
+        with report.step(f"app-{number} (onboard serve) healthy", port=port):
+            name = f"app-{number}"
+            apps[f"127.0.0.1:{port}"] = name, processes.start(
+                name, [*onboard, "serve", "--port", str(port)],
+                env={**env, "ONBOARD_DATA_DIR": str(work / name)}, cwd=ROOT)
+            wait_healthy(f"http://127.0.0.1:{port}/_stcore/health", apps[f"127.0.0.1:{port}"][1],
+                         logs / f"{name}.log", FIRST_START_S if number == 1 else START_S)
+
+    proxy = f"http://127.0.0.1:{proxy_port}"
+    access_log = logs / "nginx.log"
+    with report.step("nginx (deploy/nginx.conf) healthy", port=proxy_port):
+        conf = work / "nginx.conf"
+        conf.write_text(render_nginx_conf(list(apps), f"127.0.0.1:{proxy_port}"), encoding="utf-8")
+        nginx = [NGINX, "-c", str(conf), "-p", str(work), "-e", str(logs / "nginx-error.log"),
+                 "-g", f"daemon off; pid {work / 'nginx.pid'};"]
+        checked = subprocess.run([*nginx, "-t"], capture_output=True, text=True)
+        if checked.returncode != 0:
+            raise RuntimeError(checked.stderr)
+        process = processes.start("nginx", nginx)
+        wait_healthy(f"{proxy}/nginx-health", process, logs / "nginx-error.log", START_S)
+        wait_healthy(f"{proxy}/_stcore/health", process, logs / "nginx-error.log", START_S)
+
+    browse(report, result, proxy, access_log, apps, database_url)
+
+
+def browse(report, result, proxy, access_log, apps, database_url) -> None:
+    from playwright.sync_api import expect, sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS)
+        try:
+            page = browser.new_page(viewport={"width": 1280, "height": 900})
+            page.set_default_timeout(STEP_MS)
+            expect.set_options(timeout=STEP_MS)
+            messages = page.get_by_test_id("stChatMessage")
+            chat_box = page.get_by_test_id("stChatInputTextArea")
+
+            with report.step("open the proxy URL"):
+                page.goto(proxy)
+                chat_box.wait_for()
+
+            with report.step("ask, get a cited answer", question=FIRST_QUESTION):
+                ask(page, FIRST_QUESTION, answers_before=0)
+
+            with report.step("rate it thumbs up (stored in PostgreSQL)") as found:
+                thumbs_up = messages.nth(1).get_by_role("radio", name="Thumbs up")
+                thumbs_up.click()
+                expect(thumbs_up).to_be_checked()
+                stored = poll(lambda: stored_conversation(database_url), lambda s: s["thumbs"] == [1])
+                found["stored"] = stored
+                assert stored["thumbs"] == [1], stored
+
+            with report.step("reload, resume: conversation and rating shown"):
+                page.reload()
+                resume(page, FIRST_QUESTION, count=2)
+                expect(messages.nth(1).get_by_role("radio", name="Thumbs up")).to_be_checked()
+
+            with report.step("which app process served this browser (nginx access log)") as found:
+                route = next(c["value"] for c in page.context.cookies() if c["name"] == "onboard_route")
+                served = set(upstreams_of(access_log, route))
+                found["routing_key"] = route
+                found["upstreams"] = sorted(served)
+                found["requests"] = len(upstreams_of(access_log, route))
+                assert len(served) == 1, f"this browser's requests went to {sorted(served)}, not to one process"
+                address = served.pop()
+                name, process = apps[address]
+                found["served_by"] = name
+                others = [n for a, (n, _) in apps.items() if a != address]
+
+            with report.step(f"kill {name} (SIGKILL, as a crash)", pid=process.pid) as found:
+                os.kill(process.pid, signal.SIGKILL)
+                process.wait(timeout=15)
+                # nginx logs the browser's websocket to the killed process when it ends: wait for that line,
+                # so that every line after it is a request made after the crash.
+                closed = poll(lambda: stream_lines(access_log, route, address), bool, timeout_s=10)
+                found["websocket_to_killed_process_closed"] = bool(closed)
+                lines_before = len(access_log.read_text(errors="replace").splitlines())
+
+            with report.step("reload: the same person, on the other process, finds the conversation and its rating",
+                             expected_process=others[0]) as found:
+                started = time.perf_counter()
+                page.reload()
+                resume(page, FIRST_QUESTION, count=2)
+                expect(messages.nth(1).get_by_role("radio", name="Thumbs up")).to_be_checked()
+                expect(messages.nth(1).get_by_role("radio", name="Thumbs down")).not_to_be_checked()
+                found["reload_to_resumed_s"] = round(time.perf_counter() - started, 2)
+                after = upstreams_of(access_log, route, since_line=lines_before)
+                last_hops = {hops.split(", ")[-1] for hops in after}
+                found["upstreams_after_kill"] = sorted(set(after))
+                assert last_hops and address not in last_hops, f"requests after the kill ended on {sorted(last_hops)}"
+
+            with report.step("ask another question on the surviving process", question=SECOND_QUESTION) as found:
+                ask(page, SECOND_QUESTION, answers_before=1)
+                stored = poll(lambda: stored_conversation(database_url), lambda s: len(s["questions"]) == 2)
+                found["stored"] = stored
+                assert stored["questions"] == [FIRST_QUESTION, SECOND_QUESTION], stored
+                assert stored["thumbs"] == [1, None], stored
+                assert stored["answers"] == ["complete", "complete"], stored
+                assert stored["conversations"] == 1, stored
+            page.screenshot(path=str(Path(result["logs"]) / "after-failover.png"), full_page=True)
+        finally:
+            browser.close()
+
+
+def ask(page, question: str, *, answers_before: int) -> None:
+    """Send ``question`` and wait until its answer is shown with a citation."""
+    from playwright.sync_api import expect
+
+    chat_box = page.get_by_test_id("stChatInputTextArea")
+    chat_box.fill(question)
+    chat_box.press("Enter")
+    answer = page.get_by_test_id("stChatMessage").nth(2 * answers_before + 1)
+    expect(answer.get_by_test_id("stExpander").first).to_contain_text("[1]")
+    page.locator("[data-test-script-state=notRunning]").wait_for()
+
+
+def resume(page, question: str, *, count: int) -> None:
+    """After a reload (a new chat), open the conversation that starts with ``question`` from the sidebar."""
+    from playwright.sync_api import expect
+
+    page.get_by_test_id("stChatInputTextArea").wait_for()
+    page.get_by_test_id("stSidebar").get_by_role("button", name=question).click()
+    messages = page.get_by_test_id("stChatMessage")
+    expect(messages).to_have_count(count)
+    expect(messages.first).to_contain_text(question)
+    page.locator("[data-test-script-state=notRunning]").wait_for()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
