@@ -19,7 +19,13 @@ another user's conversation is refused with :class:`Forbidden`, a subclass of
 :class:`NotFound` carrying the same message, so the edge can show both alike
 without confirming that the conversation exists. Deleting is soft (the
 conversation disappears for its owner, its ratings keep counting in the
-dashboards) until :func:`purge_deleted` removes it for good.
+dashboards) until :func:`purge_deleted` removes it for good (and, on SQLite,
+checkpoints the write-ahead log, which would otherwise keep the purged text).
+
+Text people and models write (questions, answers, comments, titles) is stored
+through :func:`assistant.text.clean`: PostgreSQL refuses a NUL that SQLite
+keeps, and a control character or ANSI escape has no business on a page or in
+a log.
 """
 
 from __future__ import annotations
@@ -33,6 +39,7 @@ from sqlalchemy import and_, delete, update
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, select
 
+from assistant.text import clean
 from feedback.models import KINDS, UNASSIGNED, Conversation, Message, Rating, Ticket, Triage, TriageEvent, User, utcnow
 
 log = logging.getLogger(__name__)
@@ -174,7 +181,13 @@ def purge_deleted(*, session: Session, before: datetime) -> int:
 
     Returns how many conversations were removed. Problem reports stay (they are
     the reporter's own words to the team); their link to the conversation is cleared.
+    On SQLite the freed pages are zeroed (``secure_delete``) and the write-ahead
+    log is checkpointed and truncated afterwards: both would otherwise keep the
+    purged text on disk for as long as the app runs.
     """
+    sqlite = session.get_bind().dialect.name == "sqlite"
+    if sqlite:
+        session.connection().exec_driver_sql("PRAGMA secure_delete = ON")
     doomed = select(Conversation.id).where(Conversation.deleted_at < before)
     messages = select(Message.id).where(Message.conversation_id.in_(doomed))
     ratings = select(Rating.id).where(Rating.message_id.in_(messages))
@@ -186,24 +199,56 @@ def purge_deleted(*, session: Session, before: datetime) -> int:
     session.exec(delete(Message).where(Message.conversation_id.in_(doomed)))
     purged = session.exec(delete(Conversation).where(Conversation.deleted_at < before)).rowcount
     session.commit()
+    if sqlite:
+        _checkpoint(session)
     return purged
+
+
+def _checkpoint(session: Session) -> None:
+    """Copy SQLite's write-ahead log into the database file and truncate it (it holds the purged rows' text)."""
+    connection = session.connection()
+    busy, _, _ = connection.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)").one()
+    connection.exec_driver_sql("PRAGMA secure_delete = OFF")  # the connection goes back to the pool as it came
+    session.commit()
+    if busy:  # a reader of another process was still using the log: the next purge or checkpoint finishes it
+        log.warning("the write-ahead log could not be truncated after the purge (a reader was busy)")
 
 
 # --- messages ----------------------------------------------------------------------------------------------------
 
 
 def add_user_message(*, session: Session, user: User, conversation_id: str, content: str) -> Message:
-    """Store a question as typed, before anything is done with it."""
+    """Store a question as typed (:func:`~assistant.text.clean`), before anything is done with it."""
     conversation = get_conversation(session=session, user=user, conversation_id=conversation_id)
+    return _add_question(session, user, conversation, content)
+
+
+def start_conversation(*, session: Session, user: User, content: str, kind: str = "assistant") -> Message:
+    """A new conversation with its first question, written in one transaction (a failure leaves neither)."""
+    if kind not in KINDS:
+        raise InvalidInput(f"Unknown conversation kind {kind!r}; expected one of {', '.join(KINDS)}.")
+    conversation = Conversation(user_id=user.id, kind=kind)
+    session.add(conversation)
+    return _add_question(session, user, conversation, content)
+
+
+def _add_question(session: Session, user: User, conversation: Conversation, content: str) -> Message:
+    content = clean(content)
     if not content.strip():
+        session.rollback()  # a new conversation is not kept without its question
         raise InvalidInput("The question is empty.")
     message = Message(conversation_id=conversation.id, user_id=user.id, team=user.team, kind=conversation.kind,
                       role="user", content=content, status="complete")
     if not conversation.title:
         conversation.title = _title_from(content)
     conversation.updated_at = message.created_at
+    session.flush()  # the conversation's row first: the message refers to it
     session.add(message)
-    session.commit()
+    try:
+        session.commit()
+    except Exception:
+        session.rollback()
+        raise
     session.refresh(message)
     return message
 
@@ -280,7 +325,7 @@ def finish_answer(
         answer_id,
         **{key: value for key, value in provenance.items() if value is not None or key == "model"},
         status="interrupted" if interrupted else "abstained" if abstained else "complete",
-        content=content,
+        content=clean(content),
         error=error,
         sources=[dict(source) for source in sources],
         input_tokens=input_tokens,
@@ -305,7 +350,7 @@ def fail_answer(
         session,
         answer_id,
         status="interrupted" if interrupted else "failed",
-        content=content,
+        content=clean(content),
         error=error,
         latency_ms=latency_ms,
         ttft_ms=ttft_ms,
@@ -366,7 +411,7 @@ def rate(
     if unknown:
         expected = ", ".join(allowed_reasons)
         raise InvalidInput(f"Unknown reason {', '.join(map(repr, unknown))}; expected one of {expected}.")
-    comment = (comment or "").strip() or None
+    comment = clean(comment or "").strip() or None
     if comment and len(comment) > MAX_COMMENT_CHARS:
         raise InvalidInput(f"The comment is longer than {MAX_COMMENT_CHARS} characters.")
     _rateable_answer(session, user, message_id)
@@ -426,7 +471,7 @@ def conversation_export(*, session: Session, user: User, conversation_id: str) -
 
 
 def _clean_title(title: str) -> str:
-    return " ".join(title.split())[:MAX_TITLE_CHARS]
+    return " ".join(clean(title).split())[:MAX_TITLE_CHARS]
 
 
 def _title_from(question: str) -> str:

@@ -14,6 +14,13 @@ with the notice in ``error``, so the reopened conversation shows it and the
 admins can find it. ``status`` is told what the turn is waiting for (the model,
 a retry), and ``None`` once text flows. No Streamlit here: the page, a
 benchmark or a future API use it alike.
+
+The answer's final write is retried with exponential backoff while the
+database does not answer (a restart, a lock: :class:`Backoff`, about 24 s in
+all). An answer still not written after that comes back as
+``Outcome.unsaved``, a :class:`Closing` the caller keeps (the chat page, in
+the session, showing its text meanwhile) and hands to :func:`save` again
+later: an answer that was shown is never lost to a database blip.
 """
 
 from __future__ import annotations
@@ -25,6 +32,7 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 
 from sqlalchemy import Engine
+from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlmodel import Session
 
 from assistant.errors import AssistantError, EmbeddingError
@@ -35,6 +43,7 @@ log = logging.getLogger(__name__)
 
 UNEXPECTED = "Something went wrong while answering. Your question is saved: try again in a moment."
 INTERRUPTED = "The answer was interrupted before it finished."
+SAVING = "Saving the answer: the database did not answer, trying again…"
 SEARCH_UNAVAILABLE = "The handbook search is not available right now. Your question is saved: try again in a moment."
 
 
@@ -43,9 +52,11 @@ class Outcome:
     """How a turn ended: the stored answer (``None`` if none could be stored), its status, what to tell."""
 
     answer_id: int | None
-    status: str
+    status: str  # the stored answer's, or ``unsaved``: the database did not take it (see ``unsaved``)
     error: str | None = None
     notice: str | None = None
+    #: The final write of an answer shown but not stored yet: the caller keeps it and calls :func:`save` later.
+    unsaved: Closing | None = None
 
 
 def answer_turn(
@@ -58,6 +69,7 @@ def answer_turn(
     where: dict | None = None,
     features: Iterable[str] = (),
     status: Callable[[str | None], object] | None = None,
+    backoff: Backoff | None = None,
 ) -> Outcome:
     """Answer a stored question: store a pending answer, stream it through ``write``, then close it.
 
@@ -83,46 +95,159 @@ def answer_turn(
     try:
         stream = bot.ask(question.content, history=history, where=where, on_status=status)
         write(clock.record(stream))
-        return _close(db, pending.id, stream.answer, clock, question.id)
+        closing, told = _closing(pending.id, stream.answer, clock, question.id)
     except Exception as exc:
         log.exception("answering question %s failed", question.id)
         message, stored = _describe(exc)
-        _fail(db, pending.id, error=stored, clock=clock)
-        return Outcome(pending.id, "failed", error=message)
+        closing, told = _failure(pending.id, stored, clock), message
     except BaseException:
         log.warning("answering question %s was interrupted", question.id)
-        _fail(db, pending.id, error=INTERRUPTED, clock=clock, interrupted=True)
+        try:  # Streamlit is stopping or rerunning the script: one attempt, no waiting
+            if save(engine, _failure(pending.id, INTERRUPTED, clock, interrupted=True)) is None:
+                log.error("answer %s stays pending until it is closed as interrupted", pending.id)
+        except Exception:
+            log.exception("could not record the interruption of answer %s", pending.id)
         raise
+    return _store(engine, closing, told, backoff or SAVE_BACKOFF, status)
 
 
-def _close(db, answer_id: int, result, clock: _Clock, question_id: int) -> Outcome:
-    """Store the finished answer (or, if the answerer gave up without any text, its failure)."""
+@dataclass(frozen=True)
+class Backoff:
+    """How the final write of an answer is retried while the database does not answer (a restart, a lock).
+
+    Waits of ``first_s``, doubling up to ``cap_s``, for at most ``total_s``
+    seconds from the first attempt (an attempt that blocks counts too: SQLite
+    may wait up to its busy timeout for a lock). ``sleep`` is ``time.sleep``.
+    """
+
+    first_s: float = 0.25
+    cap_s: float = 8.0
+    total_s: float = 30.0
+    sleep: Callable[[float], object] = time.sleep
+
+
+#: 8 attempts within about 24 s (waits of 0.25 s doubling to 8 s, none started past 30 s); after them the page
+#: keeps the answer and writes it on its next runs.
+SAVE_BACKOFF = Backoff()
+
+
+@dataclass(frozen=True)
+class Closing:
+    """The final write of an answer (:func:`store.finish_answer`, or :func:`store.fail_answer` if ``failed``),
+    kept until the database takes it: the page holds on to one that could not be written yet."""
+
+    answer_id: int
+    failed: bool
+    fields: dict
+
+    @property
+    def text(self) -> str:
+        return self.fields.get("content") or ""
+
+    @property
+    def status(self) -> str:
+        """The status the answer will have once written."""
+        if self.failed:
+            return "interrupted" if self.fields.get("interrupted") else "failed"
+        return "interrupted" if self.fields.get("interrupted") else "abstained" if self.fields.get(
+            "abstained") else "complete"
+
+
+def save(engine: Engine, closing: Closing, backoff: Backoff | None = None,
+         waiting: Callable[[str | None], object] | None = None) -> Message | None:
+    """Write ``closing``; ``None`` if the database did not answer (after retrying per ``backoff``, if given).
+
+    Errors other than a database that does not answer (an answer already
+    closed, a bug) are raised.
+    """
+    started, delay = time.monotonic(), backoff.first_s if backoff else 0.0
+    while True:
+        try:
+            with Session(engine, expire_on_commit=False) as session:
+                close = store.fail_answer if closing.failed else store.finish_answer
+                return close(session=session, answer_id=closing.answer_id, **closing.fields)
+        except Exception as exc:
+            if not _unreachable(exc):
+                raise
+            if backoff is None or time.monotonic() - started + delay > backoff.total_s:
+                log.error("could not store answer %s: the database did not answer (%s)", closing.answer_id,
+                          type(exc).__name__)
+                return None
+            log.warning("could not store answer %s, trying again in %.2f s: %s", closing.answer_id, delay,
+                        type(exc).__name__)
+        if waiting:
+            waiting(SAVING)
+        backoff.sleep(delay)
+        delay = min(delay * 2, backoff.cap_s)
+
+
+def _unreachable(exc: BaseException) -> bool:
+    """Whether the database did not answer (down, restarting, locked), as opposed to refusing the write."""
+    return isinstance(exc, (OperationalError, InterfaceError)) or bool(getattr(exc, "connection_invalidated", False))
+
+
+def _store(engine: Engine, closing: Closing, told: str | None, backoff: Backoff,
+           waiting: Callable[[str | None], object] | None) -> Outcome:
+    """Write the answer's final state, retrying while the database does not answer; what to tell the person."""
+    notice = None if closing.failed else closing.fields.get("error")
+    try:
+        done = save(engine, closing, backoff, waiting)
+    except Exception as exc:  # refused (not a database that is away): record the failure, with the text shown
+        log.exception("could not store answer %s", closing.answer_id)
+        if closing.failed:
+            return Outcome(closing.answer_id, "failed", error=told or UNEXPECTED)
+        told, stored = _describe(exc)
+        closing, notice = _failed(closing, stored), None
+        try:
+            done = save(engine, closing, backoff, waiting)
+        except Exception:
+            log.exception("could not record the failure of answer %s", closing.answer_id)
+            return Outcome(closing.answer_id, "failed", error=UNEXPECTED)
+    finally:
+        if waiting:
+            waiting(None)
+    if done is None:
+        return Outcome(closing.answer_id, "unsaved", error=told, notice=notice, unsaved=closing)
+    return Outcome(done.id, done.status, error=told if closing.failed else None, notice=notice)
+
+
+def _closing(answer_id: int, result, clock: _Clock, question_id: int) -> tuple[Closing, str | None]:
+    """The finished answer's final write (or, if the answerer gave up without any text, its failure's)."""
     if result.error:  # the full error is for the log; the person gets the notice
         log.error("answering question %s: %s", question_id, result.error)
     if result.error and not result.text:
         message = result.notice or UNEXPECTED
-        _fail(db, answer_id, error=message, clock=clock)
-        return Outcome(answer_id, "failed", error=message)
-    with db() as session:
-        done = store.finish_answer(
-            session=session,
-            answer_id=answer_id,
-            content=result.text,
-            # Every passage shown to the model, or listed under an abstention; ``cited`` marks what the text cites.
-            sources=[dataclasses.asdict(citation) for citation in result.citations],
-            input_tokens=result.input_tokens,
-            output_tokens=result.output_tokens,
-            latency_ms=_int(result.latency_ms) if result.latency_ms is not None else clock.latency_ms(),
-            ttft_ms=_int(result.ttft_ms) if result.ttft_ms is not None else clock.ttft_ms(),
-            abstained=bool(result.abstained),
-            answerer=result.answerer,
-            model=result.model,
-            prompt_version=result.prompt_version,
-            index_version=result.index_version,
-            error=result.notice,
-            interrupted=result.incomplete,
-        )
-    return Outcome(done.id, done.status, notice=result.notice)
+        return _failure(answer_id, message, clock), message
+    fields = dict(
+        content=result.text,
+        # Every passage shown to the model, or listed under an abstention; ``cited`` marks what the text cites.
+        sources=[dataclasses.asdict(citation) for citation in result.citations],
+        input_tokens=result.input_tokens,
+        output_tokens=result.output_tokens,
+        latency_ms=_int(result.latency_ms) if result.latency_ms is not None else clock.latency_ms(),
+        ttft_ms=_int(result.ttft_ms) if result.ttft_ms is not None else clock.ttft_ms(),
+        abstained=bool(result.abstained),
+        answerer=result.answerer,
+        model=result.model,
+        prompt_version=result.prompt_version,
+        index_version=result.index_version,
+        error=result.notice,
+        interrupted=result.incomplete,
+    )
+    return Closing(answer_id, failed=False, fields=fields), None
+
+
+def _failure(answer_id: int, error: str, clock: _Clock, *, interrupted: bool = False) -> Closing:
+    return Closing(answer_id, failed=True, fields=dict(error=error, content=clock.text(), interrupted=interrupted,
+                                                      latency_ms=clock.latency_ms(), ttft_ms=clock.ttft_ms()))
+
+
+def _failed(closing: Closing, error: str) -> Closing:
+    """A finished answer's write refused: its failure instead, with the text that was shown."""
+    fields = closing.fields
+    return Closing(closing.answer_id, failed=True,
+                   fields=dict(error=error, content=fields.get("content") or "",
+                               latency_ms=fields.get("latency_ms"), ttft_ms=fields.get("ttft_ms")))
 
 
 def _provenance(bot) -> dict:
@@ -153,15 +278,6 @@ def _describe(exc: Exception) -> tuple[str, str]:
     if isinstance(exc, (AssistantError, store.FeedbackError)):
         return str(exc), str(exc)
     return UNEXPECTED, f"{UNEXPECTED} ({type(exc).__name__})"
-
-
-def _fail(db, answer_id: int, *, error: str, clock: _Clock, interrupted: bool = False) -> None:
-    try:
-        with db() as session:
-            store.fail_answer(session=session, answer_id=answer_id, error=error, content=clock.text(),
-                              interrupted=interrupted, latency_ms=clock.latency_ms(), ttft_ms=clock.ttft_ms())
-    except Exception:
-        log.exception("could not record the failure of answer %s", answer_id)
 
 
 class _Clock:

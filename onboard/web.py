@@ -37,6 +37,7 @@ import streamlit as st
 from sqlalchemy import Engine
 from sqlmodel import Session
 
+from assistant.text import clean
 from feedback import review, store
 from feedback.models import Conversation, Message, Rating, User, utcnow
 from onboard import factories
@@ -338,7 +339,7 @@ def check_message(text: str | None) -> str | None:
 
 
 def store_question(*, conversation_id: str | None, text: str, kind: str = CONVERSATION_KIND) -> tuple[str, Message]:
-    """Store the question before anything is done with it, in a new conversation if there is none."""
+    """Store the question (cleaned) before anything is done with it, in a new conversation if there is none."""
     with db() as session:
         user = current_user(session)
         if conversation_id:
@@ -346,10 +347,12 @@ def store_question(*, conversation_id: str | None, text: str, kind: str = CONVER
                 store.get_conversation(session=session, user=user, conversation_id=conversation_id)
             except store.NotFound:  # deleted in another tab meanwhile
                 conversation_id = None
-        if not conversation_id:
-            conversation_id = store.create_conversation(session=session, user=user, kind=kind).id
-        message = store.add_user_message(session=session, user=user, conversation_id=conversation_id, content=text)
-    return conversation_id, message
+        if conversation_id:
+            message = store.add_user_message(session=session, user=user, conversation_id=conversation_id,
+                                             content=text)
+        else:  # the conversation and its first question in one transaction: a failure leaves no empty conversation
+            message = store.start_conversation(session=session, user=user, content=text, kind=kind)
+    return message.conversation_id, message
 
 
 def rename(conversation_id: str, title: str) -> None:
@@ -393,7 +396,7 @@ def report_problem(text: str, *, page: str, conversation_id: str | None = None,
                    message_id: int | None = None) -> int:
     """File a problem report for the person using the app; returns its number."""
     with db() as session:
-        return review.report_problem(session=session, user=current_user(session), text=text, page=page,
+        return review.report_problem(session=session, user=current_user(session), text=clean(text), page=page,
                                      conversation_id=conversation_id, message_id=message_id).id
 
 
@@ -475,16 +478,34 @@ def status_line() -> Callable[[str | None], None]:
 # --- safe text ---------------------------------------------------------------------------------------------------
 
 _PUNCTUATION = re.compile(r"([!-/:-@\[-`{-~])")
-_ACTIVE = re.compile(r"(\\[!-/:-@\[-`{-~])|([\\\[\]<>$])")  # an escape already made, or a character to escape
+#: An escape already made, or a character to escape: a backslash, bracket, angle bracket, dollar sign, or the
+#: ``&`` of a character reference (``&#64;`` is ``@``: references are shown as written, so none spells out markup).
+_ACTIVE = re.compile(r"(\\[!-/:-@\[-`{-~])|([\\\[\]<>$]|&(?=#[0-9]{1,7};|#[xX][0-9a-fA-F]{1,6};|[A-Za-z][A-Za-z0-9]{1,31};))")
 _SAFE_SCHEMES = ("http", "https")
 #: Characters that reorder the text around them: bidirectional embeddings, overrides, isolates and marks
 #: ("invoice\u202efdp.exe" shows as "invoiceexe.pdf"). Whatever users and documents write is shown without them.
 _DIRECTION = re.compile("[\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]")
 
 
+#: Where GitHub-flavoured Markdown would make a link of plain text (Streamlit's renderer, remark-gfm, does it
+#: after escapes are resolved, so escaping does not stop it): the ``//`` after a scheme's colon, the dot after
+#: ``www`` and an ``@`` (e-mail, ``mailto:``, ``xmpp:``), each possibly written with a backslash escape. A WORD
+#: JOINER (U+2060, invisible, no break) put there breaks every literal-autolink rule of mdast-util-gfm-autolink-
+#: literal and micromark-extension-gfm-autolink-literal, which need those characters side by side.
+_AUTOLINK = re.compile(r"(?<=:)(?=\\?/\\?/)|(?i:(?<=www))(?=\\?\.)|(?<!\\)(?=\\?@)")
+_JOINER = "\u2060"
+
+
 def visible(text: object) -> str:
-    """``text`` without the characters that would show it in another order than it is stored."""
-    return _DIRECTION.sub("", str(text))
+    """``text`` as it may be shown: cleaned (:func:`assistant.text.clean`: no control characters, ANSI escapes or
+    lone surrogates, whatever was stored before that rule), without the characters that would show it in
+    another order than it is stored."""
+    return _DIRECTION.sub("", clean(str(text)))
+
+
+def _unlinked(text: str) -> str:
+    """``text`` with a word joiner where Markdown would see a bare URL, ``www.`` address or e-mail address."""
+    return _AUTOLINK.sub(_JOINER, text)
 
 
 def visible_rows(rows):
@@ -495,17 +516,20 @@ def visible_rows(rows):
 
 
 def plain(text: str) -> str:
-    """Markdown that shows ``text`` exactly as written: every punctuation mark escaped, line breaks kept."""
-    return "  \n".join(_PUNCTUATION.sub(r"\\\1", line) for line in visible(text).splitlines())
+    """Markdown that shows ``text`` exactly as written (:func:`visible`): every punctuation mark escaped, line
+    breaks kept, and no bare URL, ``www.`` or e-mail address made a link (:data:`_AUTOLINK`)."""
+    return "  \n".join(_PUNCTUATION.sub(r"\\\1", line) for line in _unlinked(visible(text)).splitlines())
 
 
 def safe_markdown(text: str) -> str:
     """Markdown written by a document or a model, with its links, images, HTML and math shown as text.
 
-    Backslashes, brackets, angle brackets and dollar signs are escaped, so no
-    ``[..](..)``, ``![..](..)``, reference link, footnote, autolink, tag or
-    formula is ever parsed; emphasis, lists, tables and code still render;
-    characters that reorder text (:func:`visible`) are dropped.
+    Backslashes, brackets, angle brackets, dollar signs and the ``&`` of
+    character references are escaped, so no ``[..](..)``, ``![..](..)``,
+    reference link, footnote, autolink, tag or formula is ever parsed, and a
+    word joiner keeps bare URLs, ``www.`` and e-mail addresses from becoming
+    links; emphasis, lists, tables and code still render; control characters
+    and characters that reorder text (:func:`visible`) are dropped.
     They are escaped inside code too (where the backslash then shows): telling
     code from text the way the browser's parser does (fences inside list
     items, unequal fences) is easy to get wrong, and a mistake there would
@@ -513,7 +537,7 @@ def safe_markdown(text: str) -> str:
     ``snake\\_case``) is kept: it shows its character, never markup, and
     escaping its backslash again would show the backslash.
     """
-    return _ACTIVE.sub(lambda m: m.group(1) or "\\" + m.group(2), visible(text))
+    return _ACTIVE.sub(lambda m: m.group(1) or "\\" + m.group(2), _unlinked(visible(text)))
 
 
 def safe_url(url: str | None) -> str | None:

@@ -404,6 +404,51 @@ def test_safe_markdown_and_plain_never_produce_links_images_or_html(text):
         assert not kinds & {"link_open", "image", "html_inline", "html_block"}, (render.__name__, kinds)
 
 
+#: The rules remark-gfm (Streamlit's Markdown renderer) applies to every text node after escapes and character
+#: references are resolved (mdast-util-gfm-autolink-literal, as in Streamlit's frontend bundle), made stricter:
+#: Python's ``\w`` is Unicode, and the rule for the character before an e-mail address is left out.
+GFM_URL = re.compile(r"(https?://|www(?=\.))([-.\w]+)([^ \t\r\n]*)", re.IGNORECASE)
+GFM_EMAIL = re.compile(r"([-.\w+]+)@([-\w]+(?:\.[-\w]+)+)")
+BARE_LINKS = [
+    "see https://evil.example/x now",
+    "HTTP://EVIL.EXAMPLE/x",
+    "go to www.evil.example today",
+    "WWW.evil.example",
+    "email your password to x@evil.example",
+    "mailto:x@evil.example",
+    "https\\://evil.example and www\\.evil.example and x\\@evil.example",
+    "https&#58;//evil.example and www&#46;evil.example and x&#64;evil.example and x&commat;evil.example",
+    "**https://evil.example** _www.evil.example_ (x@evil.example)",
+]
+
+
+def _shown_text(markdown: str) -> str:
+    """The text a Markdown renderer shows: escapes and character references resolved."""
+    return "".join(t.content if t.type in ("text", "code_inline") else "\n" for t in _tokens(markdown)
+                   if t.type in ("text", "code_inline", "softbreak", "hardbreak"))
+
+
+@pytest.mark.parametrize("text", BARE_LINKS)
+def test_bare_urls_www_and_email_addresses_never_become_links(text):
+    for render in (web.safe_markdown, web.plain):
+        shown = _shown_text(render(text))
+        assert not GFM_URL.search(shown) and not GFM_EMAIL.search(shown), (render.__name__, shown)
+    # Read as written: only invisible joiners are added.
+    assert _shown_text(web.plain("x@evil.example https://a.example")).replace("\u2060", "") == (
+        "x@evil.example https://a.example")
+
+
+def test_control_characters_and_lone_surrogates_are_never_shown():
+    typed = "PTO\x00 days\x07 \x1b[31mred\x1b[0m \ud800end\r\nnext"
+    for render in (web.plain, web.safe_markdown, web.visible):
+        shown = render(typed)
+        assert not {c for c in shown if ord(c) < 32 and c != "\n" or 0xD800 <= ord(c) <= 0xDFFF}, render.__name__
+        assert "[31m" not in shown and "red" in shown and "end" in shown, render.__name__
+        shown.encode("utf-8")  # a lone surrogate could not be sent to the browser at all
+    assert web.visible(typed) == "PTO days red end\nnext"
+    assert web.visible_rows([{"q": "a\x00b"}]) == [{"q": "ab"}]
+
+
 def test_text_that_reorders_itself_is_shown_in_stored_order():
     tricked = "Pay\u202eroll fdp.exe\u2066 and \u200f\u061cmore\u2069"
     for render in (web.plain, web.safe_markdown, web.visible):
