@@ -29,6 +29,7 @@ import yaml
 
 from assistant.chunking import code_fence
 from assistant.errors import UnreadableFile
+from assistant.text import clean
 
 log = logging.getLogger(__name__)
 
@@ -79,9 +80,18 @@ def load_bytes(data: bytes, *, name: str, max_bytes: int) -> LoadedDocument:
         doc = _LOADERS[kind](data, Path(name).stem, max_content_bytes=max_bytes)
     else:
         doc = _LOADERS[kind](data, Path(name).stem)
+    doc = _cleaned(doc)
     if not doc.text.strip():
         raise UnreadableFile("no readable text after cleaning")
     return doc
+
+
+def _cleaned(doc: LoadedDocument) -> LoadedDocument:
+    """The document through :func:`assistant.text.clean`, the rule for all stored text: whatever its kind, no
+    control character (newline and tab kept) or lone surrogate reaches the chunks, the index or a page."""
+    metadata = {key: [clean(v) for v in value] if isinstance(value, list) else clean(value)
+                for key, value in doc.metadata.items()}
+    return LoadedDocument(text=clean(doc.text), title=clean(doc.title), kind=doc.kind, metadata=metadata)
 
 
 # --- plain text and Markdown -------------------------------------------------
@@ -103,36 +113,92 @@ def _load_text(data: bytes, stem: str) -> LoadedDocument:
     return LoadedDocument(text=text, title=_first_heading(text) or stem, kind="text")
 
 
-_FRONT_MATTER = re.compile(r"\A---[ \t]*\r?\n(.*?)\r?\n(?:---|\.\.\.)[ \t]*(?:\r?\n|\Z)", re.DOTALL)
+_FRONT_MATTER = re.compile(r"\A---[ \t]*\r?\n(?:(.*?)\r?\n)?(?:---|\.\.\.)[ \t]*(?:\r?\n|\Z)", re.DOTALL)
 
 
 def _load_markdown(data: bytes, stem: str) -> LoadedDocument:
     text = _strip_invisible(_decode(data))
     meta: dict = {}
-    match = _FRONT_MATTER.match(text)
-    if match:
+    if _FRONT_MATTER_OPENER.match(text):
+        match = _FRONT_MATTER.match(text)
+        if match is None:
+            raise UnreadableFile(_REFUSED.format(
+                "front matter has no closing '---' line (a page starting with a horizontal rule: put a blank line "
+                "before it)"))
         text = text[match.end() :]
-        try:
-            loaded = yaml.load(match.group(1), Loader=_YAML_LOADER)
-        except yaml.YAMLError:
-            loaded = None
-        except RecursionError:  # e.g. ``title: [[[[...`` thousands deep
-            raise UnreadableFile("front matter could not be read (nested too deeply)") from None
-        meta = loaded if isinstance(loaded, dict) else {}
+        meta = _front_matter(match.group(1) or "")
     text = clean_markdown(text)
     title = _scalar(meta.get("title")) or _first_heading(text) or stem
     metadata = {}
     url = _scalar(meta.get("url") or meta.get("permalink") or meta.get("source_url"))
     if url:
         metadata["url"] = url
-    audience = meta.get("audience")
-    if isinstance(audience, (str, int, float)):
-        audience = [part.strip() for part in str(audience).split(",")]
-    if isinstance(audience, list):  # scalars only: str() of a nested YAML alias expands it exponentially
-        names = [_scalar(a) for a in audience]
-        if any(names):
-            metadata["audience"] = [name for name in names if name]
+    if "audience" in meta:
+        metadata["audience"] = _audience(meta["audience"])
     return LoadedDocument(text=text, title=title, kind="markdown", metadata=metadata)
+
+
+#: Why a page with front matter that cannot be read is refused rather than indexed without it.
+_REFUSED = "{}; not indexed, so that it is not shown to more people than intended"
+_FRONT_MATTER_OPENER = re.compile(r"\A---[ \t]*\r?\n")
+
+
+def _front_matter(block: str) -> dict:
+    """The front matter's keys, or :class:`UnreadableFile` naming the YAML problem and where it is.
+
+    A page whose front matter cannot be read is refused, not indexed with its text alone:
+    its ``audience`` would be lost, and the page would be shown to everyone (a folder
+    audience does not make up for it, as front matter wins over folders).
+    """
+    try:
+        loaded = yaml.load(clean(block), Loader=_YAML_LOADER)  # YAML refuses control characters; they go anyway
+    except yaml.YAMLError as exc:
+        raise UnreadableFile(_REFUSED.format(f"front matter is not valid YAML: {_yaml_problem(exc)}")) from None
+    except RecursionError:  # e.g. ``title: [[[[...`` thousands deep, with the pure-Python parser
+        raise UnreadableFile(_REFUSED.format("front matter could not be read (nested too deeply)")) from None
+    if loaded is None:  # empty front matter
+        return {}
+    if not isinstance(loaded, dict):
+        raise UnreadableFile(_REFUSED.format(
+            f"front matter is a YAML {type(loaded).__name__}, not 'key: value' lines"))
+    return loaded
+
+
+def _yaml_problem(exc: yaml.YAMLError) -> str:
+    """What PyYAML found wrong and where, as lines and columns of the file (the front matter starts on line 2)."""
+
+    def at(mark) -> str:
+        return f" (line {mark.line + 2}, column {mark.column + 1})" if mark is not None else ""
+
+    problem = getattr(exc, "problem", None)
+    if problem is None:  # a ReaderError (a character YAML refuses) or another kind: its own message
+        return str(exc).splitlines()[0]
+    context = getattr(exc, "context", None)
+    where = f" {context}{at(exc.context_mark)}" if context else ""  # e.g. "while parsing a flow sequence"
+    return f"{problem}{at(exc.problem_mark)}{where}"
+
+
+def _audience(value: object) -> list[str]:
+    """The group names of an ``audience`` value (``hr``, ``hr, it``, ``[hr, it]``), or :class:`UnreadableFile`.
+
+    A value that names no group (empty, a mapping, nested lists) is refused like unreadable front
+    matter: indexing the page for everyone is not what its author asked for.
+    """
+    listed = str(value).split(",") if isinstance(value, (str, int, float)) else value
+    # Scalars only: str() of a nested YAML alias expands it exponentially.
+    names = [name for name in map(_scalar, listed) if name] if isinstance(listed, list) else []
+    if not names:
+        raise UnreadableFile(_REFUSED.format(
+            f"front matter 'audience' names no group (got {_describe(value)}; write e.g. 'audience: [hr]')"))
+    return names
+
+
+def _describe(value: object) -> str:
+    if value is None or value == [] or (isinstance(value, str) and not value.strip(" ,")):
+        return "an empty value"
+    if isinstance(value, list):
+        return "a list of no names"
+    return f"a YAML {type(value).__name__}"
 
 
 def _scalar(value: object) -> str:

@@ -57,11 +57,55 @@ def test_title_falls_back_to_first_heading_then_file_stem():
     assert load("Just prose, no heading.\n", "just-prose.md").title == "just-prose"
 
 
-def test_invalid_yaml_front_matter_is_dropped_without_failing():
-    doc = load("---\ntitle: [unclosed\n---\n# Heading\n\nBody text.\n", "bad-yaml.md")
-    assert doc.title == "Heading"
-    assert doc.metadata == {}
-    assert doc.text == "# Heading\n\nBody text."
+def test_a_page_whose_front_matter_is_not_valid_yaml_is_refused_with_the_problem_and_where_it_is():
+    # A typo in a restricted page's front matter once made it public: the YAML error was swallowed.
+    with pytest.raises(UnreadableFile) as excinfo:
+        load("---\ntitle: Salary bands\naudience: [hr\n---\n# Bands\n\nThe bands.\n", "bands.md")
+    reason = str(excinfo.value)
+    assert reason.startswith("front matter is not valid YAML: did not find expected ',' or ']'")
+    assert "while parsing a flow sequence (line 3, column 11)" in reason  # the file's line, where "[hr" opens
+    assert "not indexed" in reason
+
+
+@pytest.mark.parametrize(
+    ("text", "reason"),
+    [
+        ("---\ntitle: Bands\naudience: hr\n\n# Bands\n\nThe bands.\n", "front matter has no closing '---' line"),
+        ("---\n- audience: hr\n---\n# Bands\n\nThe bands.\n", "front matter is a YAML list, not 'key: value' lines"),
+        ("---\naudience:\n---\n# Bands\n\nThe bands.\n", "front matter 'audience' names no group (got an empty value"),
+        ("---\naudience: []\n---\n# Bands\n\nThe bands.\n", "front matter 'audience' names no group (got an empty value"),
+        ("---\naudience: {hr: yes}\n---\n# Bands\n\nThe bands.\n", "front matter 'audience' names no group (got a YAML dict"),
+        ("---\naudience: [[hr]]\n---\n# Bands\n\nThe bands.\n", "front matter 'audience' names no group (got a list of no"),
+    ],
+    ids=["unclosed", "a-list", "empty-audience", "empty-list", "mapping", "nested-list"],
+)
+def test_a_page_whose_front_matter_or_audience_cannot_be_read_is_refused(text, reason):
+    with pytest.raises(UnreadableFile) as excinfo:
+        load(text, "bands.md")
+    assert str(excinfo.value).startswith(reason), str(excinfo.value)
+
+
+def test_empty_front_matter_and_control_characters_in_it_are_fine():
+    assert load("---\n---\n# Bands\n\nThe bands.\n", "bands.md").metadata == {}
+    doc = load("---\ntitle: \"Salary\x07 bands\"\naudience: hr\x1b[0m\n---\n# Bands\n\nThe bands.\n", "bands.md")
+    assert (doc.title, doc.metadata) == ("Salary bands", {"audience": ["hr"]})
+
+
+@pytest.mark.parametrize(
+    ("data", "name"),
+    [
+        ("# Bands\x07\n\nThe\x7f bands\x1b[31m are\x9b reviewed.\x0c\n", "bands.md"),
+        ("# Bands\x07\n\nThe bands\x1b[31m are\x08 reviewed.\n", "bands.txt"),
+        ("<title>Bands\x07</title><h1>Bands</h1><p>The bands\x1b[31m are\x01 reviewed.</p>", "bands.html"),
+    ],
+    ids=["markdown", "text", "html"],
+)
+def test_document_text_and_title_go_through_the_shared_cleaning_rule(data, name):
+    doc = load(data, name)
+    assert "The bands are reviewed." in doc.text
+    assert doc.title == "Bands"
+    assert not any(ord(c) < 32 and c not in "\n\t" or 0x7F <= ord(c) <= 0x9F or 0xD800 <= ord(c) <= 0xDFFF
+                   for c in doc.text + doc.title)
 
 
 def test_liquid_tags_outputs_and_comments_are_removed():
@@ -639,10 +683,11 @@ def _docx_with_renamed_body() -> bytes:
 
 
 @pytest.mark.parametrize("front_matter", ["[" * 5000, "[" * 5000 + "]" * 5000, "{a: [b"], ids=["unclosed", "5000-deep", "broken"])
-def test_a_page_with_unreadable_front_matter_keeps_its_text(front_matter):
-    doc = load(f"---\ntitle: {front_matter}\n---\n# Deep\n\nText.\n".encode(), "deep.md")
-    assert doc.title == "Deep"
-    assert doc.text == "# Deep\n\nText."
+def test_a_page_with_unreadable_front_matter_is_refused(front_matter):
+    # Indexed with its text alone (commit f79e6a5), such a page lost its audience and was shown to everyone.
+    with pytest.raises(UnreadableFile) as excinfo:
+        load(f"---\ntitle: {front_matter}\n---\n# Deep\n\nText.\n".encode(), "deep.md")
+    assert str(excinfo.value).startswith("front matter is not valid YAML: ")
 
 
 @pytest.mark.parametrize(
