@@ -1,4 +1,4 @@
-"""Tables and charts of the admin dashboard, from :mod:`feedback.analytics` rows (no Streamlit here).
+"""Tables and charts of the admin dashboard, from :mod:`feedback.analytics` and audit rows (no Streamlit here).
 
 Each function returns a pandas ``DataFrame`` (the numbers behind a chart,
 shown a click away) and, where a picture helps, an Altair chart built from
@@ -14,6 +14,7 @@ import altair as alt
 import pandas as pd
 
 from feedback.analytics import DailyUsage, LatencyPoint, Share, Spend, TrendPoint, monday, series_shares
+from feedback.audit import EXPORT_ANSWERS, EXPORT_REVIEWED, OPEN_CONVERSATION, AuditEntry
 from feedback.gaps import Topic
 
 
@@ -152,3 +153,36 @@ def series_totals(points: Iterable[TrendPoint]) -> pd.DataFrame:
         low, high = share.interval or (None, None)
         rows.append({"series": series, "ratings": share.n, "share_up": share.share, "ci_low": low, "ci_high": high})
     return pd.DataFrame(rows, columns=["series", "ratings", "share_up", "ci_low", "ci_high"])
+
+
+AUDIT_COLUMNS = ["when", "admin", "admin_email", "what", "owner", "owner_email", "conversation", "filters"]
+
+
+def audit_frame(entries: Iterable[AuditEntry]) -> pd.DataFrame:
+    """The audit trail as a table: who read what of whose, when (newest first, as given)."""
+    return pd.DataFrame([{"when": pd.Timestamp(e.at), "admin": e.admin, "admin_email": e.admin_email,
+                          "what": audit_action(e), "owner": e.owner, "owner_email": e.owner_email,
+                          "conversation": e.conversation_id or "", "filters": filters_text(e.filters)}
+                         for e in entries], columns=AUDIT_COLUMNS)
+
+
+def audit_action(entry: AuditEntry) -> str:
+    """``"opened the conversation"``, ``"exported 12 answers (CSV)"``, ``"exported 1 reviewed answer (JSONL)"``."""
+    if entry.action == OPEN_CONVERSATION:
+        return "opened the conversation"
+    what = {EXPORT_ANSWERS: ("answer", "CSV"), EXPORT_REVIEWED: ("reviewed answer", "JSONL")}.get(entry.action)
+    if what is None:
+        return entry.action
+    noun, fmt = what
+    count = entry.count or 0
+    return f"exported {count:,} {noun}{'' if count == 1 else 's'} ({fmt})"
+
+
+def filters_text(filters: Mapping[str, object]) -> str:
+    """``"2026-11-01 to 2026-11-30, assistant, team: eng"``: the filters an export was made with."""
+    parts = []
+    if "start" in filters or "end" in filters:
+        parts.append(f"{filters.get('start', '…')} to {filters.get('end', '…')}")
+    parts += [str(v) if k == "kind" else f"{k.replace('_', ' ')}: {v}"
+              for k, v in filters.items() if k not in ("start", "end")]
+    return ", ".join(parts)

@@ -1,9 +1,11 @@
-"""The admin dashboard: feedback trends, usage and cost, worst answers, knowledge gaps, triage, export.
+"""The admin dashboard: feedback trends, usage and cost, worst answers, knowledge gaps, triage, export, audit.
 
 Admins only (``streamlit_app.py`` registers the page for them alone; checked
 again here). Figures come from :mod:`feedback.analytics` (SQL aggregates),
 tables and charts from :mod:`onboard.dashboard`; this page only lays them out.
 Everything people wrote is shown as text or in data tables, never as HTML.
+Opening a conversation and exporting answers are recorded in the audit trail
+(:mod:`feedback.audit`), which the "Admin access" tab lists.
 """
 
 from __future__ import annotations
@@ -13,9 +15,9 @@ from datetime import UTC, datetime, timedelta
 import streamlit as st
 from sqlmodel import Session
 
-from feedback import analytics, review, store
+from feedback import analytics, audit, review, store
 from feedback.gaps import group_questions
-from feedback.models import TRIAGE_STATUSES
+from feedback.models import TRIAGE_STATUSES, User
 from onboard import dashboard as views
 from onboard import web
 
@@ -26,6 +28,8 @@ settings = web.settings()
 DATABASE = settings.database_url
 STATUS_LABELS = {"new": "New", "in_progress": "In progress", "fixed": "Fixed", "wont_fix": "Won't fix"}
 ANY = "(any)"
+#: The most audit rows the "Admin access" tab lists (newest first).
+AUDIT_ROWS = 500
 
 
 @st.cache_data(ttl=600, show_spinner=False)
@@ -300,21 +304,41 @@ def _tickets_tab(f: analytics.Filters) -> None:
 def _export_tab(f: analytics.Filters) -> None:
     st.write("The answers of the filtered period with their ratings and comments, or the reviewed ones as "
              "evaluation cases for `onboard eval --dataset`. Files are made when you click.")
+    st.caption("Each download is recorded with your name, the number of answers and the filters (Admin access tab).")
     stamp = f"{f.start:%Y%m%d}-{f.end:%Y%m%d}"
     engine = web.engine()
+    with web.db() as session:
+        admin_id = web.current_user(session).id
 
-    def made_with(export):
+    def made_as(fmt: str):
         def make() -> str:  # runs on click, outside the script: no Streamlit calls here
             with Session(engine) as session:
-                return export(session, f)
+                return review.export_for_admin(session=session, admin=session.get(User, admin_id), f=f, fmt=fmt)
         return make
 
     with st.container(horizontal=True, gap="small"):
-        st.download_button("Answers (CSV)", made_with(review.export_csv), f"answers-{stamp}.csv", "text/csv",
+        st.download_button("Answers (CSV)", made_as("csv"), f"answers-{stamp}.csv", "text/csv",
                            icon=":material/download:", on_click="ignore", key="export_csv")
-        st.download_button("Reviewed answers (JSONL, evaluation format)", made_with(review.export_eval_jsonl),
+        st.download_button("Reviewed answers (JSONL, evaluation format)", made_as("jsonl"),
                            f"reviewed-{stamp}.jsonl", "application/jsonl", icon=":material/download:",
                            on_click="ignore", key="export_jsonl")
+
+
+def _audit_tab(f: analytics.Filters) -> None:
+    st.caption("Every time an admin opened someone's conversation or downloaded an export, newest first. "
+               "Nobody can change or delete these rows from the app.")
+    with web.db() as session:
+        found = audit.entries(session=session, since=f.since, until=f.until, limit=AUDIT_ROWS)
+    if not found:
+        st.caption("No conversation opened and nothing exported in this period.")
+        return
+    if len(found) == AUDIT_ROWS:
+        st.caption(f"The latest {AUDIT_ROWS}; narrow the dates to see older ones.")
+    st.dataframe(web.visible_rows(views.audit_frame(found)), hide_index=True, key="audit", column_config={
+        "when": st.column_config.DatetimeColumn("When", format="YYYY-MM-DD HH:mm:ss"),
+        "admin": "Admin", "admin_email": "Admin e-mail", "what": "What",
+        "owner": "Whose", "owner_email": "Their e-mail", "conversation": "Conversation",
+        "filters": st.column_config.TextColumn("Filters", width="large")})
 
 
 st.title("Dashboard")
@@ -330,6 +354,7 @@ sections = {
     "Knowledge gaps": lambda: _gaps_tab(filters),
     "Problem reports": lambda: _tickets_tab(filters),
     "Export": lambda: _export_tab(filters),
+    "Admin access": lambda: _audit_tab(filters),
 }
 for tab, show in zip(st.tabs(list(sections), key="section", on_change="rerun"), sections.values(), strict=True):
     if tab.open:

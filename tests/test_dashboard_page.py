@@ -5,6 +5,8 @@ The figures themselves are checked against hand-computed values in
 ``test_dashboard_analytics.py``; here: the page shows them, its filters change
 them, triage saves and records history, the exports hold the filtered rows,
 knowledge gaps are grouped, and people who are not admins never get the page.
+Opening a conversation leaves an audit row that the "Admin access" tab lists
+(on SQLite and PostgreSQL), and only admins see that tab.
 """
 
 from __future__ import annotations
@@ -14,14 +16,16 @@ import io
 import json
 from datetime import UTC, datetime, timedelta
 
+import pandas as pd
 import pytest
-from sqlmodel import select
+from sqlmodel import Session, select
 from streamlit.testing.v1 import AppTest
 from test_chat_app import APP, _fresh_resources, data_dir, db, indexed_handbook, ok  # noqa: F401
 from test_login import ADMIN, EMPLOYEE, app
 
 from feedback import analytics, review, store
-from feedback.models import Rating, Triage, TriageEvent
+from feedback.models import AdminAudit, Conversation, Rating, Triage, TriageEvent, User
+from onboard import db as onboard_db
 
 SOURCE = {"n": 1, "source": "parking.md", "title": "Parking", "section": "Garage", "url": None, "chunk_id": "c1",
           "passage": "Staff park in the north garage.", "cited": True}
@@ -149,3 +153,86 @@ def test_an_employee_cannot_open_the_dashboard(data_dir):
     at = ok(app(ADMIN).run())
     ok(at.switch_page("pages/admin.py").run())
     assert at.title[0].value == "Dashboard"
+
+
+# --- the audit trail -------------------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def audited_dashboard(data_dir, database_url, monkeypatch):
+    """The dashboard in local mode on a fresh SQLite or PostgreSQL database; yields the page and a session."""
+    monkeypatch.setenv("ONBOARD_DATABASE_URL", database_url)
+    engine = onboard_db.make_engine(database_url)
+    onboard_db.upgrade(engine)  # the app migrates only SQLite by itself
+    with Session(engine) as session:
+        seed(session)
+        at = AppTest.from_file(APP, default_timeout=120)
+        ok(at.run())
+        yield ok(at.switch_page("pages/admin.py").run()), session
+    engine.dispose()
+
+
+def audit_table(at: AppTest):
+    return next((df.value for df in at.dataframe if "admin_email" in df.value.columns), None)
+
+
+def test_opening_a_conversation_is_listed_under_admin_access(audited_dashboard):
+    at, session = audited_dashboard
+    at = open_tab(at, "Worst answers")
+    ok(next(b for b in at.button if b.label == "Open the conversation").click().run())
+    assert "Pia · team Eng · assistant" in [c.value for c in at.caption]  # the dialog shows the conversation
+
+    [row] = session.exec(select(AdminAudit)).all()
+    pia = session.exec(select(User).where(User.subject == "pia")).one()
+    conversation = session.exec(select(Conversation).where(Conversation.user_id == pia.id)).one()
+    assert (row.action, row.admin_name, row.owner_id, row.conversation_id) == (
+        "open_conversation", "Local developer", pia.id, conversation.id)
+
+    at = open_tab(at, "Admin access")
+    table = audit_table(at)
+    assert table is not None
+    assert table[["admin", "what", "owner", "conversation"]].values.tolist() == [
+        ["Local developer", "opened the conversation", "Pia", conversation.id]]
+    assert table["when"].iloc[0] == pd.Timestamp(row.at)
+    assert len(session.exec(select(AdminAudit)).all()) == 1  # listing the trail is not itself an opening
+
+    today = datetime.now(UTC).date()
+    ok(at.date_input(key="dates").set_value((today - timedelta(days=60), today - timedelta(days=40))).run())
+    assert audit_table(at) is None
+    assert "No conversation opened and nothing exported in this period." in [c.value for c in at.caption]
+
+
+def test_admin_access_lists_newest_first_with_names_as_plain_text(audited_dashboard):
+    at, session = audited_dashboard
+    now = datetime.now(UTC)
+    ada = store.get_or_create_user(session=session, subject="ada", email="ada@example.com", name="Ada")
+    session.add(AdminAudit(at=now - timedelta(hours=2), action="open_conversation", admin_id=ada.id,
+                           admin_name="Ada", admin_email="ada@example.com", owner_id=99,
+                           owner_name="**Mallory** [x](javascript:alert(1)) \u202eevil", owner_email="m@example.com",
+                           conversation_id="c1"))
+    session.add(AdminAudit(at=now - timedelta(hours=1), action="export_answers", admin_id=ada.id, admin_name="Ada",
+                           admin_email="ada@example.com", count=12,
+                           filters={"start": "2026-11-01", "end": "2026-11-30", "kind": "assistant", "team": "eng"}))
+    session.commit()
+
+    table = audit_table(open_tab(at, "Admin access"))
+
+    assert table[["what", "owner", "filters"]].values.tolist() == [
+        ["exported 12 answers (CSV)", "", "2026-11-01 to 2026-11-30, assistant, team: eng"],
+        ["opened the conversation", "**Mallory** [x](javascript:alert(1)) evil", ""],  # text, bidi override dropped
+    ]
+    assert not [m for m in at.markdown if "Mallory" in m.value]  # never rendered as Markdown
+
+
+def test_someone_who_is_no_longer_an_admin_cannot_read_the_audit_trail(data_dir):
+    at = ok(app(ADMIN).run())
+    at = open_tab(ok(at.switch_page("pages/admin.py").run()), "Admin access")
+    assert at.title[0].value == "Dashboard"
+    assert "No conversation opened and nothing exported in this period." in [c.value for c in at.caption]
+
+    at.user = {**ADMIN, "groups": []}  # the same person, dropped from the admin group
+    ok(at.run())
+
+    assert [e.value for e in at.error] == ["Page not found."]
+    assert not at.title and audit_table(at) is None
+    assert not [c for c in at.caption if "nothing exported" in c.value]
