@@ -122,7 +122,10 @@ class PassageStore:
     @property
     def version(self) -> int:
         """The index version as stored now (read again each time: another process may have indexed)."""
-        return self.current()[2]
+        passages = self.client.get_collection(self.name, embedding_function=None)
+        if passages.id != self.collection.id:  # rebuilt by another process: take both new collections
+            return self.current()[2]
+        return int((passages.metadata or {}).get(VERSION_KEY, 0))
 
     def current(self) -> tuple[object, object, int]:
         """The passages and keys collections as stored now, and the index version: one consistent view.
