@@ -35,7 +35,7 @@ from sqlalchemy import Engine
 from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlmodel import Session
 
-from assistant.errors import AssistantError, EmbeddingError
+from assistant.errors import AssistantError, EmbeddingError, search_unreachable
 from feedback import store
 from feedback.models import Message
 
@@ -97,8 +97,11 @@ def answer_turn(
         write(clock.record(stream))
         closing, told = _closing(pending.id, stream.answer, clock, question.id)
     except Exception as exc:
-        log.exception("answering question %s failed", question.id)
         message, stored = _describe(exc)
+        if message == SEARCH_UNAVAILABLE:  # a known outage: one line, not a traceback per turn
+            log.error("answering question %s: the search is unavailable: %s", question.id, _cause(exc))
+        else:
+            log.exception("answering question %s failed", question.id)
         closing, told = _failure(pending.id, stored, clock), message
     except BaseException:
         log.warning("answering question %s was interrupted", question.id)
@@ -179,6 +182,13 @@ def save(engine: Engine, closing: Closing, backoff: Backoff | None = None,
             waiting(SAVING)
         backoff.sleep(delay)
         delay = min(delay * 2, backoff.cap_s)
+
+
+def _cause(exc: BaseException) -> str:
+    """The error and the one it came from, on one line (``ConnectError: [Errno 111] Connection refused``)."""
+    first = f"{type(exc).__name__}: {exc}"
+    root = exc.__cause__ or exc.__context__
+    return first if root is None else f"{first} (from {type(root).__name__}: {root})"
 
 
 def _unreachable(exc: BaseException) -> bool:
@@ -266,14 +276,14 @@ def _provenance(bot) -> dict:
         info = {"answerer": "extractive", "prompt_version": EXTRACTIVE_VERSION}
     try:
         info["index_version"] = bot.knowledge_base.store.version
-    except Exception:  # the answer itself will say whether the index is reachable
-        log.warning("could not read the index version", exc_info=True)
+    except Exception:  # the answer itself will say (and log) whether the index is reachable
+        log.debug("could not read the index version", exc_info=True)
     return info
 
 
 def _describe(exc: Exception) -> tuple[str, str]:
     """What to show the person, and what to store with the failed answer (the details are in the log)."""
-    if isinstance(exc, EmbeddingError):  # the provider's own message is for the operators
+    if isinstance(exc, EmbeddingError) or search_unreachable(exc):  # the provider's own message is for the operators
         return SEARCH_UNAVAILABLE, SEARCH_UNAVAILABLE
     if isinstance(exc, (AssistantError, store.FeedbackError)):
         return str(exc), str(exc)

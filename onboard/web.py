@@ -44,7 +44,8 @@ from onboard import factories
 from onboard.access import LOCAL_IDENTITY, Identity, identity_from_claims, pages_for
 from onboard.rollout import answer_overrides, features_for
 from onboard.settings import Settings
-from onboard.turns import INTERRUPTED, UNEXPECTED, Outcome, answer_turn  # noqa: F401  (the page shows these)
+from onboard.turns import INTERRUPTED, UNEXPECTED, Closing, Outcome, answer_turn  # noqa: F401  (the page shows these)
+from onboard.turns import save as save_answer
 
 log = logging.getLogger(__name__)
 
@@ -59,6 +60,9 @@ MAX_COMMENT_CHARS = store.MAX_COMMENT_CHARS
 ANSWERED = ("complete", "abstained")
 STARTUP_FAILED = "The assistant could not start. Please try again in a moment, or tell IT."
 NOT_SAVED = "Your question could not be saved, so it was not sent. Please send it again in a moment."
+NOT_LOADED = "Your conversations could not be loaded: the database did not answer. Please try again in a moment."
+UNSAVED = ("This answer is not saved yet: the database did not answer. It stays on this page and is saved as soon "
+           "as the database answers (keep this tab open).")
 #: At start, answers pending longer than this are closed as ``interrupted``: the process writing them is gone
 #: (a turn gives up on the model after ``retry_budget_s``; streaming a long answer takes a minute or two).
 STALE_ANSWER_AGE = timedelta(minutes=10)
@@ -431,19 +435,49 @@ def answer(*, question: Message, history: list[tuple[str, str]], write: Writer |
 
     ``write`` (default ``st.write_stream``) gets the answer's text already
     escaped (:func:`escaped`), with a status line above it while the model is
-    awaited.
+    awaited (or the database, to store the answer). An answer the database did
+    not take is kept in the session (:func:`unsaved_answers`).
     """
     who = identity()
     features = features_for(who, settings().rollout)
-    return answer_turn(engine=engine(), assistant=lambda: assistant(features), question=question, history=history,
-                       write=escaped(write), where=retrieval_filter(who), features=features, status=status_line())
+    return _kept(answer_turn(engine=engine(), assistant=lambda: assistant(features), question=question,
+                             history=history, write=escaped(write), where=retrieval_filter(who), features=features,
+                             status=status_line()))
 
 
 def answer_support(*, question: Message, history: list[tuple[str, str]], write: Writer | None = None) -> Outcome:
     """Answer a question about the app from its documentation (admin pages only for admins), as :func:`answer`."""
-    return answer_turn(engine=engine(), assistant=lambda: support_desk().assistant, question=question,
-                       history=history, write=escaped(write), where=retrieval_filter(identity()),
-                       status=status_line())
+    return _kept(answer_turn(engine=engine(), assistant=lambda: support_desk().assistant, question=question,
+                             history=history, write=escaped(write), where=retrieval_filter(identity()),
+                             status=status_line()))
+
+
+#: Where the session keeps the answers it could not store yet (:func:`unsaved_answers`).
+UNSAVED_KEY = "_onboard_unsaved_answers"
+
+
+def _kept(outcome: Outcome) -> Outcome:
+    if outcome.unsaved is not None:
+        st.session_state.setdefault(UNSAVED_KEY, {})[outcome.unsaved.answer_id] = outcome.unsaved
+    return outcome
+
+
+def unsaved_answers() -> dict[int, Closing]:
+    """The answers this session showed but could not store yet, by answer id (shown from here until stored)."""
+    return st.session_state.get(UNSAVED_KEY, {})
+
+
+def save_unsaved() -> None:
+    """Store the answers this session could not store yet: one attempt each, on every page run, until it works."""
+    kept = st.session_state.get(UNSAVED_KEY)
+    for answer_id, closing in list((kept or {}).items()):
+        try:
+            if save_answer(engine(), closing) is None:
+                continue  # the database is still away: next run
+            log.warning("answer %s was stored on a later page run", answer_id)
+        except Exception:  # refused, e.g. closed meanwhile as interrupted: nothing more to do
+            log.exception("answer %s could not be stored", answer_id)
+        del kept[answer_id]
 
 
 def escaped(write: Writer | None = None) -> Writer:

@@ -178,6 +178,8 @@ def _answer(turn: web.Turn, *, last: bool) -> None:
     with st.chat_message("assistant"):
         if answer is None:
             st.caption("This question has no answer yet.")
+        elif answer.status == "pending" and answer.id in web.unsaved_answers():
+            _unsaved(web.unsaved_answers()[answer.id])
         elif answer.status == "pending":
             st.caption("This answer is still being written, or was cut off.")
         else:
@@ -206,6 +208,26 @@ def _answer(turn: web.Turn, *, last: bool) -> None:
             st.caption("The same as the answer before: quoted answers change only when the documents do.")
         if answer is not None and turn.rating is not None and turn.rating.thumb == 0:
             _why(answer.id, turn.rating)
+
+
+def _unsaved(closing: web.Closing) -> None:
+    """An answer shown but not stored yet (the database did not answer): its text, and that it is not saved."""
+    if closing.text:
+        st.markdown(web.safe_markdown(closing.text))
+    st.warning(web.UNSAVED, icon=":material/cloud_off:")
+
+
+def _unreachable(question: str | None) -> None:
+    """The database did not answer: keep what was typed, show what is not saved yet, and stop."""
+    st.error(web.NOT_LOADED, icon=":material/cloud_off:")
+    if question is not None:
+        state.draft, state.draft_error = question, web.NOT_SAVED
+    for closing in web.unsaved_answers().values():
+        with st.chat_message("assistant"):
+            _unsaved(closing)
+    if "draft" in state:
+        _draft()
+    st.stop()
 
 
 def _attempts(turn: web.Turn) -> None:
@@ -276,7 +298,12 @@ pending = state.pop("pending_question", None)  # a starter question, or an edite
 question = prompt if prompt and prompt.strip() else pending  # an empty message is ignored
 regenerate = None if question else state.pop("regenerate", None)
 
-chat = web.chat_state(state.conversation_id)
+web.save_unsaved()  # answers shown on an earlier run while the database was away
+try:
+    chat = web.chat_state(state.conversation_id)
+except Exception:  # the database is away (a restart): nothing typed is lost
+    log.exception("could not read the conversations")
+    _unreachable(question)
 # Each question shows the answer picked with the arrows (default: its latest); follow-ups build on what is shown.
 chat = replace(chat, turns=[turn.showing(state.get(f"attempt-{turn.question.id}")) for turn in chat.turns])
 if chat.conversation is None:
@@ -310,4 +337,4 @@ if question is not None or regenerate is not None:
             outcome = web.answer(question=stored, history=history)  # escaped as it streams
         if outcome.answer_id is None:  # nothing stored to show the error from
             _flash("error", outcome.error or web.UNEXPECTED)
-        st.rerun()  # the stored answer, with its sources and any notice
+        st.rerun()  # the stored answer, with its sources and any notice (or, not stored yet, its text)

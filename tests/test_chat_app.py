@@ -12,6 +12,7 @@ import json
 import os
 import re
 import shutil
+import sqlite3
 import subprocess
 import sys
 from pathlib import Path
@@ -21,7 +22,7 @@ import streamlit as st
 from helpers_openai_server import Step, chat_server
 from markdown_it import MarkdownIt
 from sqlalchemy import text as sql
-from sqlalchemy import update
+from sqlalchemy import event, update
 from sqlmodel import Session, select
 from streamlit.testing.v1 import AppTest
 
@@ -29,7 +30,7 @@ from assistant.answerers import generative
 from assistant.answering import AnswerConfig
 from feedback import store
 from feedback.models import Conversation, Message
-from onboard import factories, web
+from onboard import factories, turns, web
 from onboard.settings import Settings
 
 APP = str(Path(__file__).resolve().parent.parent / "streamlit_app.py")
@@ -105,18 +106,55 @@ def ask(at: AppTest, text: str) -> AppTest:
 
 
 class Recording:
-    """The real assistant, keeping the history it was given (or breaking mid-stream when told to)."""
+    """The real assistant, keeping the history it was given (or breaking mid-stream when told to, or calling
+    ``then`` once its answer has streamed)."""
 
-    def __init__(self, real, *, break_after: str | None = None, error: Exception | None = None) -> None:
+    def __init__(self, real, *, break_after: str | None = None, error: Exception | None = None,
+                 then=None) -> None:
         self.real, self.config, self.knowledge_base = real, real.config, real.knowledge_base
-        self.break_after, self.error = break_after, error
+        self.break_after, self.error, self.then = break_after, error, then
         self.histories: list[list[tuple[str, str]]] = []
 
     def ask(self, question, *, history=(), where=None, on_status=None):
         self.histories.append(list(history))
         if self.break_after is not None:
             return Broken(self.break_after, self.error)
-        return self.real.ask(question, history=history, where=where, on_status=on_status)
+        stream = self.real.ask(question, history=history, where=where, on_status=on_status)
+        return Then(stream, self.then) if self.then else stream
+
+
+class Then:
+    """A stream that calls ``then`` after its last piece."""
+
+    def __init__(self, stream, then) -> None:
+        self.stream, self.then = stream, then
+
+    def __iter__(self):
+        yield from self.stream
+        self.then()
+
+    @property
+    def answer(self):
+        return self.stream.answer
+
+
+class DatabaseDown:
+    """The app's database refusing connections from ``start()`` to ``end()``, as during a restart."""
+
+    def __init__(self, engine) -> None:
+        self.engine = engine
+
+    @staticmethod
+    def _refuse(dialect, record, cargs, cparams):
+        raise sqlite3.OperationalError("unable to open database file")
+
+    def start(self) -> None:
+        self.engine.dispose()  # the pooled connections die with the server
+        event.listen(self.engine, "do_connect", self._refuse)
+
+    def end(self) -> None:
+        if event.contains(self.engine, "do_connect", self._refuse):
+            event.remove(self.engine, "do_connect", self._refuse)
 
 
 class Broken:
@@ -553,6 +591,47 @@ def test_a_question_that_cannot_be_stored_is_kept_for_sending_again(app, db):
     question, answer = messages(db)
     assert question.content == QUESTION and answer.status == "complete"
     assert "draft" not in app.session_state and not app.error
+
+
+def test_a_question_typed_while_the_database_is_away_is_kept_as_a_draft(app, db):
+    down = DatabaseDown(web.engine())
+    down.start()
+    try:
+        ask(app, QUESTION)  # the conversations cannot even be read
+        assert [e.value for e in app.error] == [web.NOT_LOADED, web.NOT_SAVED]
+        assert app.text_area(key="draft").value == QUESTION
+    finally:
+        down.end()
+    assert messages(db) == []
+    ok(app.button(key="send-draft").click().run())
+    question, answer = messages(db)
+    assert question.content == QUESTION and answer.status == "complete"
+    assert "draft" not in app.session_state and not app.error
+
+
+def test_an_answer_the_database_did_not_take_stays_on_the_page_until_it_is_stored(app, db, monkeypatch):
+    monkeypatch.setattr(turns, "SAVE_BACKOFF", turns.Backoff(first_s=0.01, total_s=0.05))  # give up at once
+    down = DatabaseDown(web.engine())
+    use(monkeypatch, then=down.start)  # the database goes away once the answer has streamed
+    try:
+        ask(app, QUESTION)
+        _, answer = messages(db)
+        assert (answer.status, answer.content) == ("pending", "")
+        kept = app.session_state[web.UNSAVED_KEY]
+        assert list(kept) == [answer.id] and "[1]" in kept[answer.id].text
+        assert [e.value for e in app.error] == [web.NOT_LOADED]  # the page ran again: still away
+        assert [w.value for w in app.warning] == [web.UNSAVED]
+        assert [m.markdown[0].value for m in app.chat_message] == [web.safe_markdown(kept[answer.id].text)]
+        ok(app.run())  # a page run later, the database still away: still shown, still kept
+        assert [w.value for w in app.warning] == [web.UNSAVED] and list(app.session_state[web.UNSAVED_KEY]) == [answer.id]
+        text = kept[answer.id].text
+    finally:
+        down.end()
+    ok(app.run())  # the next page run stores it
+    _, answer = messages(db)
+    assert (answer.status, answer.content) == ("complete", text) and answer.sources
+    assert not app.session_state[web.UNSAVED_KEY] and not app.warning and not app.error
+    assert app.feedback and app.chat_message[1].markdown[0].value == web.safe_markdown(text)
 
 
 def test_answers_left_pending_by_a_crash_are_closed_when_the_app_starts(data_dir, db):
