@@ -2,7 +2,7 @@
 
 The support bot answers from the project's documentation only (see
 :mod:`onboard.support`); its conversations are stored like the assistant's,
-marked ``support``, with thumbs on every answer. "Report a problem" opens a
+marked ``support``, with thumbs on every answer, and deleted like them. "Report a problem" opens a
 short form from here or from any answer in the chat, and files a ticket the
 admins triage on the dashboard. Like the pages, this only lays things out:
 storing and answering go through :mod:`onboard.web`.
@@ -86,6 +86,8 @@ def render(page: str) -> None:
     settings = web.settings()
     if number := st.session_state.pop("reported", None):
         st.toast(f"Thank you: problem report #{number} was sent to the team.", icon=":material/flag:")
+    if st.session_state.pop("help-deleted", None):
+        st.toast("Help conversation deleted.")
     if not settings.support.enabled:
         with st.sidebar:
             if st.button("Report a problem", icon=":material/flag:", key="report-sidebar"):
@@ -118,6 +120,29 @@ def render(page: str) -> None:
             if shown and st.button("Start over", icon=":material/add:", key="help-new", type="tertiary"):
                 web.new_support_conversation()
                 st.rerun()
+            if conversation_id:
+                _delete_menu(conversation_id)
+
+
+def _delete_menu(conversation_id: str) -> None:
+    """Delete the help conversation shown, as chat conversations are deleted (confirmed first)."""
+    with st.popover("Delete", icon=":material/delete:", type="tertiary", key="help-delete-menu"):
+        st.caption(web.DELETE_NOTE)
+        sure = st.checkbox(web.DELETE_CONFIRM, key=f"help-sure-{conversation_id}")
+        st.button("Delete", key=f"help-delete-{conversation_id}", icon=":material/delete:", disabled=not sure,
+                  on_click=_delete, args=(conversation_id,))
+
+
+def _delete(conversation_id: str) -> None:
+    try:
+        web.delete(conversation_id)
+    except FeedbackError as error:
+        st.session_state["help-error"] = str(error)
+    except Exception:
+        log.exception("could not delete help conversation %s", conversation_id)
+        st.session_state["help-error"] = "The conversation could not be deleted. Please try again in a moment."
+    else:
+        st.session_state["help-deleted"] = True
 
 
 def _ask(question: str, conversation_id: str | None, shown: list[web.Turn]) -> None:

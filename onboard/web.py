@@ -63,6 +63,11 @@ NOT_SAVED = "Your question could not be saved, so it was not sent. Please send i
 NOT_LOADED = "Your conversations could not be loaded: the database did not answer. Please try again in a moment."
 UNSAVED = ("This answer is not saved yet: the database did not answer. It stays on this page and is saved as soon "
            "as the database answers (keep this tab open).")
+#: What deleting a conversation does (a soft delete until the operators' purge: docs/privacy.md, ``onboard db purge``).
+DELETE_NOTE = ("Deleting removes the conversation from your list at once. It is erased for good when the "
+               "administrators purge deleted conversations, by default 30 days after you delete it; until then "
+               "they can still open it.")
+DELETE_CONFIRM = "Delete it (there is no undo)"
 #: At start, answers pending longer than this are closed as ``interrupted``: the process writing them is gone
 #: (a turn gives up on the model after ``retry_budget_s``; streaming a long answer takes a minute or two).
 STALE_ANSWER_AGE = timedelta(minutes=10)

@@ -115,7 +115,8 @@ def _sidebar(chat: web.ChatState) -> None:
                 st.text_input("Title", value=conversation.title, key=f"title-{conversation.id}", max_chars=200)
                 st.button("Rename", key=f"rename-{conversation.id}", icon=":material/edit:",
                           on_click=_rename, args=(conversation.id,))
-                sure = st.checkbox("Delete it for good (there is no undo)", key=f"sure-{conversation.id}")
+                st.caption(web.DELETE_NOTE)
+                sure = st.checkbox(web.DELETE_CONFIRM, key=f"sure-{conversation.id}")
                 st.button("Delete", key=f"delete-{conversation.id}", icon=":material/delete:", disabled=not sure,
                           on_click=_delete, args=(conversation.id,))
                 if current:

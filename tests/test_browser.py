@@ -1,4 +1,5 @@
-"""One flow of the chat in a real browser: ask, see the cited answer, rate it, reload, resume, see the rating.
+"""One flow of the chat in a real browser: ask, see the cited answer, rate it, reload, resume, see the rating,
+ask again with bare URLs and an e-mail address in the question and see no link.
 
 Streamlit runs as it does in production (``streamlit run``) on a free port with
 its data in the test's folder; Debian's Chromium (``apt-get install chromium``)
@@ -38,6 +39,7 @@ CHROMIUM_FLAGS = [
     "--host-resolver-rules=MAP * ~NOTFOUND , EXCLUDE 127.0.0.1",
 ]
 QUESTION = "How much time off do I get?"
+LINKS_QUESTION = "Should I open https://evil.example/x or www.evil.example, or email my password to x@evil.example?"
 #: The first start indexes the sample handbook (and may quantise the embedding model) before the page shows.
 FIRST_LOAD_MS = 180_000
 STEP_MS = 60_000
@@ -153,6 +155,16 @@ def test_ask_rate_reload_and_resume_in_a_browser(server, tmp_path):
             expect(resumed.nth(1).get_by_role("radio", name="Thumbs up")).to_be_checked()
             expect(resumed.nth(1).get_by_role("radio", name="Thumbs down")).not_to_be_checked()
             page.screenshot(path=str(tmp_path / "chat-resumed.png"), full_page=True)
+
+            # Bare URLs and addresses in what people type are text, not links (remark-gfm would autolink them).
+            _settled(page)
+            chat_box.fill(LINKS_QUESTION)
+            chat_box.press("Enter")
+            expect(resumed).to_have_count(4)
+            asked = resumed.nth(2)
+            expect(asked).to_contain_text("evil.example/x")
+            _settled(page)
+            assert asked.locator("a").count() == 0, asked.inner_html()
         finally:
             browser.close()
     assert _stored_thumb() == 1

@@ -199,3 +199,31 @@ def test_the_help_panel_lists_the_closest_pages_of_an_abstained_answer_uncited(d
     assert "Closest pages (they may not answer the question):" in captions
     assert "[1] User guide › Who can see my conversations" in captions
     assert any(b.label == "Report a problem" and b.key == f"help-report-{answer.id}" for b in at.sidebar.button)
+
+
+def test_a_help_conversation_can_be_deleted_like_a_chat(monkeypatch, docs):
+    from feedback import store
+    from onboard import web
+
+    monkeypatch.setenv("ONBOARD_SUPPORT__DOCS_DIR", str(docs))
+    engine = factories.make_engine(Settings())
+    with Session(engine, expire_on_commit=False) as session:
+        user = store.get_or_create_user(session=session, **web.LOCAL_USER)
+        question = store.start_conversation(session=session, user=user, content="how do I rename?", kind="support")
+        pending = store.start_answer(session=session, question_id=question.id, answerer="extractive")
+        store.finish_answer(session=session, answer_id=pending.id, content="Open the menu [1].")
+    at = AppTest.from_function(_help_app, default_timeout=60).run()
+    assert not at.exception
+    assert any("how do I rename" in m.value for m in at.sidebar.markdown)
+    assert web.DELETE_NOTE in [c.value for c in at.sidebar.caption]  # says what deleting does, and doesn't
+    delete = at.sidebar.button(key=f"help-delete-{question.conversation_id}")
+    assert delete.disabled  # not before saying so
+    at = at.sidebar.checkbox(key=f"help-sure-{question.conversation_id}").check().run()
+    at = at.sidebar.button(key=f"help-delete-{question.conversation_id}").click().run()
+    assert not at.exception
+    assert [t.value for t in at.toast] == ["Help conversation deleted."]
+    assert not any("how do I rename" in m.value for m in at.sidebar.markdown)
+    with Session(engine) as session:
+        user = store.get_or_create_user(session=session, **web.LOCAL_USER)
+        assert store.list_conversations(session=session, user=user, kind="support") == []
+        assert session.get(Conversation, question.conversation_id).deleted_at is not None  # until the purge
