@@ -56,6 +56,10 @@ def _rate(message_id: int) -> None:
 def _turn(turn: web.Turn, page: str, conversation_id: str) -> None:
     st.markdown(f"**{web.plain(turn.question.content)}**")
     answer = turn.answer
+    if answer is not None and answer.status == "pending" and answer.id in web.unsaved_answers():
+        st.markdown(web.safe_markdown(web.unsaved_answers()[answer.id].text))  # shown, not stored yet
+        st.caption(web.plain(web.UNSAVED))
+        return
     if answer is None or answer.status == "pending":
         st.caption("No answer yet.")
         return
@@ -97,6 +101,7 @@ def render(page: str) -> None:
         if error := st.session_state.pop("help-error", None):
             st.error(error)
         try:
+            web.save_unsaved()  # an answer shown while the database was away
             conversation_id, shown = web.support_state()
         except Exception:
             log.exception("the help panel could not load")

@@ -61,8 +61,8 @@ ANSWERED = ("complete", "abstained")
 STARTUP_FAILED = "The assistant could not start. Please try again in a moment, or tell IT."
 NOT_SAVED = "Your question could not be saved, so it was not sent. Please send it again in a moment."
 NOT_LOADED = "Your conversations could not be loaded: the database did not answer. Please try again in a moment."
-UNSAVED = ("This answer is not saved yet: the database did not answer. It stays on this page and is saved as soon "
-           "as the database answers (keep this tab open).")
+UNSAVED = ("This answer is not saved yet: the database did not answer. It stays on this page and is saved the "
+           "next time the page runs after the database is back (keep this tab open).")
 #: What deleting a conversation does (a soft delete until the operators' purge: docs/privacy.md, ``onboard db purge``).
 DELETE_NOTE = ("Deleting removes the conversation from your list at once. It is erased for good when the "
                "administrators purge deleted conversations, by default 30 days after you delete it; until then "

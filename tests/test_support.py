@@ -227,3 +227,27 @@ def test_a_help_conversation_can_be_deleted_like_a_chat(monkeypatch, docs):
         user = store.get_or_create_user(session=session, **web.LOCAL_USER)
         assert store.list_conversations(session=session, user=user, kind="support") == []
         assert session.get(Conversation, question.conversation_id).deleted_at is not None  # until the purge
+
+
+def test_a_help_answer_the_database_did_not_take_is_stored_by_the_panel_later(monkeypatch, docs):
+    from feedback import store
+    from onboard import web
+    from onboard.turns import Closing
+
+    monkeypatch.setenv("ONBOARD_SUPPORT__DOCS_DIR", str(docs))
+    engine = factories.make_engine(Settings())
+    with Session(engine, expire_on_commit=False) as session:
+        user = store.get_or_create_user(session=session, **web.LOCAL_USER)
+        question = store.start_conversation(session=session, user=user, content="how do I rename?", kind="support")
+        pending = store.start_answer(session=session, question_id=question.id, answerer="extractive")
+    at = AppTest.from_function(_help_app, default_timeout=60)
+    # What the panel kept when the database went away just as this answer was shown.
+    at.session_state[web.UNSAVED_KEY] = {pending.id: Closing(pending.id, failed=False,
+                                                              fields={"content": "Open the menu [1]."})}
+    at = at.run()
+    assert not at.exception
+    with Session(engine) as session:
+        stored = session.get(Message, pending.id)
+        assert (stored.status, stored.content) == ("complete", "Open the menu [1].")
+    assert not at.session_state[web.UNSAVED_KEY]
+    assert any("Open the menu" in m.value for m in at.sidebar.markdown)
