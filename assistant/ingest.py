@@ -20,6 +20,13 @@ folder changes neither.
 Chunk ids depend only on source and content, every file is committed on its
 own, and each run ends by deleting any chunk no file owns, so a run that was
 interrupted is completed by the next one, with no duplicate left behind.
+
+One run per collection at a time: a run holds the collection's indexing lock
+(:mod:`assistant.indexlock`, shared by every process using the database), so a
+second one waits and then finds the files the first indexed unchanged. Each
+run is a row of ``kb_run`` whose counts are written after every batch; a row
+still "running" when the next run holds the lock belongs to a process that
+died, and that run marks it interrupted, with the counts it had recorded.
 """
 
 from __future__ import annotations
@@ -36,6 +43,7 @@ from sqlmodel import Session, select
 
 from assistant.chunking import Chunk, chunk_markdown, passage_text, search_keys
 from assistant.errors import AssistantError, UnreadableFile
+from assistant.indexlock import IndexLock, index_lock
 from assistant.loaders import LoadedDocument, kind_of, load_bytes
 from assistant.manifest import IndexedFile, IngestRun, utcnow
 from assistant.store import PARENT_KEY, PassageStore, drop_collection, key_id
@@ -89,6 +97,8 @@ class IngestReport:
     pruned: list[str] = field(default_factory=list)
     #: Absolute paths still indexed that are outside the paths given.
     outside: list[str] = field(default_factory=list)
+    #: Earlier runs found still "running" (their process died) and marked interrupted by this one.
+    interrupted_runs: list[int] = field(default_factory=list)
 
 
 @dataclass
@@ -149,31 +159,70 @@ def ingest(
     progress: Progress | None = None,
     prune: bool = False,
     retire: Iterable[Path] = (),
+    lock: IndexLock | None = None,
+    wait: bool = True,
+    on_wait: Callable[[str], None] | None = None,
 ) -> IngestReport:
     """Bring the index in line with the files under ``paths``.
 
     With ``prune``, indexed files outside ``paths`` are removed; indexed files under
     a folder of ``retire`` (the sample handbook, say) are removed in any case.
+
+    The run holds the collection's indexing lock (:mod:`assistant.indexlock`): it waits for
+    another run of the collection to end (``on_wait`` is told), or with ``wait=False`` raises
+    :class:`~assistant.indexlock.IndexBusy`. A caller that already holds it passes ``lock``.
     """
     roots = [Path(p).resolve() for p in paths]
     retire = [Path(p).resolve() for p in retire]
     for root in roots:
         if not root.exists():
             raise FileNotFoundError(f"{root} does not exist")
+    if lock is None:
+        with index_lock(engine, store.name, wait=wait, on_wait=on_wait) as held:
+            return _locked_run(roots, store, embeddings, engine, options, progress, prune, retire, held)
+    if lock.collection != store.name:
+        raise ValueError(f"the lock held is the collection {lock.collection!r}'s, not {store.name!r}'s")
+    return _locked_run(roots, store, embeddings, engine, options, progress, prune, retire, lock)
+
+
+def _locked_run(roots, store, embeddings, engine, options, progress, prune, retire, lock: IndexLock) -> IngestReport:
+    if lock.waited:
+        store.reopen()  # another process wrote to the index meanwhile: a local Chroma client must load it again
+    interrupted = close_dead_runs(engine, store.name)
     with Session(engine) as session:
         run = IngestRun(collection=store.name, roots=[str(r) for r in roots], embedding_model=store.model_id)
         session.add(run)
         session.commit()
         session.refresh(run)
         run_id = run.id
-    report = IngestReport(run_id=run_id, index_version=store.version)
+    report = IngestReport(run_id=run_id, index_version=store.version, interrupted_runs=interrupted)
     try:
         _ingest(roots, store, embeddings, engine, options, progress, report, prune, retire)
     except BaseException:
-        _finish(engine, run_id, report, "interrupted")
+        _save(engine, run_id, report, "interrupted")
         raise
-    _finish(engine, run_id, report, "completed")
+    _save(engine, run_id, report, "completed")
     return report
+
+
+def close_dead_runs(engine: Engine, collection: str) -> list[int]:
+    """Mark the runs of ``collection`` still "running" as interrupted, with what they had recorded; their ids.
+
+    Called with the collection's indexing lock held: a run still "running" then is one whose
+    process died (killed, out of memory, the machine stopped) before it could say so.
+    """
+    with Session(engine) as session:
+        dead = session.exec(
+            select(IngestRun).where(IngestRun.collection == collection, IngestRun.status == "running")
+        ).all()
+        for run in dead:
+            run.status = "interrupted"
+            session.add(run)
+        session.commit()
+        ids = [run.id for run in dead]
+    for run_id in ids:
+        log.warning("indexing run %d of %r stopped before it finished: marked interrupted", run_id, collection)
+    return ids
 
 
 def _ingest(roots, store, embeddings, engine, options, progress, report: IngestReport, prune, retire) -> None:
@@ -197,6 +246,7 @@ def _ingest(roots, store, embeddings, engine, options, progress, report: IngestR
         pending.append(item)
         if sum(len(p.chunks) + sum(map(len, p.keys)) for p in pending) >= options.embed_batch:
             _flush(pending, store, embeddings, engine, report, present_keys)
+            _save(engine, report.run_id, report)
             pending = []
     _flush(pending, store, embeddings, engine, report, present_keys)
     for root in roots:
@@ -204,6 +254,7 @@ def _ingest(roots, store, embeddings, engine, options, progress, report: IngestR
     outside = [row for path, row in known.items() if not any(_within(path, root) for root in roots)]
     dropped = [row for row in outside if prune or any(_within(row.path, folder) for folder in retire)]
     _remove(dropped, store, engine, report, present_keys)
+    _save(engine, report.run_id, report)
     report.pruned = sorted(row.path for row in dropped)
     report.outside = sorted({row.path for row in outside} - set(report.pruned))
     _collect_garbage(store, engine, report, present_keys)
@@ -379,11 +430,13 @@ def _collect_garbage(store: PassageStore, engine: Engine, report: IngestReport,
         log.info("removed the search keys of %d chunks that are gone", len(stray))
 
 
-def _finish(engine: Engine, run_id: int, report: IngestReport, status: str) -> None:
+def _save(engine: Engine, run_id: int, report: IngestReport, status: str | None = None) -> None:
+    """Record what the run has done so far (after each batch: a run that dies keeps its counts), and its end."""
     with Session(engine) as session:
         run = session.get(IngestRun, run_id)
-        run.status = status
-        run.finished_at = utcnow()
+        if status is not None:
+            run.status = status
+            run.finished_at = utcnow()
         run.added, run.changed, run.removed = len(report.added), len(report.changed), len(report.removed)
         run.unchanged, run.skipped, run.failed = report.unchanged, len(report.skipped), len(report.failed)
         run.chunks_added, run.chunks_removed = report.chunks_added, report.chunks_removed

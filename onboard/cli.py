@@ -102,7 +102,10 @@ def _unparsable_setting(exc) -> str:
 
 @app.callback()
 def main(verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log details to stderr.")] = False) -> None:
+    from onboard import logs
+
     logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    logs.install(logs.configured_secrets())  # no API key, token or password in what is logged
     logging.getLogger("bm25s").setLevel(logging.WARNING)
 
 
@@ -112,6 +115,9 @@ def ingest(
     rebuild: Annotated[bool, typer.Option(help="Drop the index first (needed after changing the embedding model).")] = False,
     prune: Annotated[bool, typer.Option(help="Remove indexed files that are not under these paths.")] = False,
     collection: Annotated[str | None, typer.Option(help="Collection to index into (default: settings).")] = None,
+    wait: Annotated[
+        bool, typer.Option(help="When another run is indexing the collection, wait for it (--no-wait: exit at once).")
+    ] = True,
 ) -> None:
     """Index documents (Markdown, text, HTML, PDF, DOCX); unchanged files are skipped.
 
@@ -119,11 +125,18 @@ def ingest(
     (site templates) are left out. Citations show paths relative to the folder given,
     or, for a path inside a folder indexed before, to that folder. The sample handbook
     indexed by the first `onboard serve` is removed when you index your own documents.
+    One run indexes a collection at a time (across processes and machines sharing the
+    database); a run whose process died is marked interrupted by the next one.
     """
+    from assistant.indexlock import index_lock
     from assistant.ingest import ingest as run_ingest
     from assistant.ingest import rebuilt_store
     from assistant.store import make_client
     from onboard import factories
+
+    def waiting(name: str) -> None:
+        typer.secho(f"another run is indexing the collection {name!r}: waiting for it to finish (Ctrl-C to stop)",
+                    fg=typer.colors.YELLOW, err=True)
 
     sample = factories.SAMPLE_HANDBOOK.resolve()
     given = [p.resolve() for p in paths]
@@ -133,22 +146,27 @@ def ingest(
         embeddings = factories.make_embeddings(settings)
         client = make_client(factories.chroma_location(settings))
         engine = factories.make_engine(settings)
-        if rebuild:
-            store = rebuilt_store(client, engine, settings.collection, embeddings.model_id)
-        else:
-            store = factories.make_store(settings, embeddings, client)
-        report = _with_progress(
-            lambda progress: run_ingest(
-                paths,
-                store=store,
-                embeddings=embeddings,
-                engine=engine,
-                options=factories.ingest_options(settings),
-                progress=progress,
-                prune=prune,
-                retire=[] if keep_sample else [sample],
+        with index_lock(engine, settings.collection, wait=wait, on_wait=waiting) as lock:  # --rebuild too
+            if rebuild:
+                store = rebuilt_store(client, engine, settings.collection, embeddings.model_id)
+            else:
+                store = factories.make_store(settings, embeddings, client)
+            report = _with_progress(
+                lambda progress: run_ingest(
+                    paths,
+                    store=store,
+                    embeddings=embeddings,
+                    engine=engine,
+                    options=factories.ingest_options(settings),
+                    progress=progress,
+                    prune=prune,
+                    retire=[] if keep_sample else [sample],
+                    lock=lock,
+                )
             )
-        )
+    for run_id in report.interrupted_runs:
+        typer.secho(f"run {run_id} had stopped before it finished (its process died): marked interrupted",
+                    fg=typer.colors.YELLOW, err=True)
     for source, reason in sorted(report.failed.items()):
         typer.secho(f"skipped {source}: {reason}", fg=typer.colors.YELLOW, err=True)
     typer.echo(

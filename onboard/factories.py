@@ -7,6 +7,7 @@ pages through ``st.cache_resource``). Nothing here runs on import.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 from sqlalchemy import Engine
@@ -54,27 +55,63 @@ def make_knowledge_base(settings: Settings, embeddings=None, store: PassageStore
     return KnowledgeBase(store, embeddings, settings.retrieval)
 
 
-def bootstrap_knowledge_base(settings: Settings, on_first_index=None, *, warm: bool = True) -> KnowledgeBase:
+def bootstrap_knowledge_base(settings: Settings, on_first_index=None, *, warm: bool = True,
+                             on_wait=None) -> KnowledgeBase:
     """The knowledge base, ready to answer: the sample handbook indexed into it if it is empty (the first
     start), its keyword index loaded and its embedding model run once (see :meth:`KnowledgeBase.warm_up`).
 
     ``on_first_index(folder)`` is called before that indexing, so a caller can say what is happening.
     ``warm=False`` skips the warm-up, for a process that will not answer questions.
-    """
-    from assistant.ingest import ingest
 
+    Several processes starting together index it once: the first holds the collection's indexing lock
+    (:mod:`assistant.indexlock`); the others wait for it (``on_wait(collection)`` is told), then find the
+    index filled and use it. A first indexing cut off (its process killed) is completed by the next start.
+    """
     embeddings = make_embeddings(settings)
     store = make_store(settings, embeddings)
-    if store.count() == 0 and SAMPLE_HANDBOOK.is_dir():
-        if on_first_index is not None:
-            on_first_index(SAMPLE_HANDBOOK)
+    if SAMPLE_HANDBOOK.is_dir():
         engine = make_engine(settings)
-        ingest([SAMPLE_HANDBOOK], store=store, embeddings=embeddings, engine=engine, options=ingest_options(settings))
-        engine.dispose()
+        try:
+            if _needs_sample(store, engine):
+                _index_sample(settings, store, embeddings, engine, on_first_index, on_wait)
+        finally:
+            engine.dispose()
     knowledge_base = make_knowledge_base(settings, embeddings, store)
     if warm:
         knowledge_base.warm_up()
     return knowledge_base
+
+
+def _index_sample(settings: Settings, store: PassageStore, embeddings, engine: Engine, on_first_index,
+                  on_wait) -> None:
+    """Index the sample handbook, unless another process did while this one waited for the lock."""
+    from assistant.indexlock import index_lock
+    from assistant.ingest import ingest
+
+    with index_lock(engine, store.name, on_wait=on_wait) as lock:
+        if lock.waited:
+            store.reopen()  # what the other process wrote: a local Chroma client loads it again
+        if not _needs_sample(store, engine):  # another process indexed it since the first look
+            return
+        if on_first_index is not None:
+            on_first_index(SAMPLE_HANDBOOK)
+        ingest([SAMPLE_HANDBOOK], store=store, embeddings=embeddings, engine=engine,
+               options=ingest_options(settings), lock=replace(lock, waited=False))  # reopened already
+
+
+def _needs_sample(store: PassageStore, engine: Engine) -> bool:
+    """Whether the index is empty, or its last run indexed the sample handbook and did not complete."""
+    from sqlmodel import Session, select
+
+    from assistant.manifest import IngestRun
+
+    if store.count() == 0:
+        return True
+    with Session(engine) as session:
+        last = session.exec(
+            select(IngestRun).where(IngestRun.collection == store.name).order_by(IngestRun.id.desc()).limit(1)
+        ).first()
+    return last is not None and last.status != "completed" and last.roots == [str(SAMPLE_HANDBOOK.resolve())]
 
 
 def make_engine(settings: Settings, *, migrate: bool | None = None) -> Engine:

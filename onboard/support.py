@@ -4,7 +4,8 @@ It is the same machinery as the handbook assistant (:class:`~assistant.answering
 over a :class:`~assistant.retrieval.KnowledgeBase`) pointed at a collection of
 its own, filled from ``docs/`` only. The documentation is indexed at start and
 re-indexed (incrementally: only changed files) whenever a file in the folder
-changes, checked at most every few seconds. Admin documentation carries
+changes, checked at most every few seconds (one process at a time: see
+:mod:`assistant.indexlock`). Admin documentation carries
 ``audience: admin`` in its front matter and is filtered out for everyone else,
 exactly like handbook pages with an audience. When the documentation does not
 answer, the bot says so and points to "Report a problem". No Streamlit here.
@@ -22,6 +23,7 @@ from sqlalchemy import Engine
 
 from assistant.answering import Assistant, make_chat_model
 from assistant.errors import IndexMismatch
+from assistant.indexlock import IndexBusy, index_lock
 from assistant.ingest import IngestOptions, IngestReport, ingest, rebuilt_store
 from assistant.retrieval import KnowledgeBase
 from assistant.store import CollectionName, PassageStore
@@ -91,11 +93,19 @@ class SupportDesk:
         try:
             return PassageStore(client, name, model_id)
         except IndexMismatch as exc:
-            log.info("re-indexing the support documentation with %s: %s", model_id, exc)
-            return rebuilt_store(client, self.engine, name, model_id)
+            with index_lock(self.engine, name):
+                try:
+                    return PassageStore(client, name, model_id)  # another process rebuilt it while this one waited
+                except IndexMismatch:
+                    log.info("re-indexing the support documentation with %s: %s", model_id, exc)
+                    return rebuilt_store(client, self.engine, name, model_id)
 
     def refresh(self, *, force: bool = False) -> IngestReport | None:
-        """Re-index the documentation if a file changed since the last look; the report, or ``None``."""
+        """Re-index the documentation if a file changed since the last look; the report, or ``None``.
+
+        When another process is indexing it, ``force`` (the start) waits for that run and then finds
+        its files unchanged; a page's look does not wait, and looks again after ``check_every_s``.
+        """
         now = time.monotonic()
         if not force and now - self._checked < self.check_every_s:
             return None
@@ -106,8 +116,12 @@ class SupportDesk:
                 return None
             if not current:
                 log.warning("the support documentation folder %s is missing or empty", self.folder)
-            report = ingest([self.folder], store=self.store, embeddings=self.embeddings, engine=self.engine,
-                            options=self.ingest_options) if current else None
+            try:
+                report = ingest([self.folder], store=self.store, embeddings=self.embeddings, engine=self.engine,
+                                options=self.ingest_options, wait=force) if current else None
+            except IndexBusy:
+                log.info("the support documentation is being indexed by another process; looking again later")
+                return None
             self._seen, self.last_report = current, report
             self.knowledge_base.refresh(force=True)  # the keyword index follows at once, not after refresh_s
             if report is not None:

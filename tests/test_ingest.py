@@ -329,6 +329,50 @@ def test_interrupted_run_is_completed_by_the_next_one(root, store, fake_embeddin
     assert store.count() == len(expected)
 
 
+def test_a_run_whose_process_died_is_marked_interrupted_by_the_next_with_what_it_had_recorded(
+        root, store, fake_embeddings, engine):
+    from sqlmodel import Session
+
+    from assistant.manifest import IngestRun
+
+    with Session(engine) as session:  # what a run killed after its first batch leaves: a row still "running"
+        session.add(IngestRun(collection=store.name, roots=[str(root)], added=2, chunks_added=3))
+        session.add(IngestRun(collection="another", roots=[str(root)]))  # another collection's run is not ours
+        session.commit()
+    dead = runs(engine, store.name)[0]
+
+    report = run(root, store, fake_embeddings, engine)
+
+    assert report.interrupted_runs == [dead.id]
+    first, second = runs(engine, store.name)
+    assert (first.status, first.added, first.chunks_added, first.finished_at) == ("interrupted", 2, 3, None)
+    assert second.status == "completed" and sorted(report.added) == ALL
+    assert [r.status for r in runs(engine, "another")] == ["running"]
+    assert run(root, store, fake_embeddings, engine).interrupted_runs == []
+
+
+class RecordingEmbeddings(FakeEmbeddings):
+    """Reads the run's row each time it is asked to embed: what a process killed at that moment would leave."""
+
+    def __init__(self, engine, collection: str) -> None:
+        super().__init__()
+        self.engine, self.collection, self.seen = engine, collection, []
+
+    def embed_documents(self, texts):
+        row = runs(self.engine, self.collection)[-1]
+        self.seen.append((row.status, row.added, row.chunks_added))
+        return super().embed_documents(texts)
+
+
+def test_a_run_records_its_counts_after_each_batch(root, store, engine):
+    recording = RecordingEmbeddings(engine, store.name)
+
+    run(root, store, recording, engine, embed_batch=1)  # one file per batch
+
+    assert [(status, added) for status, added, _ in recording.seen] == [("running", n) for n in range(len(ALL))]
+    assert recording.seen[-1][2] > 0
+
+
 class CrashingStore(PassageStore):
     """A real PassageStore that dies (KeyboardInterrupt) at a chosen step of writing a changed file."""
 
@@ -463,6 +507,28 @@ def test_folder_audiences_apply_and_a_changed_mapping_reindexes(tmp_path, store,
     assert audiences() == {"hr/bands.md": ["hr", "managers"], "hr/public.md": ["all"], "it/laptop.md": ["all"]}
 
 
+def test_a_typo_in_front_matter_keeps_the_last_good_version_and_never_publishes_the_page(
+        tmp_path, store, fake_embeddings, engine):
+    bands = "---\ntitle: Salary bands\naudience: {}\n---\n# Salary bands\n\nThe quokka matrix lists every band.\n"
+    root = write_docs(tmp_path / "docs", {"people/bands.md": bands.format("[hr]")})
+    options = {"folder_audiences": {"people": ["people-team"]}}  # front matter wins over it: no safety net
+    run(root, store, fake_embeddings, engine, **options)
+    before = store.collection.get(include=["documents", "metadatas"])
+
+    (root / "people/bands.md").write_text(bands.format("[hr"), encoding="utf-8")  # the closing bracket forgotten
+    write_docs(root, {"people/reviews.md": "---\naudience: [hr\n---\n# Reviews\n\nReview ratings are secret.\n"})
+    report = run(root, store, fake_embeddings, engine, **options)
+
+    assert report.added == report.changed == []
+    assert set(report.failed) == {"people/bands.md", "people/reviews.md"}
+    assert report.failed["people/bands.md"].startswith("front matter is not valid YAML: did not find expected ','")
+    assert "(line 3, column 11)" in report.failed["people/bands.md"]  # where "[hr" opens in the file
+    assert store.collection.get(include=["documents", "metadatas"]) == before  # the last good version, for hr only
+    assert all(m["audience"] == ["hr"] for m in before["metadatas"]) and before["metadatas"]
+    assert report.index_version == 1
+    assert runs(engine, store.name)[-1].failures[0]["source"] == "people/bands.md"
+
+
 # --- hostile files ----------------------------------------------------------------------------
 
 
@@ -479,9 +545,9 @@ def test_hostile_files_fail_alone_and_the_run_goes_on(root, store, fake_embeddin
 
     report = run(root, store, fake_embeddings, engine)
 
-    assert sorted(report.added) == sorted([*ALL, "deep.md"])
+    assert sorted(report.added) == ALL
     assert report.failed["filter.pdf"].startswith("broken PDF (NotImplementedError")
-    assert "deep.md" in report.added  # its front matter is unreadable; its text is not
+    assert report.failed["deep.md"].startswith("front matter is not valid YAML")  # its audience could be lost
     assert runs(engine, store.name)[-1].status == "completed"
 
 
