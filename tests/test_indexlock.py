@@ -30,16 +30,27 @@ with index_lock(engine, sys.argv[2]):
 
 
 @pytest.fixture
-def holder(database_url, engine):
-    """A subprocess holding the indexing lock of collection "handbook" until it is killed."""
-    process = subprocess.Popen([sys.executable, "-c", HOLDER, database_url, "handbook"], stdout=subprocess.PIPE,
-                               text=True, env=os.environ.copy())
-    try:
+def hold(database_url, engine):
+    """Starts a subprocess holding the indexing lock of a collection until it is killed."""
+    processes = []
+
+    def start(collection: str) -> subprocess.Popen:
+        process = subprocess.Popen([sys.executable, "-c", HOLDER, database_url, collection], stdout=subprocess.PIPE,
+                                   text=True, env=os.environ.copy())
+        processes.append(process)
         assert process.stdout.readline().strip() == "held"
-        yield process
-    finally:
+        return process
+
+    yield start
+    for process in processes:
         process.kill()
         process.wait(timeout=30)
+
+
+@pytest.fixture
+def holder(hold):
+    """A subprocess holding the indexing lock of collection "handbook" until it is killed."""
+    return hold("handbook")
 
 
 def test_a_second_acquirer_does_not_proceed_while_another_process_holds_the_lock(holder, engine):
@@ -115,3 +126,22 @@ def test_onboard_ingest_waits_for_the_other_process_and_says_so_or_exits_with_no
         waiting.kill()
     assert waiting.returncode == 0, err
     assert f"{len(HANDBOOK)} added" in out
+
+
+def test_the_help_is_not_indexed_by_a_page_while_another_process_indexes_it(hold, tmp_path, chroma_client,
+                                                                            fake_embeddings, engine, monkeypatch):
+    from onboard.settings import Settings
+    from onboard.support import SupportDesk
+
+    docs = write_docs(tmp_path / "docs", {"user-guide.md": "# User guide\n\nRate answers with the thumbs.\n"})
+    monkeypatch.setenv("ONBOARD_SUPPORT__DOCS_DIR", str(docs))
+    monkeypatch.setenv("ONBOARD_SUPPORT__CHECK_EVERY_S", "0")
+    desk = SupportDesk(settings=Settings(), embeddings=fake_embeddings, client=chroma_client, engine=engine)
+    other = hold("support")
+
+    assert desk.refresh() is None  # a page's look does not wait for the other process: it looks again later
+    assert runs(engine, "support") == [] and desk.store.count() == 0
+
+    other.send_signal(signal.SIGKILL)
+    other.wait(timeout=30)
+    assert desk.refresh().added == ["user-guide.md"]
