@@ -280,7 +280,7 @@ def main() -> int:
     result = {"what": "deploy/ topology from processes: PostgreSQL, Chroma server, one-shot migration, "
                       "2 app processes, nginx (deploy/nginx.conf) with sticky sessions; Chromium through the proxy",
               "app_start": "together" if args.start_together else "app-2 after app-1 is healthy (as compose)",
-              "versions": versions(), "logs": str(logs), "steps": report.steps, "observations": []}
+              "versions": versions(), "logs": str(logs), "logs_kept": "on failure or with --keep", "steps": report.steps, "observations": []}
     processes = Processes(logs)
     try:
         with ExitStack() as stack:
