@@ -35,6 +35,8 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -46,7 +48,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from assistant.answerability import AbstentionConfig, Answerability, judge
 from assistant.chunking import passage_text
-from assistant.errors import IndexEmpty
+from assistant.errors import IndexEmpty, SearchUnavailable, search_unreachable
 from assistant.keyword import Filter, KeywordIndex, chroma_where, matches, tokenize
 from assistant.store import PassageStore, key_id, key_passage
 
@@ -224,7 +226,8 @@ class KnowledgeBase:
         cfg = self.config
         mode = mode or cfg.mode
         k = k or cfg.k
-        index = self._current()
+        with _search_guard():
+            index = self._current()
         if len(index.keyword) == 0:
             raise IndexEmpty("The knowledge base is empty: run `onboard ingest PATH` first.")
         timings: dict[str, float] = {}
@@ -234,7 +237,8 @@ class KnowledgeBase:
         hits: dict[str, _Hit] = {}
         if mode in ("hybrid", "dense"):
             mark = time.perf_counter()
-            self._dense(index, vector.tolist(), max(cfg.candidates, k), where, hits)
+            with _search_guard():
+                self._dense(index, vector.tolist(), max(cfg.candidates, k), where, hits)
             timings["dense_ms"] = (time.perf_counter() - mark) * 1000
         if mode in ("hybrid", "keyword"):
             mark = time.perf_counter()
@@ -242,7 +246,8 @@ class KnowledgeBase:
             timings["keyword_ms"] = (time.perf_counter() - mark) * 1000
         top = _dedupe(self._fuse(hits.values(), mode))[:k]
         mark = time.perf_counter()
-        verdict = self._judge(index, query, vector, top, where)
+        with _search_guard():
+            verdict = self._judge(index, query, vector, top, where)
         timings["judge_ms"] = (time.perf_counter() - mark) * 1000
         timings["total_ms"] = (time.perf_counter() - start) * 1000
         documents = [_to_document(h, rank) for rank, h in enumerate(top, 1)]
@@ -318,6 +323,19 @@ class KnowledgeBase:
             tokens.update(tokenize(_index_text(hit.metadata, hit.text)))
         return judge(config=cfg, question=query, similarity=similarity, evidence_tokens=tokens,
                      known=lambda token: index.keyword.knows(token, where))
+
+
+@contextmanager
+def _search_guard() -> Iterator[None]:
+    """The vector store's connection errors (a Chroma server down or restarting) as :class:`SearchUnavailable`."""
+    try:
+        yield
+    except SearchUnavailable:
+        raise
+    except Exception as exc:
+        if search_unreachable(exc):
+            raise SearchUnavailable("The handbook search is not available right now.") from exc
+        raise
 
 
 def _nearest(keyword: KeywordIndex, collection, vector, n: int, where: Filter | None,
