@@ -74,7 +74,8 @@ def make_client(location: ChromaLocation):
             settings=chroma_settings,
         )
     assert location.path is not None
-    location.path.mkdir(parents=True, exist_ok=True)
+    for folder in reversed([f for f in (location.path, *location.path.parents) if not f.exists()]):
+        folder.mkdir(mode=0o700, exist_ok=True)  # private at each level made here (mkdir -p: 0755)
     return chromadb.PersistentClient(path=str(location.path), settings=chroma_settings)
 
 

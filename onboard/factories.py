@@ -36,7 +36,8 @@ def make_embeddings(settings: Settings):
     if cfg.model not in LOCAL_MODELS:
         known = ", ".join(sorted(LOCAL_MODELS))
         raise AssistantError(f"Unknown local embedding model {cfg.model!r}; choose one of: {known}")
-    return OnnxEmbeddings(LOCAL_MODELS[cfg.model], threads=cfg.threads, cache_dir=cfg.cache_dir)
+    cache_dir = db.private_dir(cfg.cache_dir) if cfg.cache_dir else None  # on a first start, the data folder too
+    return OnnxEmbeddings(LOCAL_MODELS[cfg.model], threads=cfg.threads, cache_dir=cache_dir)
 
 
 def chroma_location(settings: Settings) -> ChromaLocation:
