@@ -7,6 +7,12 @@
   out, for a clean new login.
 - Local mode (no ``[auth]``): the local developer, with a banner saying so on
   every page. Production refuses to start without a valid ``[auth]``.
+- Logging out ends the run at once (:func:`_log_out`): ``st.logout()`` only
+  queues the redirect to the provider, and the page would otherwise run on
+  for nobody (and raise ``NotSignedIn``).
+- The log of this process never holds a configured secret or a token
+  (:func:`onboard.logs.install`, set up again on every run so a changed
+  ``.env`` is followed).
 
 Every page gets the Help panel (:mod:`onboard.help_panel`) in its sidebar.
 Only the pages the person may open (:func:`onboard.access.pages_for`) are
@@ -15,7 +21,7 @@ registered with ``st.navigation``, so another page's URL is "page not found".
 
 import streamlit as st
 
-from onboard import help_panel, web
+from onboard import help_panel, logs, web
 from onboard.access import AccessDenied, check_auth_config, login_providers, pages_for, token_expired
 
 st.set_page_config(page_title="Onboarding assistant", page_icon=":material/school:", layout="wide")
@@ -46,15 +52,24 @@ def _only(page) -> None:
     st.stop()
 
 
-def _logout_button(where=st.sidebar) -> None:
-    if where.button("Log out", icon=":material/logout:", key="logout"):
-        st.logout()
+def _logging_out() -> None:
+    st.caption("Logging out…")
+
+
+def _log_out() -> None:
+    """Log out and end this run: ``st.logout()`` only queues the redirect, the rest of the run would have nobody."""
+    st.logout()
+    _only(_logging_out)
 
 
 settings = web.settings()
+# Uncaught tracebacks go through logging (not printed by rich), where the secrets are redacted.
+st.set_option("logger.enableRich", False)
+logs.install(logs.secrets_of(settings, web.auth_secrets()))
 production = settings.environment == "production"
 login = web.login_configured()
-problems = check_auth_config(web.auth_secrets(), production=production)
+problems = check_auth_config(web.auth_secrets(), production=production,
+                             trusted_email_providers=settings.access.trusted_email_providers)
 if problems:
     st.error("The app cannot start: login is not configured correctly.\n\n"
              + "\n".join(f"- {problem}" for problem in problems), icon=":material/error:")
@@ -65,8 +80,7 @@ if login:
     if not claims:
         _only(_landing)
     if token_expired(claims):
-        st.logout()
-        st.stop()
+        _log_out()
     try:
         identity = web.identity()
     except AccessDenied as denied:
@@ -75,12 +89,15 @@ if login:
         def _denied() -> None:
             st.title("You don't have access")
             st.error(reason, icon=":material/block:")
-            _logout_button(st)
+            if st.button("Log out", icon=":material/logout:", key="logout"):
+                st.logout()  # the run ends with this page (_only)
 
         _only(_denied)
     with st.sidebar:
         st.caption(f"Signed in as {web.plain(identity.name)}")
-        _logout_button()
+        logging_out = st.button("Log out", icon=":material/logout:", key="logout")
+    if logging_out:
+        _log_out()
 else:
     identity = web.identity()
     st.info(web.LOCAL_MODE_NOTICE, icon=":material/lock_open:")

@@ -27,9 +27,12 @@ AUTH = {
     "client_secret": "not-used-in-apptest",
     "server_metadata_url": "http://127.0.0.1:9/.well-known/openid-configuration",
 }
-EMPLOYEE = {"is_logged_in": True, "sub": "emp-1", "email": "erin@northwind.example", "name": "Erin", "groups": []}
-ADMIN = {"is_logged_in": True, "sub": "adm-1", "email": "ada@northwind.example", "name": "Ada", "groups": ["admin"]}
-HR = {"is_logged_in": True, "sub": "hr-1", "email": "hal@northwind.example", "name": "Hal", "groups": ["hr"]}
+EMPLOYEE = {"is_logged_in": True, "sub": "emp-1", "email": "erin@northwind.example", "email_verified": True, "name": "Erin",
+            "groups": []}
+ADMIN = {"is_logged_in": True, "sub": "adm-1", "email": "ada@northwind.example", "email_verified": True, "name": "Ada",
+         "groups": ["admin"]}
+HR = {"is_logged_in": True, "sub": "hr-1", "email": "hal@northwind.example", "email_verified": True, "name": "Hal",
+      "groups": ["hr"]}
 SALARY_DOC = "salary-bands-process.md"
 SALARY_QUESTION = "how are salary bands reviewed?"
 
@@ -153,3 +156,27 @@ def test_people_see_only_their_own_conversations(db):
     _ask_as(EMPLOYEE, "How much time off do I get?", db)
     at = ok(app(ADMIN).run())
     assert not [b for b in at.sidebar.button if b.key.startswith("open-")]
+
+
+def test_production_refuses_an_http_redirect_uri(monkeypatch):
+    monkeypatch.setenv("ONBOARD_ENVIRONMENT", "production")
+    at = ok(app(EMPLOYEE).run())  # AUTH: a random cookie secret, and http://localhost as the redirect URI
+    assert "cannot start" in at.error[0].value and not at.chat_input
+    assert "redirect_uri must be an https:// address in production" in at.error[0].value
+    assert AUTH["cookie_secret"] not in at.error[0].value
+
+
+def test_a_trusted_email_provider_that_is_not_configured_stops_the_app(monkeypatch):
+    monkeypatch.setenv("ONBOARD_ACCESS__TRUSTED_EMAIL_PROVIDERS", '["entra"]')
+    at = ok(app(EMPLOYEE).run())
+    assert "ONBOARD_ACCESS__TRUSTED_EMAIL_PROVIDERS names 'entra'" in at.error[0].value and not at.chat_input
+
+
+def test_documents_for_a_role_are_not_retrieved_for_a_group_of_the_same_name(monkeypatch):
+    """ADMIN_GROUPS names another group: the identity provider's "admin" group gets no admin documents."""
+    monkeypatch.setenv("ONBOARD_ACCESS__ADMIN_GROUPS", '["it-admins"]')
+    monkeypatch.setattr(web, "login_configured", lambda: True)
+    monkeypatch.setattr(web, "claims", lambda: {**EMPLOYEE, "groups": ["admin", "sales"]})
+    who = web.identity()
+    assert not who.is_admin
+    assert web.retrieval_filter(who) == {"audience": ["all", "employee", "sales"]}

@@ -29,7 +29,7 @@ def test_group_members_always_get_the_feature():
 def test_an_identity_counts_its_roles_as_groups():
     settings = rollout(**{"prompt-v2": {"groups": ["pilot"]}})
     access = AccessSettings(pilot_emails=["p@corp.com"])
-    pilot = identity_from_claims({"sub": "p", "email": "p@corp.com"}, access)
+    pilot = identity_from_claims({"sub": "p", "email": "p@corp.com", "email_verified": True}, access)
     employee = identity_from_claims({"sub": "e", "email": "e@corp.com"}, access)
     assert features_for(pilot, settings) == ["prompt-v2"]
     assert features_for(employee, settings) == []
