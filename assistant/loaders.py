@@ -9,7 +9,11 @@ contents markers. Admonitions (``:::tip``, MkDocs ``!!! note``, GitHub's
 ``> [!NOTE]``) keep their title and text, without their markers; a file that cannot be read
 raises :class:`~assistant.errors.UnreadableFile` with the reason. The parsers
 (pypdf, python-docx, YAML) raise many unrelated exception types on hostile
-input, so each loader turns any exception of its parser into that error.
+input, so each loader turns any exception of its parser into that error. A page
+whose front matter cannot be read is refused too, not indexed without it: its
+``audience`` would be lost and the page shown to everyone. Whatever the kind,
+the text, title and metadata a loader returns pass through
+:func:`assistant.text.clean` (:func:`load_bytes`) before anything chunks them.
 """
 
 from __future__ import annotations
