@@ -300,6 +300,8 @@ def chat_state(conversation_id: str | None) -> ChatState:
         if conversation_id:
             try:
                 conversation = store.get_conversation(session=session, user=user, conversation_id=conversation_id)
+                if conversation.kind != CONVERSATION_KIND:  # a Help conversation's id in the chat's address
+                    raise store.NotFound(conversation_id)
                 entries = _history(session, user, conversation_id)
             except store.NotFound:
                 conversation = None

@@ -22,7 +22,10 @@ log = logging.getLogger(__name__)
 
 web.require_page("chat")
 state = st.session_state
-state.setdefault("conversation_id", None)
+# The open conversation is in the address too (?c=...): a reload, or a page that reconnects to another app process
+# after its own went away (a new session there), reopens it instead of a new chat. Only its owner can open it.
+if "conversation_id" not in state:
+    state.conversation_id = st.query_params.get("c") or None
 
 
 # --- callbacks (they run before the page, so the page shows their result) -----------------------------------------
@@ -309,6 +312,11 @@ except Exception:  # the database is away (a restart): nothing typed is lost
 chat = replace(chat, turns=[turn.showing(state.get(f"attempt-{turn.question.id}")) for turn in chat.turns])
 if chat.conversation is None:
     state.conversation_id = None
+if st.query_params.get("c") != state.conversation_id:
+    if state.conversation_id:
+        st.query_params["c"] = state.conversation_id
+    else:
+        st.query_params.pop("c", None)
 _sidebar(chat)
 
 if not chat.turns and question is None and "draft" not in state:

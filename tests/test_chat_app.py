@@ -658,3 +658,36 @@ def test_answers_left_pending_by_a_crash_are_closed_when_the_app_starts(data_dir
     db.expire_all()
     assert db.get(Message, recent.id).status == "interrupted"
     assert "This answer is still being written, or was cut off." not in [c.value for c in at.caption]
+
+
+def test_the_open_conversation_is_in_the_address_and_a_new_session_reopens_it(data_dir, db):
+    """A page that reconnects to another app process (a new session there) or is reloaded keeps its conversation
+    (issue #17: after a failover the page fell back to an empty chat and a follow-up typed there went nowhere)."""
+    user = local_user(db)
+    mine = store.create_conversation(session=db, user=user)
+    question = store.add_user_message(session=db, user=user, conversation_id=mine.id, content=QUESTION)
+    pending = store.start_answer(session=db, question_id=question.id, answerer="extractive")
+    store.finish_answer(session=db, answer_id=pending.id, content="You get 20 days a year.", sources=[])
+    other = store.get_or_create_user(session=db, subject="someone-else", email="else@example.com", name="Else")
+    theirs = store.create_conversation(session=db, user=other)
+    store.add_user_message(session=db, user=other, conversation_id=theirs.id, content="Their secret question")
+    help_chat = store.create_conversation(session=db, user=user, kind=web.SUPPORT_KIND)
+
+    at = ok(AppTest.from_file(APP, default_timeout=120).run())
+    ok(at.sidebar.button(key=f"open-{mine.id}").click().run())
+    assert at.query_params["c"] == mine.id
+
+    fresh = AppTest.from_file(APP, default_timeout=120)  # a new session with the same address
+    fresh.query_params["c"] = mine.id
+    ok(fresh.run())
+    assert [m.name for m in fresh.chat_message] == ["user", "assistant"]
+    ask(fresh, "And how many sick days?")
+    assert fresh.session_state["conversation_id"] == mine.id
+    assert [m.content for m in messages(db) if m.conversation_id == mine.id][2] == "And how many sick days?"
+
+    for foreign in (theirs.id, help_chat.id, "no-such-conversation"):
+        probe = AppTest.from_file(APP, default_timeout=120)
+        probe.query_params["c"] = foreign
+        ok(probe.run())
+        assert not probe.chat_message and probe.session_state["conversation_id"] is None
+        assert "c" not in probe.query_params
