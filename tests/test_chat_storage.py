@@ -84,7 +84,7 @@ class Streaming:
     """An assistant whose answer is ``TEXT``; the writer plays the part of the page."""
 
     TEXT = "You get 25 days of paid time off a year [1]. " * 12  # 540 characters (552 in the report)
-    config, knowledge_base = AnswerConfig(), SimpleNamespace(store=SimpleNamespace(version=1))
+    config, knowledge_base = AnswerConfig(), SimpleNamespace(version=1)
 
     def ask(self, question, *, history=(), where=None, on_status=None):
         return _Stream(self.TEXT)
