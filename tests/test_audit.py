@@ -2,7 +2,8 @@
 
 Opening someone's conversation and exporting answers each write one row that
 nothing can change or delete (the database refuses it), that a purge of
-conversations leaves alone, and a WARNING line without the content.
+conversations leaves alone, and a WARNING line without the content. A browser
+downloads an export from the dashboard, which AppTest cannot do.
 """
 
 from __future__ import annotations
@@ -11,15 +12,20 @@ import csv
 import io
 import logging
 from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
 
 import pytest
 from sqlalchemy import delete, text, update
 from sqlalchemy.exc import DBAPIError
 from sqlmodel import Session, func, select
+from test_browser import CHROMIUM, CHROMIUM_FLAGS, _explained, _settled, server  # noqa: F401  (a fixture)
+from test_chat_app import _fresh_resources, data_dir, indexed_handbook  # noqa: F401  (fixtures)
 
 from feedback import audit, review, store
 from feedback.analytics import Filters
 from feedback.models import AdminAudit, Conversation, User, utcnow
+from onboard import factories
+from onboard.settings import Settings
 
 SECRET_QUESTION = "Can I take parental leave while on probation?"
 SECRET_ANSWER = "Yes, after 3 months [1]."
@@ -199,3 +205,46 @@ def test_entries_are_newest_first_within_the_dates(session, ada, bob):
     assert found[0].owner == "bob"  # no name or e-mail copied: the subject
     assert [e.conversation_id for e in audit.entries(session=session, limit=2)] == ["c9", "c5"]
     assert session.exec(select(func.count()).select_from(AdminAudit)).one() == 4
+
+
+# --- a real download from the dashboard --------------------------------------------------------------------------------
+
+
+@pytest.mark.server
+@pytest.mark.skipif(not CHROMIUM.exists(), reason="needs Debian's Chromium: apt-get install chromium")
+def test_downloading_the_csv_from_the_dashboard_records_it(data_dir, server, tmp_path):
+    """Streamlit makes an export file only when its button is clicked, outside the page's run: AppTest cannot
+    click it, so a browser does, and the audit row must appear with the file's size."""
+    from playwright.sync_api import expect, sync_playwright
+
+    engine = factories.make_engine(Settings())
+    with Session(engine) as session:
+        conversation_of(session, store.get_or_create_user(session=session, subject="bob", name="Bob"), rating=1)
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_FLAGS)
+        try:
+            page = browser.new_page(viewport={"width": 1400, "height": 1000})
+            page.set_default_timeout(60_000)
+            with _explained(page):
+                page.goto(server)
+                page.get_by_test_id("stSidebarNav").get_by_role("link", name="Dashboard").click(timeout=180_000)
+                expect(page.get_by_role("heading", name="Share of thumbs up")).to_be_visible(timeout=120_000)
+                _settled(page)
+                page.get_by_role("tab", name="Export").click()
+                _settled(page)
+                with page.expect_download() as download:
+                    page.get_by_role("button", name="Answers (CSV)").click()
+                exported = list(csv.DictReader(io.StringIO(Path(download.value.path()).read_text())))
+                assert [r["question"] for r in exported] == [SECRET_QUESTION]
+
+                _settled(page)
+                page.get_by_role("tab", name="Admin access").click()
+                expect(page.get_by_text("exported 1 answer (CSV)")).to_be_attached(timeout=60_000)  # a canvas grid
+        finally:
+            browser.close()
+    with Session(engine) as session:
+        [row] = session.exec(select(AdminAudit)).all()
+        assert (row.action, row.admin_name, row.count, row.filters["kind"]) == (
+            "export_answers", "Local developer", 1, "assistant")
+    engine.dispose()
