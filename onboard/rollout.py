@@ -71,11 +71,12 @@ def features_for(
 ) -> list[str]:
     """Sorted names of the features on for a person.
 
-    ``who`` is an :class:`Identity` (its groups and roles count as groups), a
+    ``who`` is an :class:`Identity` (its :attr:`~Identity.memberships` count as groups: its roles, and its
+    groups but those named like a role), a
     ``(subject, groups)`` pair, or a bare subject with no groups.
     """
     if isinstance(who, Identity):
-        subject, groups = who.subject, who.groups | who.roles
+        subject, groups = who.subject, who.memberships
     elif isinstance(who, str):
         subject, groups = who, frozenset()
     else:

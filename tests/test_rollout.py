@@ -121,3 +121,15 @@ def test_answer_overrides_merge_the_features_a_person_has():
     assert answer_overrides(["a-prompt"], settings) == {"prompt_version": "v2"}
     assert answer_overrides(["b-model", "a-prompt"], settings) == {"prompt_version": "v3", "model": "big"}
     assert answer_overrides(["unknown"], settings) == {}
+
+
+def test_an_identity_provider_group_named_like_a_role_does_not_turn_on_that_roles_features():
+    from onboard.access import Identity
+
+    rollout = RolloutSettings(features={"prompt-v3": {"groups": ["pilot"]}})
+    pretender = Identity(subject="s1", email="a@example.com", name="A", groups=frozenset({"pilot"}),
+                         roles=frozenset({"employee"}))
+    pilot = Identity(subject="s2", email="b@example.com", name="B", groups=frozenset({"beta-testers"}),
+                     roles=frozenset({"employee", "pilot"}))
+    assert features_for(pretender, rollout) == []
+    assert features_for(pilot, rollout) == ["prompt-v3"]
