@@ -1,7 +1,8 @@
 """The application database: engine factory and schema migrations.
 
 SQLite (the embedded default) gets WAL mode and a busy timeout so the app and
-a concurrent ``onboard ingest`` do not trip over each other; PostgreSQL is
+a concurrent ``onboard ingest`` do not trip over each other, and syncs to disk
+at checkpoints rather than at every commit (``synchronous=NORMAL``); PostgreSQL is
 used as configured. The schema is shaped only by Alembic migrations in
 ``onboard/migrations``; ``upgrade`` brings any database to the newest one.
 
@@ -70,6 +71,10 @@ def make_engine(url: str) -> Engine:
     def _sqlite_pragmas(dbapi_connection, _record) -> None:
         cursor = dbapi_connection.cursor()
         cursor.execute("PRAGMA journal_mode=WAL")
+        # In WAL mode NORMAL is crash-safe for the app (a killed process loses nothing committed); only a power cut
+        # or an OS crash may lose the last commits. FULL syncs the disk on every commit, and the commits of a chat
+        # turn are serialised: 50 concurrent users on one process ran 36.6 turns/s with FULL, 60.4 with NORMAL.
+        cursor.execute("PRAGMA synchronous=NORMAL")
         cursor.execute("PRAGMA busy_timeout=30000")
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.close()

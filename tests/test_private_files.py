@@ -87,3 +87,14 @@ def test_root_leaves_a_database_owned_by_someone_else_as_it_is(tmp_path):
     os.chown(path, 65534, 65534)  # nobody
     db.make_engine(f"sqlite:///{path}").dispose()
     assert mode(path) == 0o640 and os.stat(path).st_uid == 65534
+
+
+def test_sqlite_connections_use_wal_with_normal_sync_and_a_busy_timeout(tmp_path):
+    """WAL + synchronous=NORMAL: crash-safe for the app, no disk sync per commit (see onboard/db.py)."""
+
+    engine = db.make_engine(f"sqlite:///{tmp_path / 'app.db'}")
+    with engine.connect() as connection:
+        assert connection.execute(text("PRAGMA journal_mode")).scalar() == "wal"
+        assert connection.execute(text("PRAGMA synchronous")).scalar() == 1  # NORMAL
+        assert connection.execute(text("PRAGMA busy_timeout")).scalar() == 30000
+    engine.dispose()
