@@ -19,6 +19,7 @@ from typing import Annotated
 import typer
 
 from assistant.errors import AssistantError
+from onboard import logs
 
 app = typer.Typer(
     help="Onboarding assistant: answers new employees from the company's own documents.",
@@ -38,7 +39,8 @@ def _settings(**overrides):
 
 
 def _fail(message: str) -> None:
-    typer.secho(f"error: {message}", fg=typer.colors.RED, err=True)
+    # Errors quote what providers answered, which may echo a key: printed as the log would hold them.
+    typer.secho(f"error: {logs.redact(message)}", fg=typer.colors.RED, err=True)
     raise typer.Exit(code=2)
 
 
@@ -102,8 +104,6 @@ def _unparsable_setting(exc) -> str:
 
 @app.callback()
 def main(verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log details to stderr.")] = False) -> None:
-    from onboard import logs
-
     logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     logs.install(logs.configured_secrets())  # no API key, token or password in what is logged
     logging.getLogger("bm25s").setLevel(logging.WARNING)

@@ -100,6 +100,12 @@ class RedactSecrets(logging.Filter):
 _installed: RedactSecrets | None = None
 
 
+def redact(text: str) -> str:
+    """``text`` as the log would hold it (the installed secret values and token shapes removed), for messages a
+    command prints itself."""
+    return (_installed or RedactSecrets()).redact(text)
+
+
 def install(secrets: Iterable[str] = ()) -> RedactSecrets:
     """Redact ``secrets`` and token shapes from every record of this process from now on.
 

@@ -183,3 +183,17 @@ def test_secret_str_values_are_found_in_nested_models():
         inner: list[Inner]
 
     assert list(logs._secret_values(Outer(inner=[Inner(token="deep-token-9")]))) == ["deep-token-9"]
+
+
+def test_a_command_s_error_message_is_printed_without_the_key(clean_logging, capsys):
+    """`onboard` prints provider errors itself (not through logging): they are redacted too."""
+    import typer
+
+    from onboard import cli, logs
+
+    key = "live-0123456789abcdefXYZ"
+    logs.install([key])
+    with pytest.raises(typer.Exit):
+        cli._fail(f"Chroma refused the request: invalid token {key}")
+    printed = capsys.readouterr().err
+    assert key not in printed and "invalid token [redacted]" in printed
