@@ -32,7 +32,10 @@ indexing 18F takes one to four minutes here. Prints one JSON object;
 ``--append FILE`` also adds it to the ``runs`` of a results file.
 ``cpu_ms_per_turn`` (the process's CPU time over the concurrent turns, per
 turn) is the figure other work on the machine disturbs least: 45 turns/s on
-two cores leaves 44 ms per turn.
+two cores leaves 44 ms per turn. ``native_pool_cpu_ms_per_turn`` is the part
+spent in threads Python did not start (onnxruntime's own pool, Chroma's), and
+``database_server_cpu_ms_per_turn`` what PostgreSQL's processes spent (SQLite
+works inside the process).
 
     python benchmarks/load.py --users 10 --turns 10 --backend sqlite --index-cache /tmp/onboard-load-index
     python benchmarks/load.py --users 50 --turns 10 --backend postgresql --pg-port 55446 \\
@@ -343,6 +346,25 @@ def audit(engine, people: list[Person], reference: dict[str, tuple]) -> dict:
 # --- a throwaway PostgreSQL ---------------------------------------------------------------------------------------
 
 
+@dataclasses.dataclass(frozen=True)
+class Cluster:
+    url: str
+    data: Path
+
+    def cpu_s(self) -> float:
+        """CPU seconds used so far by the server and its live processes (the connections the pool keeps open)."""
+        postmaster = int((self.data / "postmaster.pid").read_text().split()[0])
+        ticks = 0
+        for entry in Path("/proc").iterdir():
+            try:
+                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            except (OSError, IndexError):  # not a process, or gone meanwhile
+                continue
+            if entry.name == str(postmaster) or fields[1] == str(postmaster):
+                ticks += int(fields[11]) + int(fields[12])
+        return ticks / os.sysconf("SC_CLK_TCK")
+
+
 @contextmanager
 def postgresql(port: int):
     """A PostgreSQL cluster in a temporary folder on ``port`` (as ``.ci/run`` starts one), stopped at the end."""
@@ -361,7 +383,7 @@ def postgresql(port: int):
     as_postgres(str(bin_dir / "pg_ctl"), "-D", str(data), "-w", "-l", str(folder / "log"), "-o",
                 f"-k {folder} -p {port} -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=200", "start")
     try:
-        yield f"postgresql+psycopg://app@127.0.0.1:{port}/postgres"
+        yield Cluster(f"postgresql+psycopg://app@127.0.0.1:{port}/postgres", data)
     finally:
         subprocess.run(["runuser", "-u", "postgres", "--", str(bin_dir / "pg_ctl"), "-D", str(data), "-m", "fast",
                         "stop"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -369,6 +391,20 @@ def postgresql(port: int):
 
 
 # --- the run ------------------------------------------------------------------------------------------------------
+
+
+def native_thread_cpu() -> dict[int, float]:
+    """CPU seconds of each thread of this process that Python did not start (onnxruntime's and Chroma's pools)."""
+    python = {thread.native_id for thread in threading.enumerate()}
+    seconds = {}
+    for task in Path("/proc/self/task").iterdir():
+        try:
+            fields = (task / "stat").read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):  # ended meanwhile
+            continue
+        if int(task.name) not in python:
+            seconds[int(task.name)] = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return seconds
 
 
 def percentile(values: list[float], q: float) -> float | None:
@@ -409,11 +445,11 @@ def main() -> None:
     run = datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
 
     with tempfile.TemporaryDirectory(prefix="onboard-load-") as tmp:
-        with (postgresql(args.pg_port) if args.backend == "postgresql" else _nothing()) as database_url:
+        with (postgresql(args.pg_port) if args.backend == "postgresql" else _nothing()) as cluster:
             settings = index_settings(Path(tmp))
-            if database_url:
-                settings = settings.model_copy(update={"database_url": database_url})
-            result = measure(settings, args, questions, run)
+            if cluster:
+                settings = settings.model_copy(update={"database_url": cluster.url})
+            result = measure(settings, args, questions, run, cluster)
     print(json.dumps(result, indent=1))
     if args.append:
         existing = json.loads(args.append.read_text()) if args.append.exists() else {"runs": []}
@@ -469,7 +505,7 @@ def index(settings: Settings, args, engine) -> dict:
     return {"chunks_indexed": info["chunks"], "files_failed": info["failed"], "index": f"copied from {cache}"}
 
 
-def measure(settings: Settings, args, questions: list[str], run: str) -> dict:
+def measure(settings: Settings, args, questions: list[str], run: str, cluster: Cluster | None = None) -> dict:
     began = time.perf_counter()
     engine = factories.make_engine(settings, migrate=True)
     indexed = index(settings, args, engine)
@@ -485,7 +521,11 @@ def measure(settings: Settings, args, questions: list[str], run: str) -> dict:
 
     load_before = os.getloadavg()
     cpu_before = resource.getrusage(resource.RUSAGE_SELF)
+    server_before = cluster.cpu_s() if cluster else 0.0
+    native_before = native_thread_cpu()
     turns_s = concurrently(run_person, page, people)
+    native_s = sum(s - native_before.get(t, 0.0) for t, s in native_thread_cpu().items())
+    server_s = cluster.cpu_s() - server_before if cluster else None
     cpu_after = resource.getrusage(resource.RUSAGE_SELF)
     load_after = os.getloadavg()
     rate_s = concurrently(rate_person, page, people)
@@ -532,6 +572,11 @@ def measure(settings: Settings, args, questions: list[str], run: str) -> dict:
         "cores_busy": round(cpu_s / turns_s, 2) if turns_s else None,
         # What other work on the machine disturbs least: at 45 turns/s two cores allow 44 ms of CPU per turn.
         "cpu_ms_per_turn": round(cpu_s * 1000 / len(turn_ms), 1) if turn_ms else None,
+        # Of which threads Python did not start: onnxruntime's pool spinning after each query embedding, Chroma's.
+        "native_pool_cpu_ms_per_turn": round(native_s * 1000 / len(turn_ms), 1) if turn_ms else None,
+        # PostgreSQL's own processes, which SQLite's work happens inside the process instead of.
+        "database_server_cpu_ms_per_turn": round(server_s * 1000 / len(turn_ms), 1) if server_s is not None
+        and turn_ms else None,
         "ratings_per_s": round(len(rate_ms) / rate_s, 1) if rate_s else None,
         "rating_p95_ms": percentile(rate_ms, 95),
         "load_average_before": [round(x, 2) for x in load_before],
