@@ -145,9 +145,12 @@ def test_ask_rate_reload_and_resume_in_a_browser(server, tmp_path):
             expect(thumbs_up).to_be_checked()
             assert _stored_thumb() == 1
 
-            page.reload()
+            page.reload()  # the open conversation is in the address: a reload (or a reconnection) reopens it
             chat_box.wait_for()
-            expect(page.get_by_test_id("stChatMessage")).to_have_count(0)  # a reload opens a new chat
+            expect(page.get_by_test_id("stChatMessage")).to_have_count(2)
+            page.goto(server)
+            chat_box.wait_for()
+            expect(page.get_by_test_id("stChatMessage")).to_have_count(0)  # the app's own address: a new chat
             page.get_by_test_id("stSidebar").get_by_role("button", name=QUESTION).click()
             resumed = page.get_by_test_id("stChatMessage")
             expect(resumed).to_have_count(2)

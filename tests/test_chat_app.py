@@ -16,6 +16,7 @@ import sqlite3
 import subprocess
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import streamlit as st
@@ -386,7 +387,7 @@ def test_an_answer_cut_off_by_streamlit_is_stored_as_interrupted(data_dir, db, m
     from streamlit.runtime.scriptrunner_utils.exceptions import StopException
 
     class Streaming:
-        config, knowledge_base = AnswerConfig(), None
+        config, knowledge_base = AnswerConfig(), SimpleNamespace(version=1)
 
         def __init__(self, features=()):
             pass
