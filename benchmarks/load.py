@@ -351,18 +351,18 @@ class Cluster:
     url: str
     data: Path
 
-    def cpu_s(self) -> float:
-        """CPU seconds used so far by the server and its live processes (the connections the pool keeps open)."""
-        postmaster = int((self.data / "postmaster.pid").read_text().split()[0])
-        ticks = 0
+    def cpu_s(self) -> dict[int, float]:
+        """CPU seconds used so far by the server and each of its live processes (one per pooled connection)."""
+        postmaster = (self.data / "postmaster.pid").read_text().split()[0]
+        seconds = {}
         for entry in Path("/proc").iterdir():
             try:
                 fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
             except (OSError, IndexError):  # not a process, or gone meanwhile
                 continue
-            if entry.name == str(postmaster) or fields[1] == str(postmaster):
-                ticks += int(fields[11]) + int(fields[12])
-        return ticks / os.sysconf("SC_CLK_TCK")
+            if entry.name == postmaster or fields[1] == postmaster:
+                seconds[int(entry.name)] = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        return seconds
 
 
 @contextmanager
@@ -521,11 +521,12 @@ def measure(settings: Settings, args, questions: list[str], run: str, cluster: C
 
     load_before = os.getloadavg()
     cpu_before = resource.getrusage(resource.RUSAGE_SELF)
-    server_before = cluster.cpu_s() if cluster else 0.0
+    server_before = cluster.cpu_s() if cluster else {}
     native_before = native_thread_cpu()
     turns_s = concurrently(run_person, page, people)
     native_s = sum(s - native_before.get(t, 0.0) for t, s in native_thread_cpu().items())
-    server_s = cluster.cpu_s() - server_before if cluster else None
+    # Per process: a connection closed during the turns loses its share, one opened counts whole.
+    server_s = sum(s - server_before.get(p, 0.0) for p, s in cluster.cpu_s().items()) if cluster else None
     cpu_after = resource.getrusage(resource.RUSAGE_SELF)
     load_after = os.getloadavg()
     rate_s = concurrently(rate_person, page, people)
