@@ -113,6 +113,10 @@ class OnnxEmbeddings(Embeddings):
         if threads:
             options.intra_op_num_threads = threads
         options.inter_op_num_threads = 1
+        # onnxruntime's pool threads spin after each run waiting for more work: on a chat server a query arrives
+        # now and then, so they burned most of a turn's CPU (42% of it at 10 concurrent users, 13.6 ms a turn,
+        # measured by benchmarks/load.py). Not spinning changes no vector, only who waits how.
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         return ort.InferenceSession(str(self._model_path), sess_options=options, providers=["CPUExecutionProvider"])
 
     @property
