@@ -138,7 +138,7 @@ class Processes:
 @contextmanager
 def postgres(port: int, logs: Path):
     """A throwaway cluster (as .ci/run starts one); yields its SQLAlchemy URL."""
-    pg_bin = sorted(Path("/usr/lib/postgresql").glob("*/bin"), key=lambda p: int(p.parent.name))[-1]
+    pg_bin = max(Path("/usr/lib/postgresql").glob("*/bin"), key=lambda p: int(p.parent.name))
     folder = Path(tempfile.mkdtemp(prefix="onboard-topology-pg-"))
     shutil.chown(folder, "postgres")
     as_postgres = ["runuser", "-u", "postgres", "--"]
@@ -151,7 +151,7 @@ def postgres(port: int, logs: Path):
         yield f"postgresql+psycopg://app@127.0.0.1:{port}/postgres"
     finally:
         subprocess.run([*as_postgres, str(pg_bin / "pg_ctl"), "-D", f"{folder}/data", "-m", "immediate", "stop"],
-                       capture_output=True)
+                       capture_output=True, check=False)
         shutil.copy(folder / "log", logs / "postgres.log")
         shutil.rmtree(folder, ignore_errors=True)
 
@@ -159,9 +159,9 @@ def postgres(port: int, logs: Path):
 def render_nginx_conf(upstreams: list[str], listen: str) -> str:
     """deploy/nginx.conf with its upstream servers and listen address replaced, nothing else."""
     text = NGINX_CONF.read_text(encoding="utf-8")
-    text, listens = re.subn(r"^(\s*)listen 8080;", rf"\1listen {listen};", text, flags=re.M)
+    text, listens = re.subn(r"^(\s*)listen 8080;", rf"\1listen {listen};", text, flags=re.MULTILINE)
     for number, address in enumerate(upstreams, start=1):
-        text, found = re.subn(rf"^(\s*)server app-{number}:8501 ", rf"\1server {address} ", text, flags=re.M)
+        text, found = re.subn(rf"^(\s*)server app-{number}:8501 ", rf"\1server {address} ", text, flags=re.MULTILINE)
         if found != 1:
             raise RuntimeError(f"deploy/nginx.conf has no `server app-{number}:8501` line to point at {address}")
     if listens != 1:
@@ -189,9 +189,9 @@ def versions() -> dict:
     import chromadb
     import streamlit
 
-    nginx = subprocess.run([NGINX, "-v"], capture_output=True, text=True).stderr.strip()
-    pg_bin = sorted(Path("/usr/lib/postgresql").glob("*/bin"), key=lambda p: int(p.parent.name))[-1]
-    pg = subprocess.run([str(pg_bin / "postgres"), "--version"], capture_output=True, text=True).stdout.strip()
+    nginx = subprocess.run([NGINX, "-v"], capture_output=True, text=True, check=False).stderr.strip()
+    pg_bin = max(Path("/usr/lib/postgresql").glob("*/bin"), key=lambda p: int(p.parent.name))
+    pg = subprocess.run([str(pg_bin / "postgres"), "--version"], capture_output=True, text=True, check=False).stdout.strip()
     return {"nginx": nginx.removeprefix("nginx version: "), "postgres": pg, "chromadb": chromadb.__version__,
             "streamlit": streamlit.__version__}
 
@@ -323,7 +323,7 @@ def run(report, result, stack, processes, work, logs, pg_port, chroma_port, app_
 
     with report.step("migration (onboard db upgrade, once)") as found:
         done = subprocess.run([*onboard, "db", "upgrade"], env={**env, "ONBOARD_DATA_DIR": str(work / "migrate")},
-                              cwd=ROOT, capture_output=True, text=True, timeout=300)
+                              cwd=ROOT, capture_output=True, text=True, timeout=300, check=False)
         found["output"] = (done.stdout + done.stderr).strip()
         if done.returncode != 0:
             raise RuntimeError(f"exit {done.returncode}")
@@ -361,7 +361,7 @@ def run(report, result, stack, processes, work, logs, pg_port, chroma_port, app_
         conf.write_text(render_nginx_conf(list(apps), f"127.0.0.1:{proxy_port}"), encoding="utf-8")
         nginx = [NGINX, "-c", str(conf), "-p", str(work), "-e", str(logs / "nginx-error.log"),
                  "-g", f"daemon off; pid {work / 'nginx.pid'};"]
-        checked = subprocess.run([*nginx, "-t"], capture_output=True, text=True)
+        checked = subprocess.run([*nginx, "-t"], capture_output=True, text=True, check=False)
         if checked.returncode != 0:
             raise RuntimeError(checked.stderr)
         process = processes.start("nginx", nginx)

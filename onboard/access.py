@@ -33,6 +33,7 @@ open, from the :data:`PAGE_ROLES` table.
 
 from __future__ import annotations
 
+import itertools
 import math
 import re
 import time
@@ -283,7 +284,7 @@ def _repeat_period(secret: str) -> int | None:
 
 def _mostly_runs(secret: str) -> bool:
     """Whether most neighbouring characters are next to each other in the alphabet (``abcdef``, ``9876``)."""
-    steps = [abs(ord(b) - ord(a)) for a, b in zip(secret, secret[1:], strict=False)]
+    steps = [abs(ord(b) - ord(a)) for a, b in itertools.pairwise(secret)]
     return sum(step == 1 for step in steps) > len(steps) / 2
 
 

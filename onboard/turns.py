@@ -228,36 +228,36 @@ def _closing(answer_id: int, result, clock: _Clock, question_id: int) -> tuple[C
     if result.error and not result.text:
         message = result.notice or UNEXPECTED
         return _failure(answer_id, message, clock), message
-    fields = dict(
-        content=result.text,
+    fields = {
+        "content": result.text,
         # Every passage shown to the model, or listed under an abstention; ``cited`` marks what the text cites.
-        sources=[dataclasses.asdict(citation) for citation in result.citations],
-        input_tokens=result.input_tokens,
-        output_tokens=result.output_tokens,
-        latency_ms=_int(result.latency_ms) if result.latency_ms is not None else clock.latency_ms(),
-        ttft_ms=_int(result.ttft_ms) if result.ttft_ms is not None else clock.ttft_ms(),
-        abstained=bool(result.abstained),
-        answerer=result.answerer,
-        model=result.model,
-        prompt_version=result.prompt_version,
-        index_version=result.index_version,
-        error=result.notice,
-        interrupted=result.incomplete,
-    )
+        "sources": [dataclasses.asdict(citation) for citation in result.citations],
+        "input_tokens": result.input_tokens,
+        "output_tokens": result.output_tokens,
+        "latency_ms": _int(result.latency_ms) if result.latency_ms is not None else clock.latency_ms(),
+        "ttft_ms": _int(result.ttft_ms) if result.ttft_ms is not None else clock.ttft_ms(),
+        "abstained": bool(result.abstained),
+        "answerer": result.answerer,
+        "model": result.model,
+        "prompt_version": result.prompt_version,
+        "index_version": result.index_version,
+        "error": result.notice,
+        "interrupted": result.incomplete,
+    }
     return Closing(answer_id, failed=False, fields=fields), None
 
 
 def _failure(answer_id: int, error: str, clock: _Clock, *, interrupted: bool = False) -> Closing:
-    return Closing(answer_id, failed=True, fields=dict(error=error, content=clock.text(), interrupted=interrupted,
-                                                      latency_ms=clock.latency_ms(), ttft_ms=clock.ttft_ms()))
+    return Closing(answer_id, failed=True, fields={"error": error, "content": clock.text(), "interrupted": interrupted,
+                                                      "latency_ms": clock.latency_ms(), "ttft_ms": clock.ttft_ms()})
 
 
 def _failed(closing: Closing, error: str) -> Closing:
     """A finished answer's write refused: its failure instead, with the text that was shown."""
     fields = closing.fields
     return Closing(closing.answer_id, failed=True,
-                   fields=dict(error=error, content=fields.get("content") or "",
-                               latency_ms=fields.get("latency_ms"), ttft_ms=fields.get("ttft_ms")))
+                   fields={"error": error, "content": fields.get("content") or "",
+                               "latency_ms": fields.get("latency_ms"), "ttft_ms": fields.get("ttft_ms")})
 
 
 def _provenance(bot) -> dict:

@@ -252,7 +252,7 @@ def test_a_short_or_placeholder_cookie_secret_is_refused_in_production(secret):
         ("abcdefghijklmnopqrstuvwxyz0123456789", "runs of neighbouring characters"),
         ("zyxwvutsrqponmlkjihgfedcba9876543210", "runs of neighbouring characters"),
         ("a" * 30 + "b7", "bits of entropy"),
-        ("acca" "caac" "caac" "acca" "caac" "acca" "acca" "caac" "caac" "acca", "bits of entropy"),
+        (("acca" "caac" "caac" "acca" "caac" "acca" "acca" "caac" "caac" "acca"), "bits of entropy"),
     ],
 )
 def test_a_low_entropy_cookie_secret_is_refused_in_production_with_the_rule(secret, why):
@@ -294,8 +294,8 @@ def test_an_https_redirect_uri_with_a_port_passes_in_production():
 def test_trusted_email_providers_must_name_configured_providers():
     assert check_auth_config(good_secrets(), production=False, trusted_email_providers=["default"]) == []
     problems = check_auth_config(good_secrets(), production=False, trusted_email_providers=["entra"])
-    assert problems == ["ONBOARD_ACCESS__TRUSTED_EMAIL_PROVIDERS names 'entra', which is not a provider of [auth] "
-                        "(configured: default)"]
+    assert problems == [("ONBOARD_ACCESS__TRUSTED_EMAIL_PROVIDERS names 'entra', which is not a provider of [auth] "
+                        "(configured: default)")]
     provider = {"client_id": "a", "client_secret": "b", "server_metadata_url": "https://x"}
     named = {"auth": {"redirect_uri": "https://x/oauth2callback", "cookie_secret": GOOD_SECRET, "entra": provider}}
     assert check_auth_config(named, production=True, trusted_email_providers=["entra"]) == []

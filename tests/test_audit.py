@@ -212,7 +212,7 @@ def test_entries_are_newest_first_within_the_dates(session, ada, bob):
 
 @pytest.mark.server
 @pytest.mark.skipif(not CHROMIUM.exists(), reason="needs Debian's Chromium: apt-get install chromium")
-def test_downloading_the_csv_from_the_dashboard_records_it(data_dir, server, tmp_path):
+def test_downloading_the_csv_from_the_dashboard_records_it(data_dir, server, tmp_path):  # noqa: F811  (fixtures)
     """Streamlit makes an export file only when its button is clicked, outside the page's run: AppTest cannot
     click it, so a browser does, and the audit row must appear with the file's size."""
     from playwright.sync_api import expect, sync_playwright

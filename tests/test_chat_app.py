@@ -22,8 +22,8 @@ import pytest
 import streamlit as st
 from helpers_openai_server import Step, chat_server
 from markdown_it import MarkdownIt
-from sqlalchemy import text as sql
 from sqlalchemy import event, update
+from sqlalchemy import text as sql
 from sqlmodel import Session, select
 from streamlit.testing.v1 import AppTest
 

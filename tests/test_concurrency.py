@@ -59,10 +59,10 @@ def test_concurrent_turns_get_exactly_the_sequential_answers(kb):
 
     def read_versions():  # what every chat turn does when it records the index version
         while not stop.is_set():
-            kb.store.version
+            _ = kb.store.version
 
     def turn(question: str) -> tuple[str, tuple]:
-        kb.store.version
+        _ = kb.store.version
         return question, _fingerprint(kb.retrieve(question, where=where))
 
     interval = sys.getswitchinterval()

@@ -68,7 +68,7 @@ def test_the_app_processes_share_postgresql_and_the_chroma_server_after_the_one_
 
 
 def test_the_proxy_configuration_names_the_compose_app_services():
-    upstreams = re.findall(r"^\s*server (\S+) ", (DEPLOY / "nginx.conf").read_text(encoding="utf-8"), flags=re.M)
+    upstreams = re.findall(r"^\s*server (\S+) ", (DEPLOY / "nginx.conf").read_text(encoding="utf-8"), flags=re.MULTILINE)
     assert upstreams == ["app-1:8501", "app-2:8501"]
     assert {"app-1", "app-2"} <= set(_compose()["services"])
 
@@ -84,7 +84,7 @@ needs_nginx = pytest.mark.skipif(
 class _Named(BaseHTTPRequestHandler):
     """Answers every request with the server's name; keeps the headers of the last request it got."""
 
-    def do_GET(self):  # noqa: N802 - the http.server API
+    def do_GET(self):
         self.server.last_headers = dict(self.headers)
         body = self.server.name.encode()
         self.send_response(200)
@@ -126,12 +126,13 @@ def proxy(tmp_path):
     conf.write_text(_topology().render_nginx_conf(addresses, f"127.0.0.1:{port}"), encoding="utf-8")
     command = [str(NGINX), "-c", str(conf), "-p", str(tmp_path), "-e", str(tmp_path / "error.log"),
                "-g", f"daemon off; pid {tmp_path / 'nginx.pid'};"]
-    checked = subprocess.run([*command, "-t"], capture_output=True, text=True)
+    checked = subprocess.run([*command, "-t"], capture_output=True, text=True, check=False)
     assert checked.returncode == 0, checked.stderr
-    with serving(backends["one"]), serving(backends["two"]):
-        with running(command, health_url=f"http://127.0.0.1:{port}/nginx-health", log_path=tmp_path / "nginx.log",
-                     name="nginx", timeout_s=20):
-            yield port, backends
+    with serving(backends["one"]), serving(backends["two"]), running(
+        command, health_url=f"http://127.0.0.1:{port}/nginx-health", log_path=tmp_path / "nginx.log", name="nginx",
+        timeout_s=20,
+    ):
+        yield port, backends
 
 
 @pytest.mark.server

@@ -54,9 +54,9 @@ def holder(hold):
 
 
 def test_a_second_acquirer_does_not_proceed_while_another_process_holds_the_lock(holder, engine):
-    with pytest.raises(IndexBusy, match="another process is indexing the collection 'handbook'"):
-        with index_lock(engine, "handbook", wait=False):
-            pytest.fail("acquired a lock another process holds")
+    with (pytest.raises(IndexBusy, match="another process is indexing the collection 'handbook'"),
+          index_lock(engine, "handbook", wait=False)):
+        pytest.fail("acquired a lock another process holds")
     with index_lock(engine, "support", wait=False) as lock:  # another collection is not held
         assert lock.waited is False
 
@@ -112,7 +112,7 @@ def test_onboard_ingest_waits_for_the_other_process_and_says_so_or_exits_with_no
     command = [sys.executable, "-m", "onboard.cli", "ingest", str(root)]
 
     refused = subprocess.run([*command, "--no-wait"], capture_output=True, text=True, timeout=300,
-                             env=os.environ.copy())
+                             env=os.environ.copy(), check=False)
     assert refused.returncode == 2
     assert "another process is indexing the collection 'handbook'; try again when it has finished" in refused.stderr
 
