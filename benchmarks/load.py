@@ -76,17 +76,23 @@ from assistant.evaluation import load_dataset  # noqa: E402
 from assistant.ingest import ingest  # noqa: E402
 from feedback import store  # noqa: E402
 from feedback.models import Conversation, Message, Rating, User  # noqa: E402
+from feedback.store import FeedbackError  # noqa: E402
 from onboard import factories, web  # noqa: E402  (web: the page's writer and filters, no Streamlit run needed)
 from onboard.access import identity_from_claims  # noqa: E402
 from onboard.rollout import features_for  # noqa: E402
 from onboard.settings import Settings  # noqa: E402
-from onboard.turns import answer_turn  # noqa: E402
+from onboard.turns import Closing, answer_turn  # noqa: E402
+from onboard.turns import save as save_answer  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_CORPUS = ROOT.parent / "shared" / "corpora" / "18f-handbook"
 DEFAULT_DATASET = ROOT.parent / "shared" / "eval" / "18f_dev_qa.jsonl"
 DOWN_REASON = "incomplete"
 EXAMPLES = 5
+#: A question the page could not store is kept as a draft; the simulated person sends it again after this pause
+#: (pressing Send again), at most this many times (the answers kept unsaved are retried as often after the last turn).
+RESEND_PAUSE_S = 1.0
+RESENDS = 90
 
 
 # --- the page's path, for one person ------------------------------------------------------------------------------
@@ -106,15 +112,25 @@ class Person:
     stages_ms: list[dict] = dataclasses.field(default_factory=list)
     errors: list[str] = dataclasses.field(default_factory=list)
     ratings_sent: int = 0
+    #: Fault bookkeeping: what the page would hold in the session (``unsaved``), and what it showed.
+    drafts_resent: int = 0
+    held: list[str] = dataclasses.field(default_factory=list)  # questions still kept as drafts at the end
+    unsaved: dict[int, Closing] = dataclasses.field(default_factory=dict)  # web.UNSAVED_KEY
+    unsaved_kept: int = 0
+    unsaved_then_saved: int = 0
+    shown: dict[int, str] = dataclasses.field(default_factory=dict)  # answer id: the text the person saw
+    not_started: list[str] = dataclasses.field(default_factory=list)  # stored questions answer_turn got no row for
 
 
 class Page:
     """What the chat page does for a person, with the settings, engine and assistant it would have cached."""
 
-    def __init__(self, settings: Settings, engine, assistant) -> None:
+    def __init__(self, settings: Settings, engine, assistant, think_s: float = 0.0, faulty: bool = False) -> None:
         self.settings = settings
         self.engine = engine
         self.assistant = assistant
+        self.think_s = think_s
+        self.faulty = faulty  # a fault is injected: answers failed while the database was away are expected
 
     @contextmanager
     def db(self):  # web.db
@@ -138,20 +154,59 @@ class Page:
                     store.get_conversation(session=session, user=user, conversation_id=conversation_id)
                 except store.NotFound:
                     conversation_id = None
-            if not conversation_id:
-                conversation_id = store.create_conversation(session=session, user=user,
-                                                            kind=web.CONVERSATION_KIND).id
-            message = store.add_user_message(session=session, user=user, conversation_id=conversation_id,
-                                             content=text)
-        person.conversation_id = conversation_id
+            if conversation_id:
+                message = store.add_user_message(session=session, user=user, conversation_id=conversation_id,
+                                                 content=text)
+            else:  # the conversation and its first question in one transaction
+                message = store.start_conversation(session=session, user=user, content=text,
+                                                   kind=web.CONVERSATION_KIND)
+        person.conversation_id = message.conversation_id
         return message
 
-    def answer(self, person: Person, question: Message, history, recorder: Recorder):  # web.answer
+    def save_unsaved(self, person: Person) -> None:  # web.save_unsaved, at the top of every page run
+        for answer_id, closing in list(person.unsaved.items()):
+            try:
+                if save_answer(self.engine, closing) is None:
+                    continue  # the database is still away: next run
+                person.unsaved_then_saved += 1
+            except Exception as exc:  # noqa: BLE001  (the page logs it and drops the answer: counted as an error)
+                person.errors.append(f"unsaved answer {answer_id} refused: {type(exc).__name__}: {exc}"[:300])
+            del person.unsaved[answer_id]
+
+    def send(self, person: Person, text: str) -> Message | None:
+        """Store a typed question as the page does; one it could not store is kept as a draft and sent again.
+
+        pages/chat.py keeps the question (``_keep_draft``, or ``_unreachable`` when
+        the conversations cannot even be read) with ``web.NOT_SAVED``; the person
+        presses Send again after :data:`RESEND_PAUSE_S`, each time a new page run
+        (so :meth:`save_unsaved` first). ``None``: still a draft after
+        :data:`RESENDS` sends again, or refused (not a database that is away).
+        """
+        for attempt in range(RESENDS + 1):
+            if attempt:
+                time.sleep(RESEND_PAUSE_S)
+                person.drafts_resent += 1
+                self.save_unsaved(person)
+            try:
+                return self.store_question(person, text)
+            except Exception as exc:  # noqa: BLE001  (kept as a draft, as the page does)
+                if isinstance(exc, FeedbackError):  # refused (the page shows why): sending again will not help
+                    person.errors.append(f"question refused: {type(exc).__name__}: {exc}"[:300])
+                    break
+        person.held.append(text)
+        return None
+
+    def answer(self, person: Person, question: Message, history, recorder: Recorder,
+               shown: list[str] | None = None):  # web.answer
         who = self.identity(person)
         features = features_for(who, self.settings.rollout)
-        return answer_turn(engine=self.engine, assistant=lambda: recorder, question=question, history=history,
-                           write=web.escaped(_consume), where=web.retrieval_filter(who), features=features,
-                           status=None)  # the page's status line: extractive answers never wait, so never shown
+        outcome = answer_turn(engine=self.engine, assistant=lambda: recorder, question=question, history=history,
+                              write=web.escaped(_consumer(shown)), where=web.retrieval_filter(who),
+                              features=features, status=None)  # extractive answers never wait for a model
+        if outcome.unsaved is not None:  # web._kept: the session keeps it, web.save_unsaved stores it later
+            person.unsaved[outcome.unsaved.answer_id] = outcome.unsaved
+            person.unsaved_kept += 1
+        return outcome
 
     def rate(self, person: Person, message_id: int, thumb: int, reasons=()):  # web.rate
         with self.db() as session:
@@ -162,6 +217,19 @@ class Page:
 def _consume(pieces) -> str:
     """``st.write_stream`` without the page: read every (escaped) piece."""
     return "".join(pieces)
+
+
+def _consumer(shown: list[str] | None):
+    """:func:`_consume`, also keeping what was shown (escaped, as the person saw it) in ``shown``."""
+    if shown is None:
+        return _consume
+
+    def consume(pieces) -> str:
+        for piece in pieces:
+            shown.append(piece)
+        return "".join(shown)
+
+    return consume
 
 
 class Recorder:
@@ -183,24 +251,40 @@ def run_person(page: Page, person: Person, start: threading.Barrier) -> None:
     recorder = Recorder(page.assistant)
     start.wait()
     history: list[tuple[str, str]] = []
-    for text in person.questions:
+    for n, text in enumerate(person.questions):
+        if n and page.think_s:
+            time.sleep(page.think_s)
         began = time.perf_counter()
+        shown: list[str] = []
+        recorder.last = None
         try:
-            question = page.store_question(person, text)
-            outcome = page.answer(person, question, history, recorder)
+            page.save_unsaved(person)
+            question = page.send(person, text)
+            if question is None:  # still a draft: the person has it on the page, nothing was answered
+                continue
+            outcome = page.answer(person, question, history, recorder, shown)
         except Exception as exc:  # noqa: BLE001  (counted and reported, the person goes on)
             person.errors.append(f"{type(exc).__name__}: {exc}"[:300])
             continue
         person.turn_ms.append((time.perf_counter() - began) * 1000)
         if outcome.answer_id is not None:
             person.answer_ids.append(outcome.answer_id)
-        if outcome.status not in web.ANSWERED:
+            person.shown[outcome.answer_id] = "".join(shown)
+        else:  # no answer row could be started: the page flashes the error under the stored question
+            person.not_started.append(f"{outcome.status}: {outcome.error}"[:200])
+        if outcome.status not in web.ANSWERED and outcome.unsaved is None and not page.faulty:
             person.errors.append(f"answer {outcome.answer_id} {outcome.status}: {outcome.error}"[:300])
         answer = recorder.last.answer if recorder.last is not None else None
         if answer is not None and answer.retrieval is not None:
             person.stages_ms.append(dict(answer.retrieval.timings_ms))
         if answer is not None and outcome.status in web.ANSWERED:
             history += [("user", text), ("assistant", answer.text)]  # as web.history_before builds it
+    # The person stays on the page: each later action (a rerun) tries the answers kept unsaved again.
+    for _ in range(RESENDS):
+        if not person.unsaved:
+            break
+        time.sleep(RESEND_PAUSE_S)
+        page.save_unsaved(person)
 
 
 def rate_person(page: Page, person: Person, start: threading.Barrier) -> None:
@@ -221,17 +305,25 @@ def rate_person(page: Page, person: Person, start: threading.Barrier) -> None:
         person.rate_ms.append((time.perf_counter() - began) * 1000)
 
 
-def concurrently(target, page: Page, people: list[Person]) -> float:
-    """Run ``target(page, person, barrier)`` in one thread per person; seconds from the common start to the last end."""
+def concurrently(target, page: Page, people: list[Person], fault: Fault | None = None) -> float:
+    """Run ``target(page, person, barrier)`` in one thread per person; seconds from the common start to the last end.
+
+    ``fault`` starts with them (and is waited for: the database is back before anything is counted).
+    """
     barrier = threading.Barrier(len(people) + 1)
     threads = [threading.Thread(target=target, args=(page, p, barrier), name=f"user-{p.index}") for p in people]
     for thread in threads:
         thread.start()
     barrier.wait()
     began = time.perf_counter()
+    if fault:
+        fault.start(began)
     for thread in threads:
         thread.join()
-    return time.perf_counter() - began
+    ended = time.perf_counter() - began
+    if fault:
+        fault.thread.join()
+    return ended
 
 
 # --- the reference, and what the database holds --------------------------------------------------------------------
@@ -313,8 +405,19 @@ def audit(engine, people: list[Person], reference: dict[str, tuple]) -> dict:
             ratings_mismatched += 1
     rating_pairs = Counter((r.message_id, r.user_id) for r in ratings)
 
-    differ, examples = 0, []
-    for a in answers:
+    # Faults: what each person typed and never got stored nor still holds as a draft, and answer text shown but lost.
+    stored_by_person: dict[str, Counter] = {}
+    for m in questions.values():
+        subject = users[conversations[m.conversation_id].user_id].subject
+        stored_by_person.setdefault(subject, Counter())[m.content] += 1
+    typed_lost = sum(sum((Counter(p.questions) - stored_by_person.get(p.claims["sub"], Counter())
+                          - Counter(p.held)).values()) for p in people)
+    shown = {answer_id: text for p in people for answer_id, text in p.shown.items()}
+    held = {answer_id for p in people for answer_id in p.unsaved}
+    text_lost = [a for a in answers if shown.get(a.id) and not a.content and a.id not in held]
+
+    differ, examples = (0, []) if reference else (None, [])
+    for a in answers if reference else ():
         question = questions.get(a.reply_to)
         if a.status not in web.ANSWERED or question is None:
             continue
@@ -340,6 +443,14 @@ def audit(engine, people: list[Person], reference: dict[str, tuple]) -> dict:
         "ratings_mismatched": ratings_mismatched,
         "differ_from_sequential": differ,
         "differ_examples": examples,
+        "typed_lost": typed_lost,
+        "conversations_per_person_max": max(Counter(c.user_id for c in conversations.values()).values(), default=0),
+        "answers_pending": sum(1 for a in answers if a.status == "pending"),
+        "answers_text_lost": len(text_lost),
+        "answers_pending_text_lost": sum(1 for a in text_lost if a.status in ("pending", "failed")),
+        "answers_unsaved_still_held": len(held),
+        "answers_failed_why": dict(Counter(f"{a.status}: {a.error}" for a in answers
+                                           if a.status in ("failed", "interrupted"))),
     }
 
 
@@ -350,6 +461,22 @@ def audit(engine, people: list[Person], reference: dict[str, tuple]) -> dict:
 class Cluster:
     url: str
     data: Path
+    pg_ctl: Path
+    log: Path
+    options: str
+
+    def _ctl(self, *command: str) -> None:
+        subprocess.run(["runuser", "-u", "postgres", "--", str(self.pg_ctl), "-D", str(self.data), "-w", *command],
+                       check=True, stdout=subprocess.DEVNULL)
+
+    def restart(self, down_s: float) -> dict:
+        """Stop the server (``-m fast``: sessions are ended, open transactions rolled back), wait, start it again."""
+        began = time.perf_counter()
+        self._ctl("-m", "fast", "stop")
+        stopped = time.perf_counter()
+        time.sleep(down_s)
+        self._ctl("-l", str(self.log), "-o", self.options, "start")
+        return {"stop_s": round(stopped - began, 2), "down_s": round(time.perf_counter() - stopped, 2)}
 
     def cpu_s(self) -> dict[int, float]:
         """CPU seconds used so far by the server and each of its live processes (one per pooled connection)."""
@@ -379,15 +506,66 @@ def postgresql(port: int):
     def as_postgres(*command: str) -> None:
         subprocess.run(["runuser", "-u", "postgres", "--", *command], check=True, stdout=subprocess.DEVNULL)
 
+    options = f"-k {folder} -p {port} -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=200"
     as_postgres(str(bin_dir / "initdb"), "-D", str(data), "-A", "trust", "-U", "app")
-    as_postgres(str(bin_dir / "pg_ctl"), "-D", str(data), "-w", "-l", str(folder / "log"), "-o",
-                f"-k {folder} -p {port} -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=200", "start")
+    as_postgres(str(bin_dir / "pg_ctl"), "-D", str(data), "-w", "-l", str(folder / "log"), "-o", options, "start")
     try:
-        yield Cluster(f"postgresql+psycopg://app@127.0.0.1:{port}/postgres", data)
+        yield Cluster(f"postgresql+psycopg://app@127.0.0.1:{port}/postgres", data, bin_dir / "pg_ctl",
+                      folder / "log", options)
     finally:
         subprocess.run(["runuser", "-u", "postgres", "--", str(bin_dir / "pg_ctl"), "-D", str(data), "-m", "fast",
                         "stop"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         shutil.rmtree(folder, ignore_errors=True)
+
+
+# --- faults -------------------------------------------------------------------------------------------------------
+
+#: Run by ``--restart-db`` on SQLite in a second process: hold the database's write lock for argv[2] seconds.
+LOCKER = """
+import sqlite3, sys, time
+connection = sqlite3.connect(sys.argv[1], timeout=120, isolation_level=None)
+connection.execute("BEGIN EXCLUSIVE")
+print("locked", flush=True)
+time.sleep(float(sys.argv[2]))
+connection.execute("COMMIT")
+"""
+
+
+def lock_sqlite(path: str, down_s: float) -> dict:
+    """Another process takes SQLite's write lock (``BEGIN EXCLUSIVE``) and holds it ``down_s`` seconds.
+
+    In WAL mode readers go on; every writer waits up to the app's busy
+    timeout (30 s, ``onboard/db.py``) and then fails with "database is locked".
+    """
+    began = time.perf_counter()
+    locker = subprocess.Popen([sys.executable, "-c", LOCKER, path, str(down_s)], stdout=subprocess.PIPE, text=True)
+    line = locker.stdout.readline().strip()
+    locked = time.perf_counter()
+    if locker.wait() != 0 or line != "locked":
+        raise RuntimeError(f"the lock holder failed ({locker.returncode}, {line!r})")
+    return {"lock_wait_s": round(locked - began, 2), "down_s": round(time.perf_counter() - locked, 2)}
+
+
+class Fault:
+    """``action(down_s)`` in its own thread, ``after_s`` seconds into the concurrent turns; when it began, ended."""
+
+    def __init__(self, kind: str, after_s: float, down_s: float, action) -> None:
+        self.kind, self.after_s, self.down_s, self.action = kind, after_s, down_s, action
+        self.report: dict = {"kind": kind, "after_s": after_s, "fault_seconds": down_s}
+        self.thread = threading.Thread(target=self._run, name="fault")
+
+    def start(self, began: float) -> None:
+        self.began = began
+        self.thread.start()
+
+    def _run(self) -> None:
+        time.sleep(self.after_s)
+        self.report["began_s"] = round(time.perf_counter() - self.began, 2)
+        try:
+            self.report |= self.action(self.down_s)
+        except Exception as exc:  # noqa: BLE001  (reported: a fault that did not happen measures nothing)
+            self.report["failed"] = f"{type(exc).__name__}: {exc}"[:300]
+        self.report["ended_s"] = round(time.perf_counter() - self.began, 2)
 
 
 # --- the run ------------------------------------------------------------------------------------------------------
@@ -434,6 +612,14 @@ def main() -> None:
                         help="a folder keeping the built index (Chroma folder and quantised model): built there on "
                              "first use, copied into each run's fresh data directory after (indexing 18F takes "
                              "minutes on a busy machine)")
+    parser.add_argument("--think-seconds", type=float, default=0.0,
+                        help="pause between a person's answer and their next question (default 0: none)")
+    parser.add_argument("--restart-db", type=float, metavar="AFTER_S",
+                        help="a fault AFTER_S seconds into the concurrent turns: PostgreSQL is stopped (-m fast) and "
+                             "started again after --fault-seconds; on SQLite another process holds the write lock "
+                             "(BEGIN EXCLUSIVE) that long. Skips the sequential reference")
+    parser.add_argument("--fault-seconds", type=float, default=5.0,
+                        help="how long the database is down, or locked (default 5)")
     parser.add_argument("--build-index", type=Path, help=argparse.SUPPRESS)  # the cache, built in its own process
     args = parser.parse_args()
     if args.build_index:
@@ -441,6 +627,8 @@ def main() -> None:
         return
     if args.users < 1 or args.turns < 1:
         parser.error("--users and --turns must be at least 1")
+    if args.think_seconds < 0 or args.fault_seconds < 0 or (args.restart_db or 0) < 0:
+        parser.error("--think-seconds, --restart-db and --fault-seconds cannot be negative")
     questions = [case.question for case in load_dataset(args.dataset)]
     run = datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
 
@@ -513,20 +701,33 @@ def measure(settings: Settings, args, questions: list[str], run: str, cluster: C
     index_s = time.perf_counter() - began
 
     people = people_for(args.users, args.turns, questions, run)
-    page = Page(settings, engine, assistant)
+    faulty = args.restart_db is not None
+    page = Page(settings, engine, assistant, think_s=args.think_seconds, faulty=faulty)
     where = web.retrieval_filter(page.identity(people[0]))
     assert all(web.retrieval_filter(page.identity(p)) == where for p in people)  # one reference fits everyone
     distinct = list(dict.fromkeys(q for p in people for q in p.questions))
-    reference, sequential_ms = sequential_reference(assistant, distinct, where)
+    fault = None
+    if faulty:  # an answer made while the database was away may rightly differ (failed): no reference
+        reference, sequential_ms = {}, []
+        if cluster:
+            fault = Fault("postgresql restart (pg_ctl stop -m fast, start)", args.restart_db, args.fault_seconds,
+                          cluster.restart)
+        else:
+            fault = Fault("sqlite write lock held by another process (BEGIN EXCLUSIVE)", args.restart_db,
+                          args.fault_seconds, lambda down_s: lock_sqlite(engine.url.database, down_s))
+    else:
+        reference, sequential_ms = sequential_reference(assistant, distinct, where)
 
     load_before = os.getloadavg()
     cpu_before = resource.getrusage(resource.RUSAGE_SELF)
     server_before = cluster.cpu_s() if cluster else {}
     native_before = native_thread_cpu()
-    turns_s = concurrently(run_person, page, people)
+    turns_s = concurrently(run_person, page, people, fault)
     native_s = sum(s - native_before.get(t, 0.0) for t, s in native_thread_cpu().items())
-    # Per process: a connection closed during the turns loses its share, one opened counts whole.
-    server_s = sum(s - server_before.get(p, 0.0) for p, s in cluster.cpu_s().items()) if cluster else None
+    # Per process: a connection closed during the turns loses its share, one opened counts whole (and a restart
+    # loses all that went before it: not counted then).
+    server_s = sum(s - server_before.get(p, 0.0) for p, s in cluster.cpu_s().items()) if cluster and not faulty \
+        else None
     cpu_after = resource.getrusage(resource.RUSAGE_SELF)
     load_after = os.getloadavg()
     rate_s = concurrently(rate_person, page, people)
@@ -554,9 +755,21 @@ def measure(settings: Settings, args, questions: list[str], run: str, cluster: C
         "python": platform.python_version(),
         "code": _code_version(),
         "index_and_warm_s": round(index_s, 1),
-        "sequential_reference": {"questions": len(distinct), "p50_ms": percentile(sequential_ms, 50),
-                                 "p95_ms": percentile(sequential_ms, 95)},
+        "sequential_reference": None if faulty else {"questions": len(distinct), "p50_ms": percentile(sequential_ms, 50),
+                                                     "p95_ms": percentile(sequential_ms, 95)},
         "questions_sent": sent,
+        **({"fault": fault.report, "typed": sent, "questions_stored": found["questions_stored"],
+            "drafts_resent": sum(p.drafts_resent for p in people),
+            "drafts_still_held": sum(len(p.held) for p in people),
+            "typed_lost": found["typed_lost"],
+            "answers_stored": found["answers_stored"], "answers_pending": found["answers_pending"],
+            "answers_pending_text_lost": found["answers_pending_text_lost"],
+            "answers_text_lost": found["answers_text_lost"],
+            "unsaved_kept": sum(p.unsaved_kept for p in people),
+            "unsaved_then_saved": sum(p.unsaved_then_saved for p in people),
+            "answers_not_started": sum(len(p.not_started) for p in people),
+            "answers_not_started_why": dict(Counter(w for p in people for w in p.not_started)),
+            } if faulty else {}),
         "ratings_sent": sum(p.ratings_sent for p in people),
         **{k: v for k, v in found.items()},
         "errors": len(errors),
@@ -582,7 +795,7 @@ def measure(settings: Settings, args, questions: list[str], run: str, cluster: C
         "rating_p95_ms": percentile(rate_ms, 95),
         "load_average_before": [round(x, 2) for x in load_before],
         "load_average_after": [round(x, 2) for x in load_after],
-        "think_time_s": 0,
+        "think_time_s": args.think_seconds,
     }
 
 
