@@ -357,6 +357,10 @@ def fail_answer(
     )
 
 
+#: What :func:`interrupt_stale_answers` records on an answer it closes: the process writing it is gone, or so it seems.
+STALE_ANSWER_ERROR = "The answer was interrupted before it finished."
+
+
 def interrupt_stale_answers(*, session: Session, older_than: timedelta, conversation_id: str | None = None) -> int:
     """Mark ``interrupted`` the answers left pending longer than ``older_than`` (their process died), in one
     conversation or in all."""
@@ -367,7 +371,7 @@ def interrupt_stale_answers(*, session: Session, older_than: timedelta, conversa
     result = session.exec(
         update(Message)
         .where(*stale)
-        .values(status="interrupted", error="The answer was interrupted before it finished.", finished_at=now)
+        .values(status="interrupted", error=STALE_ANSWER_ERROR, finished_at=now)
     )
     session.commit()
     return result.rowcount
@@ -487,7 +491,9 @@ def _close(session: Session, answer_id: int, *, status: str, **fields) -> Messag
     answer = session.get(Message, answer_id)
     if answer is None or answer.role != "assistant":
         raise NotFound("No such answer.")
-    if answer.status != "pending":
+    if answer.status != "pending" and not _closed_by_the_sweep(answer):
+        if answer.status == status and answer.content == fields.get("content", answer.content):
+            return answer  # the same closing again: a retry whose first commit landed but was not acknowledged
         raise InvalidState(f"The answer is already {answer.status}.")
     for key, value in fields.items():
         setattr(answer, key, value)
@@ -498,6 +504,17 @@ def _close(session: Session, answer_id: int, *, status: str, **fields) -> Messag
     session.commit()
     session.refresh(answer)
     return answer
+
+
+def _closed_by_the_sweep(answer: Message) -> bool:
+    """Whether :func:`interrupt_stale_answers` closed this answer with nothing in it.
+
+    A page that could not store an answer keeps its text and stores it later
+    (after a database outage); if the outage outlasted the sweep's age, the
+    sweep closed the row first. The kept text is the answer: it may replace
+    that empty record, never an answer that holds text.
+    """
+    return answer.status == "interrupted" and not answer.content and answer.error == STALE_ANSWER_ERROR
 
 
 def _rateable_answer(session: Session, user: User, message_id: int) -> Message:

@@ -455,3 +455,28 @@ def test_an_answer_with_a_notice_keeps_it_and_an_unfinished_one_is_interrupted(s
                                output_tokens=3, error="It reached the length limit.", interrupted=True)
     assert (done.status, done.content, done.error) == ("interrupted", "You get 25", "It reached the length limit.")
     assert done.sources == SOURCES and done.output_tokens == 3 and done.finished_at is not None
+
+
+def test_an_answer_kept_through_a_long_outage_replaces_the_sweeps_empty_record(session, alice):
+    """A page kept an answer it could not store; the outage outlasted the stale-answer sweep, which closed the
+    empty row as interrupted. The kept text is stored when the database is back (it was dropped before)."""
+    conversation = store.create_conversation(session=session, user=alice)
+    question = ask(session, alice, conversation)
+    kept = store.start_answer(session=session, question_id=question.id, answerer="extractive")
+    assert store.interrupt_stale_answers(session=session, older_than=timedelta(0)) == 1
+
+    stored = store.finish_answer(session=session, answer_id=kept.id, content="You get 25 days [1].", sources=SOURCES)
+    assert (stored.status, stored.content, stored.error) == ("complete", "You get 25 days [1].", None)
+
+    with pytest.raises(store.InvalidState):  # an answer that holds text is never replaced
+        store.finish_answer(session=session, answer_id=kept.id, content="Something else.")
+
+
+def test_closing_an_answer_twice_with_the_same_text_is_not_an_error(session, alice):
+    """A retried final write whose first commit landed but whose acknowledgement was lost."""
+    conversation = store.create_conversation(session=session, user=alice)
+    question = ask(session, alice, conversation)
+    pending = store.start_answer(session=session, question_id=question.id, answerer="extractive")
+    first = store.finish_answer(session=session, answer_id=pending.id, content="25 days [1].", sources=SOURCES)
+    again = store.finish_answer(session=session, answer_id=pending.id, content="25 days [1].", sources=SOURCES)
+    assert again.id == first.id and again.status == "complete"
