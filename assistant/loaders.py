@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import html
 import io
+import difflib
 import logging
 import re
 import time
@@ -137,9 +138,24 @@ def _load_markdown(data: bytes, stem: str) -> LoadedDocument:
     url = _scalar(meta.get("url") or meta.get("permalink") or meta.get("source_url"))
     if url:
         metadata["url"] = url
-    if "audience" in meta:
-        metadata["audience"] = _audience(meta["audience"])
+    audience = _audience_key(meta)
+    if audience is not None:
+        metadata["audience"] = _audience(meta[audience])
     return LoadedDocument(text=text, title=title, kind="markdown", metadata=metadata)
+
+
+def _audience_key(meta: dict) -> str | None:
+    """The front-matter key that holds the page's audience, whatever its case; :class:`UnreadableFile` for a
+    near miss (``audiences``, ``audiance``): read as no audience, the page would be shown to everyone."""
+    keys = [key for key in meta if isinstance(key, str)]
+    for key in keys:
+        if key.strip().lower() == "audience":
+            return key
+    near = difflib.get_close_matches("audience", [key.strip().lower() for key in keys], n=1, cutoff=0.75)
+    if near:
+        raise UnreadableFile(_REFUSED.format(
+            f"front matter has '{near[0]}' but no 'audience' key (a misspelling? write e.g. 'audience: [hr]')"))
+    return None
 
 
 #: Why a page with front matter that cannot be read is refused rather than indexed without it.

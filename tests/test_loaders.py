@@ -708,3 +708,21 @@ def test_hostile_files_are_refused_with_a_reason(make, name, reason):
     with pytest.raises(UnreadableFile) as excinfo:
         load(make(), name)
     assert str(excinfo.value).startswith(reason), str(excinfo.value)
+
+
+@pytest.mark.parametrize("key", ["Audience", "AUDIENCE", " audience"])
+def test_an_audience_key_in_another_case_still_restricts_the_page(key):
+    """Found by review: `Audience: [hr]` was valid YAML read as no audience, so the page went to everyone."""
+    loaded = load_bytes(f"---\n{key}: [hr]\n---\n# Pay\n\nSalary bands.\n".encode(), name="pay.md", max_bytes=1_000_000)
+    assert loaded.metadata["audience"] == ["hr"]
+
+
+@pytest.mark.parametrize("key", ["audiences", "audiance", "audince", "Audiense"])
+def test_a_misspelt_audience_key_is_refused_not_published_to_everyone(key):
+    with pytest.raises(UnreadableFile, match=f"'{key.lower()}' but no 'audience' key"):
+        load_bytes(f"---\n{key}: [hr]\n---\n# Pay\n\nSalary bands.\n".encode(), name="pay.md", max_bytes=1_000_000)
+
+
+def test_unrelated_front_matter_keys_are_not_mistaken_for_an_audience():
+    loaded = load_bytes(b"---\ntitle: Pay\nauthor: hr\naudit: yearly\n---\n# Pay\n\nSalary bands.\n", name="pay.md", max_bytes=1_000_000)
+    assert "audience" not in loaded.metadata
