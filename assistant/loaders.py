@@ -18,9 +18,9 @@ the text, title and metadata a loader returns pass through
 
 from __future__ import annotations
 
+import difflib
 import html
 import io
-import difflib
 import logging
 import re
 import time
