@@ -43,6 +43,31 @@ works inside the process).
 
 Timings are of one process on this machine: other work on it shows in them
 (``load_average`` records it).
+
+Faults: ``--restart-db AFTER_S`` takes the database away ``AFTER_S`` seconds
+into the concurrent turns for ``--fault-seconds`` (default 5). On PostgreSQL
+the throwaway server is really stopped (``pg_ctl stop -m fast``: sessions are
+ended, open transactions rolled back) and started again. On SQLite, which has
+no server, a second process holds the write lock (``BEGIN EXCLUSIVE``) that
+long: in WAL mode reads go on and every write waits up to the app's busy
+timeout (30 s, ``onboard/db.py``), so a lock shorter than that only delays,
+and a longer one makes writes fail with "database is locked". The people then
+do what the chat page does: a question that could not be stored is kept as a
+draft (``pages/chat.py``) and sent again after :data:`RESEND_PAUSE_S` (a person
+pressing Send again), at most :data:`RESENDS` times; an answer
+``answer_turn`` could not store after its backoff (``Outcome.unsaved``) is kept
+and written on the person's next action as ``web.save_unsaved`` does (before
+each question, and every :data:`RESEND_PAUSE_S` after the last one). Use
+``--think-seconds`` so the turns last long enough for the fault to land
+mid-run (``fault.began_s`` against ``wall_s``). The sequential reference is
+skipped (an answer made while the database was away may rightly be
+``failed``: ``answers_failed_why`` says why). Reported from the database:
+``typed_lost`` (typed, never stored, not still held as a draft),
+``answers_pending`` and ``answers_pending_text_lost`` (pending or failed rows
+with no text where text was shown), ``answers_told_otherwise`` (the turn said
+failed but the row holds the answer: its write landed, the reply did not); from
+the people: ``drafts_resent``, ``unsaved_kept``, ``unsaved_then_saved``,
+``answers_not_started`` (``answer_turn`` could not store the pending answer).
 """
 
 from __future__ import annotations
@@ -119,6 +144,7 @@ class Person:
     unsaved_kept: int = 0
     unsaved_then_saved: int = 0
     shown: dict[int, str] = dataclasses.field(default_factory=dict)  # answer id: the text the person saw
+    told: dict[int, str] = dataclasses.field(default_factory=dict)  # answer id: the status answer_turn returned
     not_started: list[str] = dataclasses.field(default_factory=list)  # stored questions answer_turn got no row for
 
 
@@ -270,6 +296,7 @@ def run_person(page: Page, person: Person, start: threading.Barrier) -> None:
         if outcome.answer_id is not None:
             person.answer_ids.append(outcome.answer_id)
             person.shown[outcome.answer_id] = "".join(shown)
+            person.told[outcome.answer_id] = outcome.status
         else:  # no answer row could be started: the page flashes the error under the stored question
             person.not_started.append(f"{outcome.status}: {outcome.error}"[:200])
         if outcome.status not in web.ANSWERED and outcome.unsaved is None and not page.faulty:
@@ -415,6 +442,10 @@ def audit(engine, people: list[Person], reference: dict[str, tuple]) -> dict:
     shown = {answer_id: text for p in people for answer_id, text in p.shown.items()}
     held = {answer_id for p in people for answer_id in p.unsaved}
     text_lost = [a for a in answers if shown.get(a.id) and not a.content and a.id not in held]
+    told = {answer_id: status for p in people for answer_id, status in p.told.items()}
+    # answer_turn said failed (or unsaved) but the database holds the answer (its write landed, the reply did not)
+    told_otherwise = Counter(f"told {told[a.id]}, stored {a.status}" for a in answers
+                             if a.id in told and told[a.id] != a.status and told[a.id] != "unsaved")
 
     differ, examples = (0, []) if reference else (None, [])
     for a in answers if reference else ():
@@ -449,6 +480,7 @@ def audit(engine, people: list[Person], reference: dict[str, tuple]) -> dict:
         "answers_text_lost": len(text_lost),
         "answers_pending_text_lost": sum(1 for a in text_lost if a.status in ("pending", "failed")),
         "answers_unsaved_still_held": len(held),
+        "answers_told_otherwise": dict(told_otherwise),
         "answers_failed_why": dict(Counter(f"{a.status}: {a.error}" for a in answers
                                            if a.status in ("failed", "interrupted"))),
     }
