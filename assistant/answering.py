@@ -6,8 +6,11 @@ read ``stream.answer`` (an :class:`Answer`: the Markdown text with ``[n]``
 markers, the citations they point to, whether the assistant abstained, and what
 it cost). A turn runs:
 
-1. *rewrite* (``llm`` mode, only when there is a history): the chat model turns
+1. *rewrite* (only when there is a history): in ``llm`` mode the chat model turns
    a follow-up into a standalone question (prompt ``rewrite-{version}.md``);
+   offline, or when the model is unavailable, a question that leans on the
+   conversation ("and in the UK?") is searched with the previous question
+   joined (:mod:`assistant.followup`); the question is kept as typed;
 2. *retrieve*: :meth:`KnowledgeBase.retrieve` finds the passages and judges
    whether they can answer;
 3. *abstain* when they cannot, saying why and whom to ask (no model call),
@@ -57,6 +60,7 @@ from typing import TYPE_CHECKING, Literal
 from pydantic import BaseModel, Field, SecretStr, model_validator
 from tenacity import RetryCallState, Retrying, retry_if_exception
 
+from assistant import followup
 from assistant.answerers import extractive, generative
 from assistant.errors import AssistantError
 from assistant.keyword import Filter
@@ -241,8 +245,9 @@ class Assistant:
 
         ``history`` holds the conversation so far, oldest first, as ``(role,
         text)`` messages (roles ``user``/``assistant``, or ``human``/``ai``) or as
-        ``(question, answer)`` pairs; only ``llm`` mode uses it, to rewrite a
-        follow-up. ``where`` restricts the passages, as in
+        ``(question, answer)`` pairs; it makes a follow-up ("and in the UK?")
+        answerable: rewritten by the model in ``llm`` mode, searched with the
+        previous question offline (:mod:`assistant.followup`). ``where`` restricts the passages, as in
         :meth:`KnowledgeBase.retrieve`. Provider errors end up in the answer,
         never raised; retrieval errors (e.g. an empty index) are raised.
         ``on_status`` is told, while the model keeps the turn waiting, what is
@@ -286,7 +291,11 @@ class Assistant:
         standalone = question
         if llm and history:
             standalone = self._rewrite(turn, question, history)
-        retrieval = self.knowledge_base.retrieve(standalone, where=where)
+        rewritten = standalone != question
+        if history and not rewritten:  # offline, or the model did not rewrite it: see assistant.followup
+            retrieval, standalone = self._follow_up(question, history, where)
+        else:
+            retrieval = self.knowledge_base.retrieve(standalone, where=where)
         turn.retrieval = retrieval
         if not retrieval.answerable:
             log.info("abstaining: %s", retrieval.answerability.reason)  # with its scores, for the admins
@@ -294,9 +303,35 @@ class Assistant:
         elif llm and turn.error is None:
             yield from self._generate(turn, standalone, retrieval)
             if turn.fallback:
-                yield from self._extract(turn, standalone, retrieval)
+                yield from self._extract(turn, standalone if rewritten else question, retrieval)
         else:
-            yield from self._extract(turn, standalone, retrieval)
+            yield from self._extract(turn, standalone if rewritten else question, retrieval)
+
+    def _follow_up(self, question: str, history, where: Filter | None) -> tuple[Retrieval, str]:
+        """Retrieve for a question asked in a conversation: with the previous question too when it leans on it.
+
+        Returns the retrieval and the query it used (a generated answer is asked that; quotes are chosen for the
+        question as typed). A question that leans on the conversation is searched with the previous question
+        joined; one that does not is searched alone, and joined only if alone it finds no answer and the joined
+        search both can answer and mentions most of its words (:func:`followup.rescues`).
+        """
+        previous = followup.previous_question(history)
+        if previous is None:
+            return self.knowledge_base.retrieve(question, where=where), question
+        combined = followup.combined_query(question, previous)
+        cue = followup.leans_on(question)
+        if cue:
+            log.info("follow-up (%s): searching %r", cue, combined)
+            return self.knowledge_base.retrieve(combined, where=where), combined
+        alone = self.knowledge_base.retrieve(question, where=where)
+        if alone.answerable:
+            return alone, question
+        together = self.knowledge_base.retrieve(combined, where=where)
+        if followup.rescues(question, answerable=together.answerable,
+                            unmatched_terms=together.answerability.unmatched_terms):
+            log.info("follow-up (no answer alone): searching %r", combined)
+            return together, combined
+        return alone, question
 
     def _abstain(self, turn: _Turn, reason: str, closest: Sequence[Document] = ()) -> Iterator[str]:
         """Say the passages do not answer, and who to ask; list the ``closest`` passages, none cited."""
@@ -324,6 +359,8 @@ class Assistant:
     # -- extractive ------------------------------------------------------------------------------
 
     def _extract(self, turn: _Turn, question: str, retrieval: Retrieval) -> Iterator[str]:
+        """Quote the passages' best sentences for ``question``: as typed, even when a follow-up was searched with
+        the previous question (``retrieval.query``), so the sentences answer what was asked now."""
         documents = retrieval.documents
         vector = retrieval.query_vector
         if vector is None or retrieval.query != question:
