@@ -95,7 +95,8 @@ class KeywordIndex:
         if not where:
             return None
         key = tuple(sorted((field, _values(allowed)) for field, allowed in where.items()))
-        if key not in self._masks:
+        mask = self._masks.get(key)  # one read: another thread may clear the cache at any moment
+        if mask is None:
             mask = np.ones(len(self.ids), dtype=bool)
             for field, allowed in key:
                 allowed_set = set(allowed)
@@ -105,7 +106,7 @@ class KeywordIndex:
             if len(self._masks) > 256:
                 self._masks.clear()
             self._masks[key] = mask
-        return self._masks[key]
+        return mask
 
 
 def matches(metadata: Mapping, where: Filter | None) -> bool:
