@@ -213,25 +213,38 @@ def evaluate(
         typer.Option(help="Also print the abstention threshold that answers this share (0 to 1) of answerable questions."),
     ] = None,
     answers: Annotated[
-        bool, typer.Option("--answers", help="Also run the answerer on every question (quote_hit_rate, turn latency).")
+        bool,
+        typer.Option(
+            "--answers",
+            help="Also run the answerer on every question (quote_hit_rate, bands, citations, length, turn latency).",
+        ),
     ] = False,
     groups: Annotated[
         str | None,
         typer.Option(help='Ask as a user in these comma-separated groups (documents for "all" plus theirs); '
                      "default: no filter."),
     ] = None,
+    compare: Annotated[
+        tuple[Path, Path] | None,
+        typer.Option(
+            help="Two env files (ONBOARD_* lines) A and B: run both configurations on the same questions, with "
+            "answers, and print each figure side by side with B - A and McNemar's exact test. Their lines "
+            "take precedence over the environment and .env.",
+            exists=True, dir_okay=False, show_default=False,
+        ),
+    ] = None,
 ) -> None:
     """Index CORPUS into a fresh temporary store and measure retrieval and abstention on DATASET."""
     from assistant.evaluation import calibrate as run_calibration
-    from assistant.evaluation import evaluate as run_eval
-    from assistant.evaluation import evaluate_answers, load_dataset
-    from assistant.ingest import ingest as run_ingest
-    from onboard import factories
+    from assistant.evaluation import compare as run_compare
+    from assistant.evaluation import load_dataset
 
     if retriever not in ("hybrid", "dense", "keyword"):
         _fail("--retriever must be hybrid, dense or keyword")
     if calibrate is not None and not 0 < calibrate <= 1:
         _fail(f"--calibrate must be a share of the answerable questions, above 0 and at most 1 (got {calibrate})")
+    if calibrate is not None and compare:
+        _fail("--calibrate and --compare cannot be combined: calibrate each configuration on its own")
     where = None
     if groups is not None:
         where = {"audience": sorted({"all", *(g.strip() for g in groups.split(",") if g.strip())})}
@@ -239,38 +252,131 @@ def evaluate(
         cases = load_dataset(dataset)
     except ValueError as exc:
         _fail(str(exc))
+    for env_file in compare or ():
+        foreign = [key for key in _env_lines(env_file) if not key.upper().startswith("ONBOARD_")]
+        if foreign:
+            _fail(f"{env_file}: not ONBOARD_ settings: {', '.join(foreign)}")
+    run = _EvalRun(cases=cases, dataset=dataset, corpus=corpus, retriever=retriever, k=k, where=where)
     with _friendly_errors(), tempfile.TemporaryDirectory(prefix="onboard-eval-") as tmp:
-        configured = _settings()  # the configured model, and the folder its quantised copy is kept in
-        settings = _settings(
-            data_dir=Path(tmp), database_url=None, chroma_path=None, chroma_url=None, collection="eval",
-            embedding=configured.embedding, answer=configured.answer, retrieval=configured.retrieval,
-        )
-        embeddings = factories.make_embeddings(settings)
-        store = factories.make_store(settings, embeddings)
-        engine = factories.make_engine(settings, migrate=True)
-        report = _with_progress(
-            lambda progress: run_ingest(
-                [corpus], store=store, embeddings=embeddings, engine=engine,
-                options=factories.ingest_options(settings), progress=progress,
-            )
-        )
-        engine.dispose()
-        _check_gold_files(cases, report.added, dataset, corpus)
+        if not compare:
+            summary, rows = run.measure(_eval_settings(Path(tmp), None), answers=answers)
+            if calibrate is not None:
+                summary["calibration"] = run_calibration(rows, calibrate)
+            typer.echo(json.dumps(summary))
+            if out:
+                out.write_text(json.dumps({"summary": summary, "questions": rows}, indent=1), encoding="utf-8")
+            return
+        first, second = (_eval_settings(Path(tmp) / side, env) for side, env in zip("ab", compare, strict=True))
+        if first.model_dump(exclude={"data_dir"}) == second.model_dump(exclude={"data_dir"}):
+            typer.secho(f"warning: {compare[0]} and {compare[1]} configure the same settings", fg="yellow", err=True)
+        summary_a, rows_a = run.measure(first, answers=True)
+        summary_b, rows_b = run.measure(second, answers=True)
+    result = {
+        "a": {"env": str(compare[0]), "settings": _env_lines(compare[0]), "summary": summary_a},
+        "b": {"env": str(compare[1]), "settings": _env_lines(compare[1]), "summary": summary_b},
+        "shared_index": run.indexed == 1,
+        **run_compare(summary_a, rows_a, summary_b, rows_b),
+    }
+    typer.echo(json.dumps(result))
+    if out:
+        written = result | {"questions": {"a": rows_a, "b": rows_b}}
+        out.write_text(json.dumps(written, indent=1), encoding="utf-8")
+
+
+def _eval_settings(data_dir: Path, env_file: Path | None):
+    """Settings for an evaluation in ``data_dir``: the configured ones, or those ``env_file`` overrides."""
+    configured = _settings_from(env_file)  # the configured model, and the folder its quantised copy is kept in
+    return _settings_from(
+        env_file, data_dir=data_dir, database_url=None, chroma_path=None, chroma_url=None, collection="eval",
+        embedding=configured.embedding, answer=configured.answer, retrieval=configured.retrieval,
+    )
+
+
+def _settings_from(env_file: Path | None, **overrides):
+    """:class:`Settings`, with ``env_file``'s lines (when given) before the environment and ``.env``."""
+    from pydantic_settings import DotEnvSettingsSource
+
+    from onboard.settings import Settings
+
+    if env_file is None:
+        return Settings(**overrides)
+
+    class FromFile(Settings):
+        @classmethod
+        def settings_customise_sources(
+            cls, settings_cls, init_settings, env_settings, dotenv_settings, file_secret_settings
+        ):
+            from_file = DotEnvSettingsSource(settings_cls, env_file=env_file)
+            return init_settings, from_file, env_settings, dotenv_settings, file_secret_settings
+
+    return FromFile(**overrides)
+
+
+_SECRET_NAME = re.compile(r"KEY|TOKEN|SECRET|PASSWORD|DATABASE_URL", re.IGNORECASE)
+
+
+def _env_lines(env_file: Path) -> dict[str, str | None]:
+    """The settings an env file sets, secrets' values hidden: what a comparison was between."""
+    from dotenv import dotenv_values
+
+    values = dotenv_values(env_file)
+    return {key: "***" if value and _SECRET_NAME.search(key) else value for key, value in values.items()}
+
+
+class _EvalRun:
+    """One dataset on one corpus, measured under one or more settings; the corpus is indexed once per
+    embedding and ingest configuration."""
+
+    def __init__(self, *, cases, dataset: Path, corpus: Path, retriever: str, k: int, where) -> None:
+        self.cases, self.dataset, self.corpus = cases, dataset, corpus
+        self.retriever, self.k, self.where = retriever, k, where
+        self._indexes: dict[str, tuple] = {}
+
+    @property
+    def indexed(self) -> int:
+        return len(self._indexes)
+
+    def measure(self, settings, *, answers: bool) -> tuple[dict, list[dict]]:
+        from assistant.evaluation import evaluate as run_eval
+        from assistant.evaluation import evaluate_answers, summarise_with_history
+        from onboard import factories
+
+        embeddings, store, report = self._index(settings)
         kb = factories.make_knowledge_base(settings, embeddings, store)
-        summary, rows = run_eval(kb, cases, mode=retriever, k=k, where=where)
+        summary, rows = run_eval(kb, self.cases, mode=self.retriever, k=self.k, where=self.where)
         if answers:
-            kb.config = kb.config.model_copy(update={"mode": retriever})
-            answer_summary, answer_rows = evaluate_answers(factories.make_assistant(settings, kb), cases, where=where)
+            kb.config = kb.config.model_copy(update={"mode": self.retriever})
+            assistant = factories.make_assistant(settings, kb)
+            answer_summary, answer_rows = evaluate_answers(assistant, self.cases, where=self.where)
             summary |= answer_summary
             rows = [r | {"answer": a} for r, a in zip(rows, answer_rows, strict=True)]
-    summary = {"retriever": retriever, "k": k, "embedding_model": embeddings.model_id,
-               "audiences": where["audience"] if where else None, **summary,
-               "corpus_files_failed": len(report.failed)}
-    if calibrate is not None:
-        summary["calibration"] = run_calibration(rows, calibrate)
-    typer.echo(json.dumps(summary))
-    if out:
-        out.write_text(json.dumps({"summary": summary, "questions": rows}, indent=1), encoding="utf-8")
+        followups = summarise_with_history(rows)
+        summary = {"retriever": self.retriever, "k": self.k, "embedding_model": embeddings.model_id,
+                   "audiences": self.where["audience"] if self.where else None, **summary,
+                   "corpus_files_failed": len(report.failed)}
+        if followups is not None:
+            summary["with_history"] = followups
+        return summary, rows
+
+    def _index(self, settings):
+        from assistant.ingest import ingest as run_ingest
+        from onboard import factories
+
+        options = factories.ingest_options(settings)
+        key = json.dumps([settings.embedding.model_dump(mode="json"), repr(options)], sort_keys=True, default=str)
+        if key not in self._indexes:
+            embeddings = factories.make_embeddings(settings)
+            store = factories.make_store(settings, embeddings)
+            engine = factories.make_engine(settings, migrate=True)
+            report = _with_progress(
+                lambda progress: run_ingest(
+                    [self.corpus], store=store, embeddings=embeddings, engine=engine, options=options, progress=progress,
+                )
+            )
+            engine.dispose()
+            _check_gold_files(self.cases, report.added, self.dataset, self.corpus)
+            self._indexes[key] = (embeddings, store, report)
+        return self._indexes[key]
 
 
 def _check_gold_files(cases, indexed: list[str], dataset: Path, corpus: Path) -> None:

@@ -9,7 +9,22 @@ import pytest
 from helpers_kb import write_docs
 from typer.testing import CliRunner
 
-from assistant.evaluation import Case, calibrate, evaluate, load_dataset, missing_gold_files, summarise
+from assistant.answering import Answer, AnswerConfig, Assistant, Citation
+from assistant.evaluation import (
+    Case,
+    calibrate,
+    cited_in_order,
+    compare,
+    evaluate,
+    evaluate_answers,
+    load_dataset,
+    mcnemar_exact,
+    missing_gold_files,
+    repeated_line,
+    summarise,
+    summarise_answers,
+    words,
+)
 from assistant.ingest import ingest
 from assistant.retrieval import KnowledgeBase
 from onboard.cli import app
@@ -390,3 +405,246 @@ def test_onboard_eval_refuses_a_calibration_share_outside_zero_to_one(tmp_path, 
     result = eval_command(tmp_path, DATASET, corpus, "--calibrate", rate)
     assert result.exit_code == 2
     assert "--calibrate must be a share of the answerable questions, above 0 and at most 1" in result.stderr
+
+
+# --- answer figures: bands, citations, words, repeated lines, cited gold share ---------------------
+
+
+def make_answer(text: str, sources: list[str], *, abstained: bool = False, cited: set[int] | None = None) -> Answer:
+    citations = [
+        Citation(n=n, source=src, title="", section="", url=None, chunk_id=f"c{n}", passage="",
+                 cited=cited is None or n in cited)
+        for n, src in enumerate(sources, 1)
+    ]
+    return Answer(text=text, citations=citations, abstained=abstained, answerer="extractive", model=None,
+                  prompt_version="x", index_version=1, input_tokens=None, output_tokens=None, latency_ms=1.0,
+                  ttft_ms=None)
+
+
+def test_cited_in_order_lists_what_the_text_cites_in_marker_order():
+    answer = make_answer("Dental is free. [3]\n\nVision too [1, 3]. See [9].", ["a.md", "b.md", "c/d.md"])
+    # [3] first, then [1]; [2] is never cited; [9] has no passage.
+    assert cited_in_order(answer) == [{"n": 3, "source": "c/d.md"}, {"n": 1, "source": "a.md"}]
+
+
+def test_words_leave_out_markers_and_markdown_punctuation():
+    assert words("> The plan pays **100%** of the premium. [2]\n\n| --- | --- |\n- $1,000 [1, 3]") == 8
+
+
+@pytest.mark.parametrize(
+    ("text", "repeated"),
+    [
+        ("The company pays 100% of the premium. [2]\nThe company pays 100% of the premium. [3]", True),
+        ("- Dental: the company pays. [1]\n\n-   Dental:  the company pays.[4]", True),
+        ("Dental: the company pays. [1]\nVision: the company pays. [2]", False),
+        ("| a | b |\n| --- | --- |\n| 1 | 2 |\n\n| c | d |\n| --- | --- |\n| 3 | 4 |", False),  # rules, not lines
+        ("```\nls\n```\n```\npwd\n```", False),
+    ],
+)
+def test_repeated_line(text, repeated):
+    assert repeated_line(text) is repeated
+
+
+def answer_row(answerable: bool, abstained: bool, words: int, *, repeated=False, citations=(), gold=0,
+               quote_hit=None) -> dict:
+    return {"answerable": answerable, "abstained": abstained, "band": "abstained" if abstained else "answered",
+            "quote_hit": quote_hit, "citations": [{"n": i, "source": s} for i, s in enumerate(citations, 1)],
+            "cited_gold": gold, "retrieved_gold_at_5": answerable or None, "words": words,
+            "repeated_line": repeated, "error": None, "latency_ms": 1.0}
+
+
+def test_summarise_answers_new_figures_by_hand():
+    rows = [
+        answer_row(True, False, 10, citations=["g.md", "x.md"], gold=1, quote_hit=True),
+        answer_row(True, False, 20, repeated=True, citations=["g.md"], gold=1, quote_hit=False),
+        answer_row(True, False, 30, citations=["y.md"], gold=0, quote_hit=True),
+        answer_row(True, False, 40, citations=["g.md"], gold=1, quote_hit=True),
+        answer_row(True, True, 500, quote_hit=False),  # abstained: its words and lines do not count
+        answer_row(False, False, 50, citations=["z.md", "z.md"], gold=0),  # unanswerable: its citations do not count
+    ]
+    summary = summarise_answers(rows)
+    # Answered lengths 10, 20, 30, 40, 50: median 30; p90 (linear) = 40 + 0.6 * 10.
+    assert summary["answer_words_p50"] == 30.0
+    assert summary["answer_words_p90"] == 46.0
+    # One answered answer of five repeats a line.
+    assert summary["repeated_line_answers"] == 0.2 and summary["repeated_line_answers_n"] == 1
+    # Citations of answerable questions: 5, of which 3 are gold files.
+    assert summary["cited_gold_share"] == 0.6
+    assert summary["bands"] == {"abstained": 1, "answered": 5}
+    assert summary["quote_hit_rate"] == 0.6  # 3 of 5 answerable
+
+
+def test_summarise_answers_when_nothing_was_answered():
+    summary = summarise_answers([answer_row(True, True, 30)])
+    assert summary["answer_words_p50"] is None and summary["repeated_line_answers"] is None
+    assert summary["cited_gold_share"] is None
+
+
+class RecordingAssistant:
+    """A real extractive assistant that also records what each ``answer`` call received."""
+
+    def __init__(self, assistant: Assistant) -> None:
+        self.assistant = assistant
+        self.calls: list[tuple[str, dict]] = []
+
+    def answer(self, question: str, **kwargs) -> Answer:
+        self.calls.append((question, kwargs))
+        return self.assistant.answer(question, **kwargs)
+
+
+def test_evaluate_answers_records_band_citations_words_and_passes_history(
+    tmp_path, store, fake_embeddings, sqlite_engine
+):
+    root = write_docs(tmp_path / "corpus", CORPUS)
+    ingest([root], store=store, embeddings=fake_embeddings, engine=sqlite_engine)
+    kb = KnowledgeBase(store, fake_embeddings)
+    kb.config = kb.config.model_copy(update={"mode": "keyword"})
+    assistant = RecordingAssistant(Assistant(knowledge_base=kb, config=AnswerConfig()))
+    history = (("user", "what does the dental plan cover?"), ("assistant", "Two cleanings a year. [1]"))
+    cases = [
+        Case("q1", "when does the dishwasher run in the kitchen", ("office/kitchen.md",), ("dishwasher runs at six",)),
+        Case("q2", "and how many cleanings", ("benefits/dental.md",), ("two cleanings a year",), history),
+        Case("q3", "xylophone glockenspiel qwerty", ()),
+    ]
+
+    summary, rows = evaluate_answers(assistant, cases)
+
+    assert [call[1]["history"] for call in assistant.calls] == [[], list(history), []]
+    assert [r["history_turns"] for r in rows] == [0, 2, 0]
+    first = rows[0]
+    assert first["band"] == "answered" and first["quote_hit"] is True
+    assert first["citations"][0] == {"n": 1, "source": "office/kitchen.md"}
+    assert [c["n"] for c in first["citations"]] == list(range(1, len(first["citations"]) + 1))
+    assert first["cited_gold"] == sum(c["source"] == "office/kitchen.md" for c in first["citations"]) >= 1
+    assert first["words"] == words(first["text"]) > 0
+    assert rows[2]["band"] == "abstained" and rows[2]["citations"] == [] and rows[2]["cited_gold"] == 0
+    cited = [c for r in rows[:2] for c in r["citations"]]
+    gold = sum(r["cited_gold"] for r in rows[:2])
+    assert summary["cited_gold_share"] == round(gold / len(cited), 4)
+    assert summary["bands"]["abstained"] >= 1
+
+
+def test_load_dataset_reads_history(tmp_path):
+    path = tmp_path / "qa.jsonl"
+    turns = [{"role": "user", "content": "how many sick days in the US?"}, {"role": "assistant", "content": "Ten. [1]"}]
+    path.write_text(
+        json.dumps({"id": "f1", "question": "and in Portugal?", "gold_files": ["pto.md"], "history": turns}) + "\n"
+        + json.dumps({"id": "f2", "question": "how long is it?", "gold_files": [], "history": ["parental leave?"]})
+        + "\n",
+        encoding="utf-8",
+    )
+    cases = load_dataset(path)
+    assert cases[0].history == (("user", "how many sick days in the US?"), ("assistant", "Ten. [1]"))
+    assert cases[1].history == (("user", "parental leave?"),)
+
+
+@pytest.mark.parametrize("history", ['"just a string"', '[{"role": "boss", "content": "x"}]', '[{"role": "user"}]'])
+def test_load_dataset_names_a_malformed_history(tmp_path, history):
+    path = tmp_path / "qa.jsonl"
+    path.write_text(f'{{"id": "a", "question": "q", "gold_files": [], "history": {history}}}\n', encoding="utf-8")
+    with pytest.raises(ValueError, match=f"{path}:1:.*history"):
+        load_dataset(path)
+
+
+# --- compare: two configurations on the same questions ---------------------------------------------
+
+
+def compared_row(i: int, answerable: bool, *, hit5: bool, abstained: bool, quote_hit: bool | None) -> dict:
+    return {"id": f"q{i}", "answerable": answerable, "hits": {1: hit5, 3: hit5, 5: hit5},
+            "answer": {"abstained": abstained, "quote_hit": quote_hit}}
+
+
+def test_mcnemar_exact_p_values():
+    # 1 against 6 discordant pairs: 2 * P(X <= 1 | n=7, p=1/2) = 2 * (1 + 7) / 128.
+    assert mcnemar_exact(1, 6) == pytest.approx(0.125)
+    assert mcnemar_exact(6, 1) == pytest.approx(0.125)
+    assert mcnemar_exact(0, 0) == 1.0
+    assert mcnemar_exact(0, 5) == pytest.approx(2 / 32)
+
+
+def test_compare_pairs_the_outcomes_question_by_question():
+    # 10 answerable questions: A hits the quote on q0 only ... B on q1..q6 (6 B-only, 1 A-only, 3 neither).
+    rows_a = [compared_row(i, True, hit5=True, abstained=i >= 8, quote_hit=i == 0) for i in range(10)]
+    rows_b = [compared_row(i, True, hit5=True, abstained=False, quote_hit=1 <= i <= 6) for i in range(10)]
+    # 2 unanswerable: A abstains on both, B on neither.
+    rows_a += [compared_row(i, False, hit5=False, abstained=True, quote_hit=None) for i in (10, 11)]
+    rows_b += [compared_row(i, False, hit5=False, abstained=False, quote_hit=None) for i in (10, 11)]
+    summary_a = {"quote_hit_rate": 0.1, "answer_words_p50": 80.0, "bands": {"answered": 8, "abstained": 4}, "k": 5}
+    summary_b = {"quote_hit_rate": 0.6, "answer_words_p50": 61.5, "bands": {"answered": 12}, "k": 5}
+
+    result = compare(summary_a, rows_a, summary_b, rows_b)
+
+    assert result["figures"]["quote_hit_rate"] == {"a": 0.1, "b": 0.6, "diff": 0.5}
+    assert result["figures"]["answer_words_p50"]["diff"] == -18.5
+    assert result["figures"]["bands"]["diff"] == {"abstained": -4, "answered": 4}
+    assert result["paired"]["quote_hit"] == {"n": 10, "a": 1, "b": 6, "a_only": 1, "b_only": 6, "p_value": 0.125}
+    assert result["paired"]["answered"] == {"n": 10, "a": 8, "b": 10, "a_only": 0, "b_only": 2, "p_value": 0.5}
+    assert result["paired"]["abstained"] == {"n": 2, "a": 2, "b": 0, "a_only": 2, "b_only": 0, "p_value": 0.5}
+    assert result["paired"]["hit_at_5"]["p_value"] == 1.0  # no discordant pair
+
+
+def test_compare_refuses_runs_over_different_questions():
+    row_ = compared_row(0, True, hit5=True, abstained=False, quote_hit=True)
+    with pytest.raises(ValueError, match="same questions"):
+        compare({}, [row_], {}, [row_ | {"id": "other"}])
+
+
+def test_onboard_eval_compare_runs_both_configurations_on_one_index(tmp_path, api_embeddings, monkeypatch):
+    corpus = write_docs(tmp_path / "corpus", CORPUS)
+    a_env, b_env = tmp_path / "a.env", tmp_path / "b.env"
+    a_env.write_text("# the shipped threshold\nONBOARD_RETRIEVAL__ABSTENTION__MIN_SIMILARITY=-1\n", encoding="utf-8")
+    b_env.write_text("ONBOARD_RETRIEVAL__ABSTENTION__MIN_SIMILARITY=0.99\n", encoding="utf-8")
+    monkeypatch.setenv("ONBOARD_RETRIEVAL__ABSTENTION__MIN_SIMILARITY", "0.5")  # the files win over the environment
+    out = tmp_path / "compare.json"
+
+    quotes = ["twenty days of paid vacation", "Broken hardware goes to the helpdesk", "free coffee and tea",
+              "company password manager", ""]
+    dataset = [case | {"gold_quote": quote} for case, quote in zip(DATASET, quotes, strict=True)]
+
+    result = eval_command(tmp_path, dataset, corpus, "--compare", str(a_env), str(b_env), "--out", str(out))
+
+    assert result.exit_code == 0, result.output + repr(result.exception)
+    printed = json.loads(result.stdout)
+    assert printed["shared_index"] is True
+    assert printed["a"]["settings"] == {"ONBOARD_RETRIEVAL__ABSTENTION__MIN_SIMILARITY": "-1"}
+    # A never abstains on a similarity this low; B abstains on everything.
+    assert printed["a"]["summary"]["answers_answered_rate"] == 1.0
+    assert printed["b"]["summary"]["answers_answered_rate"] == 0.0
+    answered = printed["paired"]["answered"]
+    assert answered == {"n": 4, "a": 4, "b": 0, "a_only": 4, "b_only": 0, "p_value": 0.125}
+    assert printed["figures"]["answers_answered_rate"] == {"a": 1.0, "b": 0.0, "diff": -1.0}
+    assert printed["paired"]["quote_hit"]["n"] == 4 and printed["paired"]["quote_hit"]["b"] == 0
+    assert printed["paired"]["abstained"]["n"] == 1 and printed["paired"]["abstained"]["b"] == 1
+    assert "hit_at_5" in printed["paired"]
+    written = json.loads(out.read_text(encoding="utf-8"))
+    assert [q["id"] for q in written["questions"]["b"]] == [case["id"] for case in DATASET]
+    assert all(q["answer"]["band"] == "abstained" for q in written["questions"]["b"])
+
+
+def test_onboard_eval_compare_refuses_an_env_file_of_other_settings(tmp_path, api_embeddings):
+    corpus = write_docs(tmp_path / "corpus", CORPUS)
+    good, bad = tmp_path / "a.env", tmp_path / "b.env"
+    good.write_text("ONBOARD_RETRIEVAL__K=4\n", encoding="utf-8")
+    bad.write_text("RETRIEVAL__K=4\nOPENAI_API_KEY=sk-secret\n", encoding="utf-8")
+
+    result = eval_command(tmp_path, DATASET, corpus, "--compare", str(good), str(bad))
+
+    assert result.exit_code == 2
+    assert "not ONBOARD_ settings: RETRIEVAL__K, OPENAI_API_KEY" in result.stderr
+    assert "sk-secret" not in result.output
+
+
+def test_onboard_eval_reports_questions_asked_after_a_conversation(tmp_path, api_embeddings):
+    corpus = write_docs(tmp_path / "corpus", CORPUS)
+    followup = {"id": "f1", "question": "and who fixes it when it breaks?", "gold_files": ["it/laptop.md"],
+                "gold_quote": "Broken hardware goes to the helpdesk",
+                "history": [{"role": "user", "content": "when do I get my laptop?"},
+                            {"role": "assistant", "content": "IT ships a laptop before your first day. [1]"}]}
+
+    result = eval_command(tmp_path, [*DATASET, followup], corpus, "--answers")
+
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout)
+    assert summary["n"] == len(DATASET) + 1
+    assert summary["with_history"]["n"] == 1 and summary["with_history"]["n_answerable"] == 1
+    assert {"quote_hit_rate", "answers_answered_rate", "answers_recall_at_5"} <= set(summary["with_history"])
