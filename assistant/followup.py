@@ -66,7 +66,7 @@ _VERB = re.compile(
     r"\b(?:am|is|are|was|were|be|been|being|do|does|did|done|have|has|had|can|could|should|would|will|shall|may"
     r"|might|must|need|needs|get|gets|got|take|takes|make|makes|go|goes|work|works|pay|pays|use|uses|apply|find"
     r"|know|ask|book|bill|submit|request|join|reach|call|contact|change|cover|covers|include|includes|count"
-    r"|counts|happen|happens|want|set|sign|tell|help|start|leave|i'm|it's|what's|who's|how's|where's|there's"
+    r"|counts|happen|happens|want|set|sign|tell|help|start|i'm|it's|what's|who's|how's|where's|there's"
     r"|can't|don't|doesn't|isn't|aren't|won't)\b"
     r"|\w+(?:ed|ing)\b",
     re.IGNORECASE,

@@ -692,3 +692,15 @@ def test_the_open_conversation_is_in_the_address_and_a_new_session_reopens_it(da
         ok(probe.run())
         assert not probe.chat_message and probe.session_state["conversation_id"] is None
         assert "c" not in probe.query_params
+
+
+def test_a_follow_up_question_is_answered_from_the_conversation_offline(app, db):
+    ask(app, "what's the 401k match?")
+    ask(app, "and in Portugal?")  # alone, the handbook has nothing to say about it
+    first, _, follow_up, answer = messages(db)
+    assert follow_up.content == "and in Portugal?" and follow_up.conversation_id == first.conversation_id
+    assert answer.status == "complete" and answer.answerer == "extractive"
+    assert "employer contribution of 3% of base salary" in answer.content
+    assert answer.sources[0]["source"] == "benefits/overview.md" and answer.sources[0]["cited"]
+    shown = unescape(app.chat_message[-1].markdown[0].value)
+    assert "employer contribution of 3% of base salary" in shown
