@@ -331,10 +331,9 @@ def compare(summary_a: dict, rows_a: list[dict], summary_b: dict, rows_b: list[d
     for name, a in summary_a.items():
         b = summary_b.get(name)
         if _number(a) and _number(b):
-            figures[name] = {"a": a, "b": b, "diff": round(b - a, 4)}
-        elif isinstance(a, dict) and isinstance(b, dict):  # e.g. the bands' counts
-            keys = sorted(set(a) | set(b))
-            figures[name] = {"a": a, "b": b, "diff": {k: b.get(k, 0) - a.get(k, 0) for k in keys}}
+            figures[name] = {"a": a, "b": b, "diff": _diff(a, b)}
+        elif isinstance(a, dict) and isinstance(b, dict):  # the bands' counts, the with_history figures
+            figures[name] = {"a": a, "b": b, "diff": {k: _diff(a.get(k, 0), b.get(k, 0)) for k in sorted(set(a) | set(b))}}
         elif a != b:
             figures[name] = {"a": a, "b": b, "diff": None}
     paired = {}
@@ -353,6 +352,10 @@ def compare(summary_a: dict, rows_a: list[dict], summary_b: dict, rows_b: list[d
             "p_value": round(mcnemar_exact(a_only, b_only), 6),
         }
     return {"figures": figures, "paired": paired}
+
+
+def _diff(a, b) -> float | None:
+    return round(b - a, 4) if _number(a) and _number(b) else None
 
 
 def _number(value) -> bool:

@@ -569,14 +569,18 @@ def test_compare_pairs_the_outcomes_question_by_question():
     # 2 unanswerable: A abstains on both, B on neither.
     rows_a += [compared_row(i, False, hit5=False, abstained=True, quote_hit=None) for i in (10, 11)]
     rows_b += [compared_row(i, False, hit5=False, abstained=False, quote_hit=None) for i in (10, 11)]
-    summary_a = {"quote_hit_rate": 0.1, "answer_words_p50": 80.0, "bands": {"answered": 8, "abstained": 4}, "k": 5}
-    summary_b = {"quote_hit_rate": 0.6, "answer_words_p50": 61.5, "bands": {"answered": 12}, "k": 5}
+    summary_a = {"quote_hit_rate": 0.1, "answer_words_p50": 80.0, "bands": {"answered": 8, "abstained": 4}, "k": 5,
+                 "with_history": {"n": 2, "recall_at_5": None, "bands": {"answered": 2}}}
+    summary_b = {"quote_hit_rate": 0.6, "answer_words_p50": 61.5, "bands": {"answered": 12}, "k": 5,
+                 "with_history": {"n": 2, "recall_at_5": 0.5, "bands": {"answered": 2}}}
 
     result = compare(summary_a, rows_a, summary_b, rows_b)
 
     assert result["figures"]["quote_hit_rate"] == {"a": 0.1, "b": 0.6, "diff": 0.5}
     assert result["figures"]["answer_words_p50"]["diff"] == -18.5
     assert result["figures"]["bands"]["diff"] == {"abstained": -4, "answered": 4}
+    assert result["figures"]["with_history"]["diff"] == {"bands": None, "n": 0, "recall_at_5": None}
+    assert result["figures"]["k"] == {"a": 5, "b": 5, "diff": 0}
     assert result["paired"]["quote_hit"] == {"n": 10, "a": 1, "b": 6, "a_only": 1, "b_only": 6, "p_value": 0.125}
     assert result["paired"]["answered"] == {"n": 10, "a": 8, "b": 10, "a_only": 0, "b_only": 2, "p_value": 0.5}
     assert result["paired"]["abstained"] == {"n": 2, "a": 2, "b": 0, "a_only": 2, "b_only": 0, "p_value": 0.5}
