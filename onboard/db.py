@@ -51,7 +51,14 @@ def _ours(path: Path) -> bool:
 def private_sqlite_file(path: Path) -> None:
     """Create the SQLite file 0600 before SQLite does (with the umask: 0644), and tighten ours that others can read."""
     private_dir(path.parent)
-    os.close(os.open(path, os.O_RDWR | os.O_CREAT, PRIVATE_FILE_MODE))  # an empty file is an empty database
+    # Never open an existing database file here: closing any descriptor of a file drops every POSIX lock this
+    # process holds on it, SQLite's included. Another process (an `onboard ingest`, a backup) then believes it
+    # is the last connection, deletes the WAL and its shared memory on exit, and this process's connections
+    # fail with "disk I/O error" (seen under benchmarks/load.py's lock fault).
+    try:
+        os.close(os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL, PRIVATE_FILE_MODE))  # an empty file is an empty db
+    except FileExistsError:
+        pass
     for file in (path, *(path.with_name(path.name + suffix) for suffix in SQLITE_SIDE_FILES)):
         if file.exists() and _ours(file) and stat.S_IMODE(file.stat().st_mode) & 0o077:
             file.chmod(PRIVATE_FILE_MODE)

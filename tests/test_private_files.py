@@ -98,3 +98,29 @@ def test_sqlite_connections_use_wal_with_normal_sync_and_a_busy_timeout(tmp_path
         assert connection.execute(text("PRAGMA synchronous")).scalar() == 1  # NORMAL
         assert connection.execute(text("PRAGMA busy_timeout")).scalar() == 30000
     engine.dispose()
+
+
+def test_another_engine_on_the_same_file_keeps_this_process_s_sqlite_locks(tmp_path):
+    """Opening and closing the database file drops every POSIX lock the process holds on it, SQLite's too: a
+    second process that then exits thinks it was the last connection, deletes the WAL and the shared memory,
+    and this process's connections fail with "disk I/O error" (ratings were lost under a lock fault)."""
+    import subprocess
+    import sys
+
+    from sqlalchemy import text
+
+    path = tmp_path / "app.db"
+    engine = db.make_engine(f"sqlite:///{path}")
+    with engine.begin() as connection:
+        connection.execute(text("CREATE TABLE t (x INTEGER)"))
+    held = engine.connect()
+    assert held.execute(text("SELECT count(*) FROM t")).scalar() == 0
+    held.commit()
+    db.make_engine(f"sqlite:///{path}").dispose()  # what a second factory call in the same process does
+    writer = "import sqlite3, sys; c = sqlite3.connect(sys.argv[1]); c.execute('INSERT INTO t VALUES (1)'); " \
+             "c.commit(); c.close()"
+    subprocess.run([sys.executable, "-c", writer, str(path)], check=True, timeout=60)
+    assert path.with_name("app.db-wal").exists()  # not removed under this process's feet
+    assert held.execute(text("SELECT count(*) FROM t")).scalar() == 1
+    held.close()
+    engine.dispose()
