@@ -86,6 +86,7 @@ import tempfile
 import threading
 import time
 import traceback
+import uuid
 from collections import Counter
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -97,17 +98,17 @@ from sqlmodel import Session, select
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from assistant.evaluation import load_dataset  # noqa: E402
-from assistant.ingest import ingest  # noqa: E402
-from feedback import store  # noqa: E402
-from feedback.models import Conversation, Message, Rating, User  # noqa: E402
-from feedback.store import FeedbackError  # noqa: E402
-from onboard import factories, web  # noqa: E402  (web: the page's writer and filters, no Streamlit run needed)
-from onboard.access import identity_from_claims  # noqa: E402
-from onboard.rollout import features_for  # noqa: E402
-from onboard.settings import Settings  # noqa: E402
-from onboard.turns import Closing, answer_turn  # noqa: E402
-from onboard.turns import save as save_answer  # noqa: E402
+from assistant.evaluation import load_dataset
+from assistant.ingest import ingest
+from feedback import store
+from feedback.models import Conversation, Message, Rating, User
+from feedback.store import FeedbackError
+from onboard import factories, web
+from onboard.access import identity_from_claims
+from onboard.rollout import features_for
+from onboard.settings import Settings
+from onboard.turns import Closing, answer_turn
+from onboard.turns import save as save_answer
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_CORPUS = ROOT.parent / "shared" / "corpora" / "18f-handbook"
@@ -171,7 +172,7 @@ class Page:
         return store.get_or_create_user(session=session, subject=who.subject, email=who.email, name=who.name,
                                         groups=sorted(who.groups), team=who.team)
 
-    def store_question(self, person: Person, text: str) -> Message:  # web.store_question
+    def store_question(self, person: Person, text: str, key: str | None = None) -> Message:  # web.store_question
         with self.db() as session:
             user = self.current_user(session, person)
             conversation_id = person.conversation_id
@@ -182,10 +183,10 @@ class Page:
                     conversation_id = None
             if conversation_id:
                 message = store.add_user_message(session=session, user=user, conversation_id=conversation_id,
-                                                 content=text)
+                                                 content=text, client_key=key)
             else:  # the conversation and its first question in one transaction
                 message = store.start_conversation(session=session, user=user, content=text,
-                                                   kind=web.CONVERSATION_KIND)
+                                                   kind=web.CONVERSATION_KIND, client_key=key)
         person.conversation_id = message.conversation_id
         return message
 
@@ -208,13 +209,14 @@ class Page:
         (so :meth:`save_unsaved` first). ``None``: still a draft after
         :data:`RESENDS` sends again, or refused (not a database that is away).
         """
+        key = uuid.uuid4().hex  # web.send_key: one per typed question, the same when it is sent again
         for attempt in range(RESENDS + 1):
             if attempt:
                 time.sleep(RESEND_PAUSE_S)
                 person.drafts_resent += 1
                 self.save_unsaved(person)
             try:
-                return self.store_question(person, text)
+                return self.store_question(person, text, key)
             except Exception as exc:  # noqa: BLE001  (kept as a draft, as the page does)
                 if isinstance(exc, FeedbackError):  # refused (the page shows why): sending again will not help
                     person.errors.append(f"question refused: {type(exc).__name__}: {exc}"[:300])
@@ -546,7 +548,7 @@ def postgresql(port: int):
                       folder / "log", options)
     finally:
         subprocess.run(["runuser", "-u", "postgres", "--", str(bin_dir / "pg_ctl"), "-D", str(data), "-m", "fast",
-                        "stop"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                        "stop"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=False)
         shutil.rmtree(folder, ignore_errors=True)
 
 
@@ -664,12 +666,12 @@ def main() -> None:
     questions = [case.question for case in load_dataset(args.dataset)]
     run = datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
 
-    with tempfile.TemporaryDirectory(prefix="onboard-load-") as tmp:
-        with (postgresql(args.pg_port) if args.backend == "postgresql" else _nothing()) as cluster:
-            settings = index_settings(Path(tmp))
-            if cluster:
-                settings = settings.model_copy(update={"database_url": cluster.url})
-            result = measure(settings, args, questions, run, cluster)
+    with (tempfile.TemporaryDirectory(prefix="onboard-load-") as tmp,
+          postgresql(args.pg_port) if args.backend == "postgresql" else _nothing() as cluster):
+        settings = index_settings(Path(tmp))
+        if cluster:
+            settings = settings.model_copy(update={"database_url": cluster.url})
+        result = measure(settings, args, questions, run, cluster)
     print(json.dumps(result, indent=1))
     if args.append:
         existing = json.loads(args.append.read_text()) if args.append.exists() else {"runs": []}

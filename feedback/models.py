@@ -100,7 +100,10 @@ class Message(SQLModel, table=True):
     """
 
     __tablename__ = "message"
-    __table_args__ = (Index("ix_message_dashboard", *DASHBOARD_COLUMNS),)
+    __table_args__ = (
+        Index("ix_message_dashboard", *DASHBOARD_COLUMNS),
+        Index("uq_message_user_id_client_key", "user_id", "client_key", unique=True),
+    )
 
     id: int | None = Field(default=None, primary_key=True)
     conversation_id: str = Field(foreign_key="conversation.id", ondelete="CASCADE", index=True, max_length=32)
@@ -130,6 +133,9 @@ class Message(SQLModel, table=True):
     created_at: datetime = Field(default_factory=utcnow, index=True)
     #: When the answer reached its final status.
     finished_at: datetime | None = None
+    #: For a question: the key its page gave it when it was typed, so that sending it again (the database went
+    #: away before saying it was stored) stores it once.
+    client_key: str | None = Field(default=None, max_length=64)
 
 
 class Rating(SQLModel, table=True):

@@ -217,28 +217,52 @@ def _checkpoint(session: Session) -> None:
 # --- messages ----------------------------------------------------------------------------------------------------
 
 
-def add_user_message(*, session: Session, user: User, conversation_id: str, content: str) -> Message:
-    """Store a question as typed (:func:`~assistant.text.clean`), before anything is done with it."""
+def add_user_message(*, session: Session, user: User, conversation_id: str, content: str,
+                     client_key: str | None = None) -> Message:
+    """Store a question as typed (:func:`~assistant.text.clean`), before anything is done with it.
+
+    ``client_key`` is the key the page gave the question when it was typed: a question of this person's with
+    that key already stored is returned instead of stored again (it was sent again because the database went
+    away before saying it was stored).
+    """
+    if (sent := _sent_before(session, user, client_key)) is not None:
+        return sent
     conversation = get_conversation(session=session, user=user, conversation_id=conversation_id)
-    return _add_question(session, user, conversation, content)
+    return _add_question(session, user, conversation, content, client_key)
 
 
-def start_conversation(*, session: Session, user: User, content: str, kind: str = "assistant") -> Message:
-    """A new conversation with its first question, written in one transaction (a failure leaves neither)."""
+def start_conversation(*, session: Session, user: User, content: str, kind: str = "assistant",
+                       client_key: str | None = None) -> Message:
+    """A new conversation with its first question, written in one transaction (a failure leaves neither);
+    ``client_key`` as for :func:`add_user_message`."""
     if kind not in KINDS:
         raise InvalidInput(f"Unknown conversation kind {kind!r}; expected one of {', '.join(KINDS)}.")
+    if (sent := _sent_before(session, user, client_key)) is not None:
+        return sent
     conversation = Conversation(user_id=user.id, kind=kind)
     session.add(conversation)
-    return _add_question(session, user, conversation, content)
+    return _add_question(session, user, conversation, content, client_key)
 
 
-def _add_question(session: Session, user: User, conversation: Conversation, content: str) -> Message:
+def _sent_before(session: Session, user: User, client_key: str | None) -> Message | None:
+    """This person's question stored under ``client_key``, if any."""
+    if not client_key:
+        return None
+    return session.exec(select(Message).where(Message.user_id == user.id, Message.client_key == client_key,
+                                              Message.role == "user")).first()
+
+
+def _add_question(session: Session, user: User, conversation: Conversation, content: str,
+                  client_key: str | None = None) -> Message:
     content = clean(content)
     if not content.strip():
         session.rollback()  # a new conversation is not kept without its question
         raise InvalidInput("The question is empty.")
+    if client_key is not None and len(client_key) > 64:
+        session.rollback()
+        raise InvalidInput("The question's key is longer than 64 characters.")
     message = Message(conversation_id=conversation.id, user_id=user.id, team=user.team, kind=conversation.kind,
-                      role="user", content=content, status="complete")
+                      role="user", content=content, status="complete", client_key=client_key)
     if not conversation.title:
         conversation.title = _title_from(content)
     conversation.updated_at = message.created_at
@@ -246,6 +270,11 @@ def _add_question(session: Session, user: User, conversation: Conversation, cont
     session.add(message)
     try:
         session.commit()
+    except IntegrityError:
+        session.rollback()
+        if (sent := _sent_before(session, user, client_key)) is not None:
+            return sent  # sent twice at once: the other copy was stored first
+        raise
     except Exception:
         session.rollback()
         raise

@@ -27,6 +27,7 @@ from __future__ import annotations
 import json
 import logging
 import re
+import uuid
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
@@ -349,8 +350,12 @@ def check_message(text: str | None) -> str | None:
 # --- conversations and ratings -----------------------------------------------------------------------------------
 
 
-def store_question(*, conversation_id: str | None, text: str, kind: str = CONVERSATION_KIND) -> tuple[str, Message]:
-    """Store the question (cleaned) before anything is done with it, in a new conversation if there is none."""
+def store_question(*, conversation_id: str | None, text: str, kind: str = CONVERSATION_KIND,
+                   key: str | None = None) -> tuple[str, Message]:
+    """Store the question (cleaned) before anything is done with it, in a new conversation if there is none.
+
+    ``key`` (see :func:`send_key`) makes sending the same question again store it once.
+    """
     with db() as session:
         user = current_user(session)
         if conversation_id:
@@ -360,10 +365,25 @@ def store_question(*, conversation_id: str | None, text: str, kind: str = CONVER
                 conversation_id = None
         if conversation_id:
             message = store.add_user_message(session=session, user=user, conversation_id=conversation_id,
-                                             content=text)
+                                             content=text, client_key=key)
         else:  # the conversation and its first question in one transaction: a failure leaves no empty conversation
-            message = store.start_conversation(session=session, user=user, content=text, kind=kind)
+            message = store.start_conversation(session=session, user=user, content=text, kind=kind, client_key=key)
     return message.conversation_id, message
+
+
+def send_key(text: str) -> str:
+    """The key of a question this session is sending: the same for the same text until it is stored.
+
+    When the database goes away during the commit, the page cannot tell whether the question was stored: it
+    keeps it as a draft and the person sends it again, with the same key, so the store keeps one copy.
+    """
+    keys = st.session_state.setdefault("send_keys", {})
+    return keys.setdefault(text, uuid.uuid4().hex)
+
+
+def sent(text: str) -> None:
+    """Forget the key of a question that is stored (the same text typed again later is a new question)."""
+    st.session_state.get("send_keys", {}).pop(text, None)
 
 
 def rename(conversation_id: str, title: str) -> None:

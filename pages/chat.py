@@ -332,7 +332,9 @@ if question is not None or regenerate is not None:
     if question is not None:
         _question(question)
         try:
-            state.conversation_id, stored = web.store_question(conversation_id=state.conversation_id, text=question)
+            state.conversation_id, stored = web.store_question(conversation_id=state.conversation_id, text=question,
+                                                               key=web.send_key(question))
+            web.sent(question)
         except Exception as exc:  # nothing was saved: keep the question for sending again
             log.exception("could not store a question")
             _keep_draft(question, str(exc) if isinstance(exc, FeedbackError) else web.NOT_SAVED)

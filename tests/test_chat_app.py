@@ -24,6 +24,7 @@ from helpers_openai_server import Step, chat_server
 from markdown_it import MarkdownIt
 from sqlalchemy import event, update
 from sqlalchemy import text as sql
+from sqlalchemy.exc import OperationalError
 from sqlmodel import Session, select
 from streamlit.testing.v1 import AppTest
 
@@ -704,3 +705,26 @@ def test_a_follow_up_question_is_answered_from_the_conversation_offline(app, db)
     assert answer.sources[0]["source"] == "benefits/overview.md" and answer.sources[0]["cited"]
     shown = unescape(app.chat_message[-1].markdown[0].value)
     assert "employer contribution of 3% of base salary" in shown
+
+
+def test_a_question_stored_but_not_acknowledged_is_stored_once_when_sent_again(app, db, monkeypatch):
+    """The commit landed but the database went away before saying so: the page keeps the question as a draft,
+    the person sends it again, and the store keeps one copy, answered once (two were stored before)."""
+    real = store.start_conversation
+    lost = []
+
+    def stored_then_lost(**kwargs):
+        message = real(**kwargs)
+        if not lost:
+            lost.append(message.id)
+            raise OperationalError("COMMIT", {}, Exception("server closed the connection unexpectedly"))
+        return message
+
+    monkeypatch.setattr(store, "start_conversation", stored_then_lost)
+    ask(app, QUESTION)
+    assert app.text_area(key="draft").value == QUESTION and [e.value for e in app.error] == [web.NOT_SAVED]
+    ok(app.button(key="send-draft").click().run())
+    questions = [m for m in messages(db) if m.role == "user"]
+    answers = [m for m in messages(db) if m.role == "assistant"]
+    assert [q.id for q in questions] == lost and [a.reply_to for a in answers] == lost
+    assert answers[0].status == "complete"

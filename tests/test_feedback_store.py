@@ -480,3 +480,22 @@ def test_closing_an_answer_twice_with_the_same_text_is_not_an_error(session, ali
     first = store.finish_answer(session=session, answer_id=pending.id, content="25 days [1].", sources=SOURCES)
     again = store.finish_answer(session=session, answer_id=pending.id, content="25 days [1].", sources=SOURCES)
     assert again.id == first.id and again.status == "complete"
+
+
+def test_a_question_sent_again_with_its_key_is_stored_once(session, alice, bob):
+    """The page could not tell whether its question was stored (the commit's acknowledgement was lost in a
+    database restart) and sends it again with the same key: one copy, in one conversation."""
+    first = store.start_conversation(session=session, user=alice, content="How much PTO?", client_key="k1")
+    again = store.start_conversation(session=session, user=alice, content="How much PTO?", client_key="k1")
+    assert again.id == first.id and again.conversation_id == first.conversation_id
+    follow = store.add_user_message(session=session, user=alice, conversation_id=first.conversation_id,
+                                    content="And sick days?", client_key="k2")
+    assert store.add_user_message(session=session, user=alice, conversation_id=first.conversation_id,
+                                  content="And sick days?", client_key="k2").id == follow.id
+    # Without a key, or with another person's key, it is a new question.
+    assert store.add_user_message(session=session, user=alice, conversation_id=first.conversation_id,
+                                  content="And sick days?").id != follow.id
+    theirs = store.start_conversation(session=session, user=bob, content="How much PTO?", client_key="k1")
+    assert theirs.id != first.id and theirs.user_id == bob.id
+    assert session.exec(select(func.count()).select_from(Message).where(Message.user_id == alice.id)).one() == 3
+    assert session.exec(select(func.count()).select_from(Conversation).where(Conversation.user_id == alice.id)).one() == 1

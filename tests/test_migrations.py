@@ -142,8 +142,10 @@ def test_upgrade_from_empty_creates_the_append_only_audit_table(empty_engine):
 
 def test_upgrade_from_0004_keeps_the_conversations_and_downgrade_removes_only_the_audit(empty_engine):
     """An existing database at 0004 (conversations, ratings) gains the audit table and keeps every row."""
+    from sqlalchemy import text as sa_text
+
     from feedback import review, store
-    from feedback.models import Conversation, Message
+    from feedback.models import Conversation, utcnow
 
     config = db._alembic_config(empty_engine)
     db.upgrade(empty_engine, "0004")
@@ -151,8 +153,13 @@ def test_upgrade_from_0004_keeps_the_conversations_and_downgrade_removes_only_th
     with Session(empty_engine) as session:
         bob = store.get_or_create_user(session=session, subject="bob", email="bob@example.com", name="Bob")
         conversation = store.create_conversation(session=session, user=bob)
-        store.add_user_message(session=session, user=bob, conversation_id=conversation.id, content="old question")
         conversation_id = conversation.id
+        # The message as 0004 knew it (the model has columns of later migrations).
+        session.exec(sa_text(
+            "INSERT INTO message (conversation_id, user_id, team, kind, role, content, status, sources, features, "
+            "created_at) VALUES (:c, :u, 'unassigned', 'assistant', 'user', 'old question', 'complete', '[]', '[]', "
+            ":t)").bindparams(c=conversation_id, u=bob.id, t=utcnow()))
+        session.commit()
 
     db.upgrade(empty_engine)
 
@@ -167,7 +174,7 @@ def test_upgrade_from_0004_keeps_the_conversations_and_downgrade_removes_only_th
     assert "admin_audit" not in tables(empty_engine)
     with Session(empty_engine) as session:
         assert session.get(Conversation, conversation_id) is not None
-        assert [m.content for m in session.exec(select(Message))] == ["old question"]
+        assert [row[0] for row in session.exec(sa_text("SELECT content FROM message"))] == ["old question"]
     db.upgrade(empty_engine)  # the triggers went with the table: made again without complaint
     with Session(empty_engine) as session:
         ada = store.get_or_create_user(session=session, subject="ada")
@@ -184,3 +191,24 @@ def test_the_audit_table_matches_its_model(empty_engine):
     with empty_engine.connect() as connection:
         diff = compare_metadata(MigrationContext.configure(connection), SQLModel.metadata)
     assert [d for d in diff if "admin_audit" in repr(d)] == []
+
+
+def test_0006_adds_the_question_key_unique_per_person(empty_engine):
+    """Questions stored before 0006 have no key (the 0004 test above keeps its old question through it); one
+    person's keyed questions cannot share a key; downgrading removes the column."""
+    from sqlalchemy.exc import IntegrityError
+
+    from feedback import store
+    from feedback.models import Message
+
+    db.upgrade(empty_engine)
+    assert "client_key" in {c["name"] for c in inspect(empty_engine).get_columns("message")}
+    with Session(empty_engine) as session:
+        bob = store.get_or_create_user(session=session, subject="bob")
+        first = store.start_conversation(session=session, user=bob, content="q", client_key="k")
+        session.add(Message(conversation_id=first.conversation_id, user_id=bob.id, role="user", content="q",
+                            client_key="k"))
+        with pytest.raises(IntegrityError):
+            session.commit()
+    command.downgrade(db._alembic_config(empty_engine), "0005")
+    assert "client_key" not in {c["name"] for c in inspect(empty_engine).get_columns("message")}
