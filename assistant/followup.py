@@ -27,7 +27,7 @@ answer and its passages mention most of the new question's own content words,
 so a new unanswerable question ("is there a gym budget?") is not answered
 from the previous topic.
 
-Measured on ``eval/followups_dev.jsonl`` (see the user guide and the commit
+Measured on ``eval/followups_18f.jsonl`` and ``eval/followups_posthog.jsonl`` (see the user guide and the commit
 messages for the figures); the cues are word lists, not thresholds fitted to
 either handbook.
 """
@@ -121,7 +121,7 @@ def combined_query(question: str, previous: str) -> str:
 
     The whole previous question, not only its content words: the embedding
     reads a sentence better than a bag of words (the follow-ups of
-    ``eval/followups_dev.jsonl`` whose search can answer: 18F 11 to 15 of 15,
+    ``eval/followups_18f.jsonl`` and ``eval/followups_posthog.jsonl`` whose search can answer: 18F 11 to 15 of 15,
     PostHog 10 to 11 of 12).
     """
     return f"{previous.strip()} {question.strip()}"
