@@ -105,7 +105,12 @@ def render(page: str) -> None:
             conversation_id, shown = web.support_state()
         except Exception:
             log.exception("the help panel could not load")
-            st.caption("Help is not available right now.")
+            typed = st.session_state.get("help-question")  # a question sent as the database went away
+            if isinstance(typed, str) and typed.strip():
+                st.session_state["help-unsent"] = typed  # back in the box once the panel loads
+                st.caption(f"Help is not available right now. {web.NOT_SAVED}")
+            else:
+                st.caption("Help is not available right now.")
             return
         if not shown:
             st.caption("Questions about this app: how to rate an answer, who can see your chats, "

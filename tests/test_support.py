@@ -251,3 +251,25 @@ def test_a_help_answer_the_database_did_not_take_is_stored_by_the_panel_later(mo
         assert (stored.status, stored.content) == ("complete", "Open the menu [1].")
     assert not at.session_state[web.UNSAVED_KEY]
     assert any("Open the menu" in m.value for m in at.sidebar.markdown)
+
+
+def test_a_help_question_sent_while_the_database_is_away_is_kept_for_sending_again(monkeypatch, docs):
+    """The panel could not load its conversation: the question typed is kept and back in the box afterwards."""
+    from test_chat_app import DatabaseDown
+
+    from onboard import web
+
+    monkeypatch.setenv("ONBOARD_SUPPORT__DOCS_DIR", str(docs))
+    at = AppTest.from_function(_help_app, default_timeout=180).run()
+    assert not at.exception
+    down = DatabaseDown(web.engine())
+    at.sidebar.text_input(key="help-question").set_value("who can see my conversations?")
+    down.start()
+    try:
+        at = next(b for b in at.sidebar.button if b.label == "Ask").click().run()
+    finally:
+        down.end()
+    assert not at.exception
+    assert any(web.NOT_SAVED in c.value for c in at.sidebar.caption)
+    at = at.run()  # the database is back
+    assert at.sidebar.text_input(key="help-question").value == "who can see my conversations?"
