@@ -27,6 +27,10 @@ second one waits and then finds the files the first indexed unchanged. Each
 run is a row of ``kb_run`` whose counts are written after every batch; a row
 still "running" when the next run holds the lock belongs to a process that
 died, and that run marks it interrupted, with the counts it had recorded.
+
+A run that changed the index also measures the corpus's abstention baseline
+(:func:`measure_corpus_baseline`), recorded with the new version; a run over an
+index that never had one measures it even if nothing changed.
 """
 
 from __future__ import annotations
@@ -41,6 +45,7 @@ from pathlib import Path, PurePosixPath
 from sqlalchemy import Engine
 from sqlmodel import Session, select
 
+from assistant.answerability import baseline_headings, measure_baseline
 from assistant.chunking import Chunk, chunk_markdown, passage_text, search_keys
 from assistant.errors import AssistantError, UnreadableFile
 from assistant.indexlock import IndexLock, index_lock
@@ -258,8 +263,35 @@ def _ingest(roots, store, embeddings, engine, options, progress, report: IngestR
     report.pruned = sorted(row.path for row in dropped)
     report.outside = sorted({row.path for row in outside} - set(report.pruned))
     _collect_garbage(store, engine, report, present_keys)
-    if report.added or report.changed or report.removed or report.chunks_removed:
-        report.index_version = store.bump_version()
+    changed = report.added or report.changed or report.removed or report.chunks_removed
+    if changed or (not store.baseline_measured() and store.count()):  # or indexed before baselines existed
+        report.index_version = store.bump_version(baseline=measure_corpus_baseline(store, embeddings))
+
+
+def measure_corpus_baseline(store: PassageStore, embeddings) -> float | None:
+    """The corpus's abstention baseline (see :mod:`assistant.answerability`), as the index holds it now.
+
+    Each heading is embedded as a question and compared with its nearest passages and search keys;
+    the best similarity among those of another file counts. About 150 searches: a second or two with
+    the local model, whatever the corpus's size.
+    """
+    stored = store.collection.get(include=["metadatas"])
+    headings = baseline_headings(zip(stored["ids"], stored["metadatas"], strict=True))
+    collections = [(c, min(n, count)) for c, n in ((store.collection, 10), (store.keys, 20)) if (count := c.count())]
+
+    def best_elsewhere(heading: str, source: str) -> float | None:
+        vector = embeddings.embed_query(heading)
+        best = None
+        for collection, n in collections:
+            found = collection.query(query_embeddings=[vector], n_results=n, include=["metadatas", "distances"])
+            for meta, distance in zip(found["metadatas"][0], found["distances"][0], strict=True):
+                if (meta or {}).get("source") != source:
+                    best = max(best, 1.0 - float(distance)) if best is not None else 1.0 - float(distance)
+        return best
+
+    baseline = measure_baseline(headings, best_elsewhere)
+    log.info("abstention baseline of %r: %s (from %d headings)", store.name, baseline, len(headings))
+    return baseline
 
 
 def _prepare(source, file: Path, previous, present, options, embeddings, report) -> _Pending | None:

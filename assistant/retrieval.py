@@ -3,9 +3,11 @@
 ``KnowledgeBase.retrieve`` embeds the question, asks Chroma (dense) and BM25
 (keyword) for candidates under the same metadata filter, fuses the two lists,
 and returns the top passages as LangChain documents together with an
-:class:`~assistant.answerability.Answerability` verdict: when the evidence is
-too weak the verdict says so, and why, so the chat can abstain instead of
-quoting an unrelated passage.
+:class:`~assistant.answerability.Answerability` verdict: its band says whether
+the passages answer the question, are only related to it, or are unrelated
+(judged against the corpus's own baseline, recorded at ingest), and why, so the
+chat can mark a possibly relevant passage as such, or abstain instead of
+quoting an unrelated one.
 
 Search keys: a passage's one vector averages everything it says, so a
 question about one of its sentences, or one row of its table, matches it
@@ -50,7 +52,7 @@ from assistant.answerability import AbstentionConfig, Answerability, judge
 from assistant.chunking import passage_text
 from assistant.errors import IndexEmpty, SearchUnavailable, search_unreachable
 from assistant.keyword import Filter, KeywordIndex, chroma_where, matches, tokenize
-from assistant.store import PassageStore, key_id, key_passage
+from assistant.store import PassageStore, baseline_of, key_id, key_passage
 
 Mode = Literal["hybrid", "dense", "keyword"]
 #: Keys of a passage found by keywords alone compared with the question (an 18F passage has at most 23).
@@ -123,6 +125,8 @@ class _Index:
     keyword: KeywordIndex
     #: Whether the index has search keys (an index built before them has none until re-indexed).
     has_keys: bool
+    #: The corpus's abstention baseline, recorded with this version (``None``: not measured).
+    baseline: float | None = None
 
 
 class KnowledgeBase:
@@ -182,7 +186,13 @@ class KnowledgeBase:
                         "ONBOARD_INGEST__KEY_SENTENCES=0, or its passages are too short to have any): the "
                         "abstention threshold was calibrated with them; `onboard ingest --rebuild PATH...` "
                         "adds them", self.store.name)
-                index = _Index(version, passages, keys, keyword, has_keys)
+                baseline = baseline_of(passages)
+                if baseline is None and len(keyword) and self.config.abstention.min_similarity is None:
+                    log.warning(
+                        "the index %r has no abstention baseline (it was built before baselines existed, or "
+                        "its documents have too few headings): the 18F handbook's stands in; "
+                        "`onboard ingest PATH...` measures it", self.store.name)
+                index = _Index(version, passages, keys, keyword, has_keys, baseline)
                 self._index = index
             return index
         finally:
@@ -300,7 +310,10 @@ class KnowledgeBase:
 
     def _judge(self, index: _Index, query: str, vector: np.ndarray, top: list[_Hit],
                where: Filter | None) -> Answerability:
-        """Can the best passages answer the question? (see :mod:`assistant.answerability`)
+        """Can the best passages answer the question, and in which band? (see :mod:`assistant.answerability`)
+
+        The top similarity is judged against the baseline recorded with the index version this turn
+        reads, so a re-indexed corpus is judged by its own.
 
         The words "no document mentions" are looked up only in the documents
         the asker may see (``where``): else the reply would tell an employee
@@ -322,7 +335,7 @@ class KnowledgeBase:
         for hit in top[: cfg.evidence_passages]:
             tokens.update(tokenize(_index_text(hit.metadata, hit.text)))
         return judge(config=cfg, question=query, similarity=similarity, evidence_tokens=tokens,
-                     known=lambda token: index.keyword.knows(token, where))
+                     known=lambda token: index.keyword.knows(token, where), baseline=index.baseline)
 
 
 @contextmanager

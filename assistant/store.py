@@ -4,6 +4,12 @@ The collection's metadata records which embedding model built it and the index
 version (bumped by every ingestion run that changed something). Opening an
 index with a different model than the one configured is refused: vectors of two
 models cannot be compared.
+
+It also records the corpus's abstention baseline (see
+:mod:`assistant.answerability`), written with the version it was measured for in
+the same update, so an app that sees a new version reads the baseline of that
+version: no second store is needed, and a Chroma server shares it with every
+process.
 """
 
 from __future__ import annotations
@@ -19,6 +25,10 @@ from assistant.errors import IndexMismatch
 
 MODEL_KEY = "embedding_model"
 VERSION_KEY = "index_version"
+#: The corpus baseline for abstention, and the index version it was measured for (absent: never measured;
+#: the version without the baseline: measured, but the corpus has too few headings to tell).
+BASELINE_KEY = "abstention_baseline"
+BASELINE_VERSION_KEY = "abstention_baseline_of"
 #: Metadata of a search key naming the passage it finds (see :func:`assistant.chunking.search_keys`).
 PARENT_KEY = "of"
 
@@ -162,12 +172,33 @@ class PassageStore:
     def continue_from(self, version: int) -> None:
         """Number this (new, rebuilt) collection's versions on from an earlier one's."""
         if version > self.version:
-            self.collection.modify(metadata={MODEL_KEY: self.model_id, VERSION_KEY: version})
+            self._write_metadata({VERSION_KEY: version})
 
-    def bump_version(self) -> int:
+    def bump_version(self, *, baseline: float | None | bool = False) -> int:
+        """The next index version, recorded with its abstention ``baseline`` when one is given (``None``:
+        measured, none found); ``False`` keeps what is recorded."""
         version = self.version + 1
-        self.collection.modify(metadata={MODEL_KEY: self.model_id, VERSION_KEY: version})
+        updates: dict = {VERSION_KEY: version}
+        drop: tuple[str, ...] = ()
+        if baseline is not False:
+            updates[BASELINE_VERSION_KEY] = version
+            if baseline is None:
+                drop = (BASELINE_KEY,)
+            else:
+                updates[BASELINE_KEY] = float(baseline)
+        self._write_metadata(updates, drop)
         return version
+
+    def baseline_measured(self) -> bool:
+        """Whether the abstention baseline was ever measured for this collection (even if none was found)."""
+        metadata = self.client.get_collection(self.name, embedding_function=None).metadata or {}
+        return BASELINE_VERSION_KEY in metadata
+
+    def _write_metadata(self, updates: dict, drop: tuple[str, ...] = ()) -> None:
+        """Chroma replaces a collection's metadata as a whole: keep what is recorded, change ``updates``."""
+        current = self.client.get_collection(self.name, embedding_function=None).metadata or {}
+        kept = {k: v for k, v in current.items() if not k.startswith("hnsw:") and k not in drop}
+        self.collection.modify(metadata={**kept, MODEL_KEY: self.model_id, **updates})
 
     def ids(self) -> set[str]:
         return set(self.collection.get(include=[])["ids"])
@@ -229,6 +260,12 @@ class PassageStore:
         for key in self.keys.get(include=[])["ids"]:
             keys.setdefault(key_passage(key), set()).add(key)
         return keys
+
+
+def baseline_of(collection) -> float | None:
+    """The abstention baseline recorded with a passages collection (``None``: not measured, or too few headings)."""
+    value = (collection.metadata or {}).get(BASELINE_KEY)
+    return float(value) if isinstance(value, int | float) else None
 
 
 def drop_collection(client, name: str) -> int:
