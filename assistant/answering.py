@@ -74,7 +74,7 @@ if TYPE_CHECKING:  # settings import this module: keep its import light
 log = logging.getLogger(__name__)
 
 #: Recorded as ``Answer.prompt_version`` of extractive answers: bump it when the sentence choice changes.
-EXTRACTIVE_VERSION = "extractive-v7"
+EXTRACTIVE_VERSION = "extractive-v8"
 #: No try of a model call gets less time than this (or ``timeout_s`` if shorter): a retry without it is not made.
 MIN_ATTEMPT_S = 1.0
 

@@ -336,7 +336,8 @@ def test_a_paragraph_right_before_a_table_brings_the_table_but_not_across_a_head
     pto = ("Your yearly PTO allowance depends on your country. Tenure counts from your start date.\n\n"
            "| Country | Days |\n| --- | --- |\n| US | 20 |\n| Portugal | 25 |\n\n"
            "PTO is counted in working days.")
-    chosen, text = quote("how much PTO allowance do I get", [pto, "Ask People Ops about PTO allowance."])
+    # relative=0: both passages are quoted whatever their scores (the cut-off is tested in test_quotes.py)
+    chosen, text = quote("how much PTO allowance do I get", [pto, "Ask People Ops about PTO allowance."], relative=0.0)
     assert text == (
         "Your yearly PTO allowance depends on your country. Tenure counts from your start date. [1]\n\n"
         "| Country | Days |\n| --- | --- |\n| US | 20 |\n| Portugal | 25 |\n\n"
@@ -387,7 +388,8 @@ def test_only_the_candidates_ranked_best_by_words_and_passage_are_embedded():
 def test_a_sentence_that_refers_back_is_quoted_with_the_one_before_it_in_its_paragraph():
     desk = ("The IT service desk takes calls, chats and tickets. They are available 6am-9pm ET on weekdays.\n\n"
             "This floor has the night shuttle.")
-    chosen, text = quote("what hours is the desk available on weekdays", [desk, "The cafeteria is available on weekdays."])
+    chosen, text = quote("what hours is the desk available on weekdays", [desk, "The cafeteria is available on weekdays."],
+                         relative=0.0)
     assert text == (
         "- The IT service desk takes calls, chats and tickets. They are available 6am-9pm ET on weekdays. [1]\n"
         "- The cafeteria is available on weekdays. [2]"

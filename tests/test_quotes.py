@@ -1,0 +1,76 @@
+"""The extractive answer's quotes: each line once, a heading where the line alone does not say where it applies,
+a table whole or one row under its header, nothing far less relevant than the best quote, an anaphor with what
+it points back to. Fake embeddings (bag of words), passages built here."""
+
+from __future__ import annotations
+
+from conftest import FakeEmbeddings
+from langchain_core.documents import Document
+
+from assistant.answerers.extractive import UnitVectors, Weights, choose, layout, render
+
+
+def quote(question: str, passages: list[tuple[str, dict]], *, max_units: int = 4, **weights) -> str:
+    embeddings = FakeEmbeddings()
+    documents = [Document(page_content=text, metadata={"score": 1.0, **meta}) for text, meta in passages]
+    chosen = choose(question, embeddings.embed_query(question), documents, UnitVectors(embeddings.embed_documents),
+                    max_units=max_units, weights=Weights(**weights))
+    return "".join(layout(render(chosen, marker=lambda p: f"[{p + 1}]", heading=lambda p: "")))
+
+
+def test_a_line_found_in_two_passages_of_one_section_is_shown_once():
+    meta = {"source": "time.md", "section": "Tock"}
+    text = quote("when do I Tock on Friday", [
+        ("Please make sure you Tock before you end your workday on Friday.", meta),
+        ("Please make sure you Tock before you end your workday on Friday. Tock is our time tool.", meta),
+    ])
+    assert text.count("Please make sure you Tock") == 1
+
+
+def test_the_same_line_under_two_headings_the_question_names_carries_each_heading():
+    premium = "The company pays 100% of the premium for you and your family."
+    text = quote("does the company pay the premium for dental and vision", [
+        (premium, {"source": "benefits.md", "section": "Insurance > Dental"}),
+        (premium, {"source": "benefits.md", "section": "Insurance > Vision"}),
+    ])
+    assert text == (f"- **Dental:** {premium} [1]\n"
+                    f"- **Vision:** {premium} [2]")
+
+
+def test_a_line_that_names_nothing_of_the_question_is_shown_under_its_heading():
+    text = quote("who pays for dental", [
+        ("The company pays 100% of the premium for you and your family.", {"section": "Benefits > Dental"}),
+    ])
+    assert text == "**Dental:** The company pays 100% of the premium for you and your family. [1]"
+
+
+def test_a_row_of_a_table_split_from_its_header_is_shown_under_the_header_of_its_section():
+    meta = {"source": "pto.md", "section": "Allowance"}
+    head = "Your allowance depends on your country.\n\n| Country | Days |\n| --- | --- |\n| US | 20 |\n| France | 25 |"
+    rest = "| Portugal | 22 |\n| Spain | 23 |\n| Italy | 21 |"  # the table's end, cut into a passage of its own
+    text = quote("Portugal PTO days", [(rest, meta), (head, meta)], max_units=1)
+    assert "| Country | Days |\n| --- | --- |\n| Portugal | 22 |" in text
+
+
+def test_two_rows_of_a_big_table_become_the_best_row_alone_under_its_header():
+    rows = "\n".join(f"| office {i} | building {i} with a long description of the way there |" for i in range(12))
+    table = "| Office | Building |\n| --- | --- |\n" + rows + "\n| Lisbon office | Lisbon building by the river |"
+    text = quote("Lisbon office building", [(table, {})], max_units=4, per_passage=4)
+    assert text.count("| Office | Building |") == 1
+    assert "Lisbon" in text and sum(line.startswith("| office") for line in text.splitlines()) == 0
+
+
+def test_a_unit_far_less_relevant_than_the_best_is_dropped():
+    best = "The home office stipend is 600 dollars for a desk and a chair."
+    far = "Badges are issued by security."
+    text = quote("home office stipend for a desk and chair", [(best, {}), ("The stipend lunch. " + far, {})],
+                 max_units=4)
+    assert best in text and far not in text
+
+
+def test_a_sentence_pointing_back_to_that_cutoff_is_quoted_with_the_sentence_defining_it():
+    payroll = ("In the US, payroll closes 5 business days before each pay date. "
+               "If you start before that cutoff, your first paycheck arrives on the next pay date.")
+    text = quote("when does my first paycheck arrive if I start", [(payroll, {}), ("Lunch is at noon.", {})],
+                 max_units=1)
+    assert text == payroll + " [1]"
