@@ -73,6 +73,8 @@ if TYPE_CHECKING:  # settings import this module: keep its import light
 
 log = logging.getLogger(__name__)
 
+#: What an answer in the middle band starts with: the quotes that follow may not answer the question.
+UNSURE = "I'm not sure the {source} answers this. The closest I found:"
 #: Recorded as ``Answer.prompt_version`` of extractive answers: bump it when the sentence choice changes.
 EXTRACTIVE_VERSION = "extractive-v8"
 #: No try of a model call gets less time than this (or ``timeout_s`` if shorter): a retry without it is not made.
@@ -184,6 +186,9 @@ class Answer:
     retrieval: Retrieval | None = None
     #: The model did not finish the text: the stream broke, or it stopped at its length limit or content filter.
     incomplete: bool = False
+    #: ``answered``, ``unsure`` (the closest passages, quoted under a warning that they may not answer) or
+    #: ``abstained`` (nothing related: who to ask). See :mod:`assistant.answerability`.
+    band: str = "answered"
 
     @property
     def cited(self) -> list[Citation]:
@@ -297,14 +302,20 @@ class Assistant:
         else:
             retrieval = self.knowledge_base.retrieve(standalone, where=where)
         turn.retrieval = retrieval
-        if not retrieval.answerable:
+        band = retrieval.answerability.band
+        if band == "abstained" or not retrieval.documents:
             log.info("abstaining: %s", retrieval.answerability.reason)  # with its scores, for the admins
             yield from self._abstain(turn, retrieval.answerability.explanation, closest=self._closest(retrieval))
-        elif llm and turn.error is None:
+            return
+        if band == "unsure":  # something related: quoted under a warning offline; a model reads it and decides
+            log.info("unsure: %s", retrieval.answerability.reason)
+        if llm and turn.error is None:
             yield from self._generate(turn, standalone, retrieval)
             if turn.fallback:
+                turn.band = band
                 yield from self._extract(turn, standalone if rewritten else question, retrieval)
         else:
+            turn.band = band
             yield from self._extract(turn, standalone if rewritten else question, retrieval)
 
     def _follow_up(self, question: str, history, where: Filter | None) -> tuple[Retrieval, str]:
@@ -372,6 +383,8 @@ class Assistant:
             yield from self._abstain(turn, "the passages found contain no text that can be quoted",
                                      closest=self._closest(retrieval))
             return
+        if turn.band == "unsure":
+            yield turn.emit(UNSURE.format(source=self.config.source_name) + "\n\n")
         numbers: dict[int, int] = {}
 
         def marker(passage: int) -> str:
@@ -543,6 +556,7 @@ class _Turn:
     retrieval: Retrieval | None = None
     citations: list[Citation] = field(default_factory=list)
     abstained: bool = False
+    band: str = "answered"
     answerer: str = "extractive"
     model: str | None = None
     prompt_version: str = EXTRACTIVE_VERSION
@@ -631,6 +645,7 @@ class _Turn:
             error=error,
             retrieval=retrieval,
             incomplete=self.incomplete,
+            band="abstained" if self.abstained else self.band,
         )
 
 

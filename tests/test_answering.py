@@ -30,7 +30,7 @@ from assistant.answerers.extractive import (
     split_passage,
     split_sentences,
 )
-from assistant.answering import EXTRACTIVE_VERSION, AnswerConfig, Assistant, make_chat_model
+from assistant.answering import EXTRACTIVE_VERSION, UNSURE, AnswerConfig, Assistant, make_chat_model
 from assistant.ingest import ingest
 from assistant.retrieval import KnowledgeBase, RetrievalConfig
 from assistant.store import ChromaLocation, PassageStore, make_client
@@ -489,10 +489,27 @@ def test_an_unknown_prompt_version_fails_at_start_up(sample_kb):
         llm_assistant(sample_kb, RecordingChatModel(), prompt_version="v9")
 
 
-def test_a_near_miss_abstains_but_lists_the_closest_passages_one_per_document_none_cited(sample_kb):
+def test_a_near_miss_is_quoted_in_the_middle_band_under_a_warning(sample_kb):
+    """Something related exists (the offices, not Denver): the closest passage is quoted, marked as possibly not
+    answering (issue #18's middle band), instead of "I don't know"; a model reads it and decides."""
     near_miss = "Is there an office in Denver?"
     _, answer = run(Assistant(knowledge_base=sample_kb, config=AnswerConfig()).ask(near_miss))
-    assert answer.abstained and "Denver" in answer.text and "came closest" in answer.text
+    assert answer.band == "unsure" and not answer.abstained
+    assert answer.text.startswith(UNSURE.format(source="handbook"))
+    assert answer.cited and answer.cited[0].source == "workplace/remote-and-offices.md"
+
+    model = RecordingChatModel(replies=["NO_ANSWER: the handbook lists no office in Denver."])
+    _, generated = run(llm_assistant(sample_kb, model).ask(near_miss))
+    assert len(model.calls) == 1 and generated.abstained and generated.band == "abstained"
+
+
+def test_an_abstention_lists_the_closest_passages_one_per_document_none_cited(sample_kb):
+    """Nothing answers (the abstained band): say so, name the contact, and list the closest passages uncited."""
+    strict = KnowledgeBase(sample_kb.store, sample_kb.embeddings,
+                           RetrievalConfig(abstention={"min_similarity": 0.99}))
+    near_miss = "Is there an office in Denver?"
+    _, answer = run(Assistant(knowledge_base=strict, config=AnswerConfig()).ask(near_miss))
+    assert answer.abstained and answer.band == "abstained" and "came closest" in answer.text
     assert not MARKER.search(answer.text) and answer.cited == []
     sources = [c.source for c in answer.citations]
     assert sources[0] == "workplace/remote-and-offices.md" and len(set(sources)) == len(sources) == 3
@@ -500,11 +517,11 @@ def test_a_near_miss_abstains_but_lists_the_closest_passages_one_per_document_no
     assert sources == list(dict.fromkeys(d.metadata["source"] for d in answer.retrieval.documents))[:3]
 
     model = RecordingChatModel()  # in llm mode too, without calling the model
-    _, generated = run(llm_assistant(sample_kb, model).ask(near_miss))
+    _, generated = run(llm_assistant(strict, model).ask(near_miss))
     assert model.calls == [] and generated.abstained and [c.source for c in generated.citations] == sources
 
     for config in (AnswerConfig(closest_on_abstain=0), AnswerConfig(closest_min_similarity=0.9)):
-        _, answer = run(Assistant(knowledge_base=sample_kb, config=config).ask(near_miss))
+        _, answer = run(Assistant(knowledge_base=strict, config=config).ask(near_miss))
         assert answer.abstained and answer.citations == [] and "came closest" not in answer.text
 
 
