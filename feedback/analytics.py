@@ -224,6 +224,8 @@ class Overview:
     answers: int
     users: int
     abstained: int
+    #: Answers in the middle band: the closest passages quoted under a warning that they may not answer.
+    unsure: int
     failed: int
     input_tokens: int
     output_tokens: int
@@ -241,6 +243,10 @@ class Overview:
     def abstention_rate(self) -> float | None:
         return self.abstained / self.answers if self.answers else None
 
+    @property
+    def unsure_rate(self) -> float | None:
+        return self.unsure / self.answers if self.answers else None
+
 
 def overview(session: Session, f: Filters) -> Overview:
     """The headline figures of the period (on PostgreSQL, counts and percentiles in one scan)."""
@@ -255,13 +261,14 @@ def overview(session: Session, f: Filters) -> Overview:
             func.count(),
             func.count(func.distinct(Message.user_id)),
             func.coalesce(func.sum(case((Message.status == "abstained", 1), else_=0)), 0),
+            _unsure_count(),
             func.coalesce(func.sum(case((Message.status.in_(("failed", "interrupted")), 1), else_=0)), 0),
             func.coalesce(func.sum(Message.input_tokens), 0),
             func.coalesce(func.sum(Message.output_tokens), 0),
             *percentiles,
         ).where(*conditions)
     ).one()
-    counts, timings = row[:8], tuple(row[8:])
+    counts, timings = row[:9], tuple(row[9:])
     if not postgres:
         (_, *latency), = _nearest_rank(session, Message.latency_ms, conditions, (0.5, 0.95)) or [(0, None, None)]
         (_, *ttft), = _nearest_rank(session, Message.ttft_ms, conditions, (0.5, 0.95)) or [(0, None, None)]
@@ -392,8 +399,14 @@ class DailyUsage:
     users: int
     answers: int
     abstained: int
+    unsure: int
     input_tokens: int
     output_tokens: int
+
+
+def _unsure_count():
+    """How many answers fell in the middle band (counted apart from abstentions)."""
+    return func.coalesce(func.sum(case((Message.band == "unsure", 1), else_=0)), 0)
 
 
 def daily_usage(session: Session, f: Filters) -> list[DailyUsage]:
@@ -406,6 +419,7 @@ def daily_usage(session: Session, f: Filters) -> list[DailyUsage]:
             func.count(func.distinct(Message.user_id)),
             func.count(),
             func.coalesce(func.sum(case((Message.status == "abstained", 1), else_=0)), 0),
+            _unsure_count(),
             func.coalesce(func.sum(Message.input_tokens), 0),
             func.coalesce(func.sum(Message.output_tokens), 0),
         ).where(*answer_conditions(f)).group_by(day).order_by(day)
@@ -553,20 +567,24 @@ class GapQuestion:
     abstained: bool
     at: datetime
     user_id: int | None = None
+    #: Answered in the middle band (the closest passages, which may not answer).
+    unsure: bool = False
 
 
 def gap_questions(session: Session, f: Filters, *, limit: int = 1000) -> list[GapQuestion]:
-    """Questions the assistant abstained on or whose answer was rated down, newest first."""
+    """Questions the assistant abstained on, was unsure about, or whose answer was rated down, newest first."""
     question = aliased(Message)
     down = select(Rating.message_id).where(Rating.thumb == 0)
     rows = session.execute(
         select(Message.id, Message.conversation_id, question.content, Message.status == "abstained",
-               Message.created_at, Message.user_id)
+               Message.created_at, Message.user_id, Message.band == "unsure")
         .select_from(Message).join(question, question.id == Message.reply_to)
-        .where(*answer_conditions(f), or_(Message.status == "abstained", Message.id.in_(down)))
+        .where(*answer_conditions(f),
+               or_(Message.status == "abstained", Message.band == "unsure", Message.id.in_(down)))
         .order_by(Message.created_at.desc()).limit(limit)
     ).all()
-    return [GapQuestion(mid, cid, text, bool(abstained), at, uid) for mid, cid, text, abstained, at, uid in rows]
+    return [GapQuestion(mid, cid, text, bool(abstained), at, uid, bool(unsure))
+            for mid, cid, text, abstained, at, uid, unsure in rows]
 
 
 @dataclass(frozen=True)

@@ -44,6 +44,8 @@ class Topic:
     abstained: int
     rated_down: int
     examples: list[GapQuestion]
+    #: Questions answered in the middle band (the closest passages, which may not answer), counted apart.
+    unsure: int = 0
 
 
 def group_questions(
@@ -76,8 +78,9 @@ def _topic(group: list[GapQuestion], examples: int) -> Topic:
         count=len(group),
         people=len({q.user_id for q in group}),
         abstained=sum(q.abstained for q in group),
-        rated_down=sum(not q.abstained for q in group),
+        rated_down=sum(not q.abstained and not q.unsure for q in group),
         examples=newest[:examples],
+        unsure=sum(q.unsure and not q.abstained for q in group),
     )
 
 

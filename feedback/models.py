@@ -31,7 +31,7 @@ STATUSES = ("pending", "complete", "abstained", "failed", "interrupted")
 #: use lets both databases answer from the index alone, without visiting a million table rows.
 DASHBOARD_COLUMNS = (
     "kind", "role", "created_at", "status", "user_id", "team", "conversation_id", "reply_to", "answerer", "model",
-    "prompt_version", "input_tokens", "output_tokens", "latency_ms", "ttft_ms",
+    "prompt_version", "input_tokens", "output_tokens", "latency_ms", "ttft_ms", "band",
 )
 #: The team of a person no claim or configuration places in one.
 UNASSIGNED = "unassigned"
@@ -136,6 +136,9 @@ class Message(SQLModel, table=True):
     #: For a question: the key its page gave it when it was typed, so that sending it again (the database went
     #: away before saying it was stored) stores it once.
     client_key: str | None = Field(default=None, max_length=64)
+    #: For an answer: ``answered``, ``unsure`` (the closest passages quoted under a warning) or ``abstained``
+    #: (see :mod:`assistant.answerability`); ``None`` for answers stored before bands (their status says which).
+    band: str | None = Field(default=None, max_length=16)
 
 
 class Rating(SQLModel, table=True):

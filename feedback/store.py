@@ -335,8 +335,11 @@ def finish_answer(
     index_version: int | None = None,
     error: str | None = None,
     interrupted: bool = False,
+    band: str | None = None,
 ) -> Message:
     """Close a pending answer as ``complete`` (or ``abstained``: the handbook did not answer it).
+
+    ``band`` is ``answered``, ``unsure`` or ``abstained`` (default: from ``abstained``).
 
     ``answerer`` (with its ``model``, which may be None), ``prompt_version`` and
     ``index_version``, when given, replace what :func:`start_answer` recorded: a
@@ -354,6 +357,7 @@ def finish_answer(
         answer_id,
         **{key: value for key, value in provenance.items() if value is not None or key == "model"},
         status="interrupted" if interrupted else "abstained" if abstained else "complete",
+        band=_band(band, abstained),
         content=clean(content),
         error=error,
         sources=[dict(source) for source in sources],
@@ -533,6 +537,17 @@ def _close(session: Session, answer_id: int, *, status: str, **fields) -> Messag
     session.commit()
     session.refresh(answer)
     return answer
+
+
+BANDS = ("answered", "unsure", "abstained")
+
+
+def _band(band: str | None, abstained: bool) -> str:
+    if band is None:
+        return "abstained" if abstained else "answered"
+    if band not in BANDS or (band == "abstained") != abstained:
+        raise InvalidInput(f"Band {band!r} does not fit an answer that {'abstained' if abstained else 'answered'}.")
+    return band
 
 
 def _closed_by_the_sweep(answer: Message) -> bool:

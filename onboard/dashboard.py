@@ -82,7 +82,8 @@ def bar_chart(frame: pd.DataFrame, category: str, value: str, title: str | None 
 
 def usage_frame(days: Sequence[DailyUsage], weekly_active: Mapping[date, int]) -> pd.DataFrame:
     frame = pd.DataFrame([vars(d) for d in days], columns=[
-        "day", "questions", "conversations", "users", "answers", "abstained", "input_tokens", "output_tokens"])
+        "day", "questions", "conversations", "users", "answers", "abstained", "unsure", "input_tokens",
+        "output_tokens"])
     frame = frame.rename(columns={"users": "daily active people"})
     frame["day"] = pd.to_datetime(frame["day"])
     frame["weekly active people"] = [weekly_active.get(monday(d.date())) for d in frame["day"]]
@@ -140,9 +141,9 @@ def latency_frame(points: Iterable[LatencyPoint]) -> pd.DataFrame:
 
 def topics_frame(topics: Iterable[Topic]) -> pd.DataFrame:
     return pd.DataFrame(
-        [{"topic": t.label, "questions": t.count, "people": t.people, "abstained": t.abstained,
+        [{"topic": t.label, "questions": t.count, "people": t.people, "abstained": t.abstained, "unsure": t.unsure,
           "rated_down": t.rated_down, "example": t.examples[0].question if t.examples else ""} for t in topics],
-        columns=["topic", "questions", "people", "abstained", "rated_down", "example"],
+        columns=["topic", "questions", "people", "abstained", "unsure", "rated_down", "example"],
     )
 
 

@@ -237,6 +237,7 @@ def _closing(answer_id: int, result, clock: _Clock, question_id: int) -> tuple[C
         "latency_ms": _int(result.latency_ms) if result.latency_ms is not None else clock.latency_ms(),
         "ttft_ms": _int(result.ttft_ms) if result.ttft_ms is not None else clock.ttft_ms(),
         "abstained": bool(result.abstained),
+        "band": getattr(result, "band", None),
         "answerer": result.answerer,
         "model": result.model,
         "prompt_version": result.prompt_version,

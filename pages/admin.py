@@ -135,7 +135,9 @@ def _headline(o: analytics.Overview, cost: float) -> None:
     cells[1].metric("People", f"{o.users:,}", help=f"{per_person} questions per person")
     cells[2].metric("Thumbs up", views.percent(o.ratings.share),
                     help=f"95% interval and count: {views.share_text(o.ratings)}")
-    cells[3].metric("Abstained", views.percent(o.abstention_rate), help=f"{o.abstained:,} of {o.answers:,} answers")
+    cells[3].metric("Abstained", views.percent(o.abstention_rate),
+                    help=f"{o.abstained:,} of {o.answers:,} answers abstained (nothing related); {o.unsure:,} "
+                         f"({views.percent(o.unsure_rate)}) quoted the closest passages under 'not sure'")
     cells[4].metric("Cost", f"${cost:,.2f}" if cost < 1000 else f"${cost:,.0f}", help=f"{o.input_tokens:,} tokens in, {o.output_tokens:,} out")
     cells[5].metric("Latency p95", views.milliseconds(o.latency_p95),
                     help=f"p50 {views.milliseconds(o.latency_p50)}; first token p50 {views.milliseconds(o.ttft_p50)}, "
@@ -267,7 +269,8 @@ def _answers_tab(f: analytics.Filters) -> None:
 
 
 def _gaps_tab(f: analytics.Filters) -> None:
-    st.caption("Questions the assistant abstained on or whose answer was rated down, grouped by meaning.")
+    st.caption("Questions the assistant abstained on, was unsure about (it quoted the closest passages), or whose "
+               "answer was rated down, grouped by meaning.")
     topics = _topics(DATABASE, f)
     if not topics:
         st.caption("No gaps in this period.")
@@ -278,7 +281,8 @@ def _gaps_tab(f: analytics.Filters) -> None:
         questions = "1 question" if topic.count == 1 else f"{topic.count} questions"
         with st.expander(web.plain(f"{topic.label} — {questions} from {people}")):
             for example in topic.examples:
-                st.text(f"{example.at:%Y-%m-%d}  {'abstained' if example.abstained else 'rated down'}  "
+                why = "abstained" if example.abstained else "unsure" if example.unsure else "rated down"
+                st.text(f"{example.at:%Y-%m-%d}  {why}  "
                         f"{web.visible(example.question)}")
             if st.button("Open the latest conversation", key=f"gap_{i}", icon=":material/forum:"):
                 _conversation(topic.examples[0].conversation_id)

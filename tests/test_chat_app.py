@@ -728,3 +728,15 @@ def test_a_question_stored_but_not_acknowledged_is_stored_once_when_sent_again(a
     answers = [m for m in messages(db) if m.role == "assistant"]
     assert [q.id for q in questions] == lost and [a.reply_to for a in answers] == lost
     assert answers[0].status == "complete"
+
+
+def test_an_unsure_answer_is_shown_in_its_middle_band_and_stored_with_it(app, db):
+    """Something related but maybe not the answer (the offices, not Denver): quoted under the warning."""
+    from assistant.answering import UNSURE
+
+    ask(app, "Is there an office in Denver?")
+    answer = [m for m in messages(db) if m.role == "assistant"][-1]
+    assert (answer.status, answer.band) == ("complete", "unsure")
+    shown = unescape(app.chat_message[1].markdown[0].value)
+    assert shown.startswith(UNSURE.format(source="handbook"))
+    assert any("Our offices" in unescape(e.label) or "office" in unescape(e.label).lower() for e in app.expander)
