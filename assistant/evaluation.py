@@ -118,7 +118,9 @@ def evaluate(
                 "id": case.id,
                 "answerable": case.answerable,
                 "history_turns": len(case.history),
-                "abstained": not result.answerable,
+                # The middle band (unsure) answers, under a warning: only the abstained band abstains.
+                "abstained": result.answerability.band == "abstained",
+                "band": result.answerability.band,
                 "first_hit_rank": first,
                 "hits": {n: any(src in case.gold_files for src in sources[:n]) for n in (1, 3, 5)},
                 "confidence": round(result.answerability.confidence, 4),

@@ -652,3 +652,22 @@ def test_onboard_eval_reports_questions_asked_after_a_conversation(tmp_path, api
     assert summary["n"] == len(DATASET) + 1
     assert summary["with_history"]["n"] == 1 and summary["with_history"]["n_answerable"] == 1
     assert {"quote_hit_rate", "answers_answered_rate", "answers_recall_at_5"} <= set(summary["with_history"])
+
+
+def test_retrieval_figures_count_only_the_abstained_band_as_abstaining():
+    """An unsure question is answered under a warning (issue #18): it counts as answered, not abstained."""
+    from assistant.answerability import Answerability
+    from assistant.evaluation import Case, evaluate
+    from assistant.retrieval import Retrieval
+
+    verdicts = {"q-sure": ("answered", True), "q-unsure": ("unsure", False), "q-none": ("abstained", False)}
+
+    class Bands:
+        def retrieve(self, question, **_):
+            band, answerable = verdicts[question]
+            return Retrieval(question, [], Answerability(answerable, 0.5, band, band=band), 1)
+
+    cases = [Case("1", "q-sure", ("a.md",), ()), Case("2", "q-unsure", ("a.md",), ()), Case("3", "q-none", (), ())]
+    summary, rows = evaluate(Bands(), cases, mode="hybrid", k=5)
+    assert [(r["band"], r["abstained"]) for r in rows] == [("answered", False), ("unsure", False), ("abstained", True)]
+    assert summary["answered_rate"] == 1.0 and summary["abstain_recall"] == 1.0
