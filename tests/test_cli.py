@@ -17,6 +17,7 @@ from helpers_kb import HANDBOOK, write_docs
 from sqlalchemy import create_engine, inspect, text
 from typer.testing import CliRunner
 
+from assistant.answerability import baseline_headings
 from assistant.store import ChromaLocation, keys_name, make_client
 from onboard.cli import app
 
@@ -88,7 +89,10 @@ def test_ingest_prints_the_summary_and_reports_unchanged_files_the_second_time(h
     sent = len(api_embeddings.inputs())
     keys = make_client(ChromaLocation(path=tmp_path / "data" / "chroma")).get_collection(keys_name("handbook")).count()
     assert keys > 0
-    assert sent == one["plus"] + keys  # each new chunk and each of its search keys embedded once through the endpoint
+    probes = len(baseline_headings(_stored_metadatas(tmp_path)))  # headings asked to measure the corpus's baseline
+    assert probes > 0
+    # Each new chunk and each of its search keys embedded once through the endpoint, and each baseline probe.
+    assert sent == one["plus"] + keys + probes
 
     second = invoke("ingest", str(handbook))
     assert second.exit_code == 0, second.output
@@ -311,3 +315,10 @@ def test_db_purge_removes_conversations_deleted_long_enough_ago_with_their_triag
         assert len(session.exec(select(Triage)).all()) == 1 and len(session.exec(select(TriageEvent)).all()) == 1
         tickets = session.exec(select(Ticket).order_by(Ticket.id)).all()
         assert [t.conversation_id for t in tickets] == [None, recent]  # the report stays, unlinked
+
+
+def _stored_metadatas(tmp_path):
+    """``(id, metadata)`` of every passage of the app's default collection, as the baseline reads them."""
+    stored = make_client(ChromaLocation(path=tmp_path / "data" / "chroma")).get_collection("handbook").get(
+        include=["metadatas"])
+    return list(zip(stored["ids"], stored["metadatas"], strict=True))
