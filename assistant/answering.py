@@ -376,8 +376,10 @@ class Assistant:
         vector = retrieval.query_vector
         if vector is None or retrieval.query != question:
             vector = self.knowledge_base.embeddings.embed_query(question)
+        # A follow-up searched with the conversation: its top passage is the one the conversation points to.
+        anchor = 0 if retrieval.query != question and documents else None
         chosen = extractive.choose(
-            question, vector, documents, self._unit_vectors, max_units=self.config.max_sentences
+            question, vector, documents, self._unit_vectors, max_units=self.config.max_sentences, anchor=anchor
         )
         if not chosen:
             yield from self._abstain(turn, "the passages found contain no text that can be quoted",

@@ -354,8 +354,14 @@ def choose(
     *,
     max_units: int,
     weights: Weights = Weights(),
+    anchor: int | None = None,
 ) -> list[Scored]:
-    """The units that best answer ``question``, best first (then the short sentences that complete them)."""
+    """The units that best answer ``question``, best first (then the short sentences that complete them).
+
+    ``anchor``: a passage whose units the relative cut-off spares and that leads the answer, as the best unit's
+    own passage does (a follow-up's passage found with the conversation, when the units are chosen for the
+    question as typed: "and for contractors?" after a question about the pension).
+    """
     every = _with_headers([u for i, doc in enumerate(documents) for u in split_passage(doc.page_content, i)], documents)
     units = [u for u in every if _worth_quoting(u)]
     if not units or max_units <= 0:
@@ -376,22 +382,23 @@ def choose(
         score = (signals["similarity"] + weights.keyword * signals["keyword"] + weights.passage * signals["passage"]
                  + weights.answer_type * signals["answer_type"])
         scored.append(Scored(unit, score, signals))
-    scored.sort(key=lambda s: s.score, reverse=True)
-    best = scored[0].score
+    scored.sort(key=lambda s: (anchor is not None and s.unit.passage == anchor, s.score), reverse=True)
+    best = max(s.score for s in scored)
     floor = max(best - weights.margin, weights.relative * best if best > 0 else best)
     chosen: list[Scored] = []
     per_passage: dict[int, int] = {}
     for item in scored:
-        if len(chosen) >= max_units or item.score < best - weights.margin:
+        if len(chosen) >= max_units or (item.score < best - weights.margin and item.unit.passage != anchor):
             break
-        if item.score < floor and item.unit.passage != scored[0].unit.passage:
+        if item.score < floor and item.unit.passage not in (scored[0].unit.passage, anchor):
             continue  # far less relevant than the best, from another passage: the best's own passage may go on
         if per_passage.get(item.unit.passage, 0) < weights.per_passage:
             per_passage[item.unit.passage] = per_passage.get(item.unit.passage, 0) + 1
             chosen.append(item)
     chosen = _one_row_or_the_table(chosen, every, weights)
     # Completing sentences carry their sentence's score: sorted, each stays next to it, best first.
-    quoted = sorted(chosen + _completing(chosen, every, weights), key=lambda s: -s.score)
+    quoted = sorted(chosen + _completing(chosen, every, weights),
+                    key=lambda s: (not (anchor is not None and s.unit.passage == anchor), -s.score))
     quoted, introduced = _introduced(quoted, every, weights.lead_units, weights.lead_words)
     return _labelled(quoted + introduced, documents, question)
 
