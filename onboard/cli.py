@@ -77,7 +77,11 @@ def _friendly_errors():
 def _invalid_settings(exc) -> str:
     lines = []
     for error in exc.errors():
-        name = "ONBOARD_" + "__".join(str(part) for part in error["loc"]).upper()
+        loc = list(error["loc"])
+        item = next((i for i, part in enumerate(loc) if isinstance(part, int)), None)
+        name = "ONBOARD_" + "__".join(str(part) for part in loc[:item]).upper()
+        if item is not None:  # an entry of a JSON list, e.g. ONBOARD_INGEST__SOURCES's second source
+            name += f" (item {loc[item] + 1}{', ' if loc[item + 1:] else ''}{'.'.join(map(str, loc[item + 1:]))})"
         if isinstance(error.get("input"), dict):  # a group's own check, e.g. answer mode llm without a key
             name += "__*"
         if name == "ONBOARD_COLLECTION":
@@ -118,6 +122,16 @@ def ingest(
     wait: Annotated[
         bool, typer.Option(help="When another run is indexing the collection, wait for it (--no-wait: exit at once).")
     ] = True,
+    watch: Annotated[
+        bool, typer.Option("--watch", help="After this run, keep watching the paths and re-index as files change "
+                           "(Ctrl-C to stop).")
+    ] = False,
+    quiet_ms: Annotated[
+        int, typer.Option(min=50, help="--watch: re-index once files have been quiet this long (milliseconds).")
+    ] = 1500,
+    debounce_ms: Annotated[
+        int, typer.Option(min=100, help="--watch: ... or at the latest this long after the first change.")
+    ] = 10_000,
 ) -> None:
     """Index documents (Markdown, text, HTML, PDF, DOCX); unchanged files are skipped.
 
@@ -127,6 +141,10 @@ def ingest(
     indexed by the first `onboard serve` is removed when you index your own documents.
     One run indexes a collection at a time (across processes and machines sharing the
     database); a run whose process died is marked interrupted by the next one.
+
+    With --watch, the command then stays running: each burst of changes under the paths
+    (saved files, new, deleted or renamed ones) starts one more incremental run, printed
+    as one line; a file saved twice in a row is indexed once.
     """
     from assistant.indexlock import index_lock
     from assistant.ingest import ingest as run_ingest
@@ -138,9 +156,7 @@ def ingest(
         typer.secho(f"another run is indexing the collection {name!r}: waiting for it to finish (Ctrl-C to stop)",
                     fg=typer.colors.YELLOW, err=True)
 
-    sample = factories.SAMPLE_HANDBOOK.resolve()
-    given = [p.resolve() for p in paths]
-    keep_sample = any(p == sample or sample in p.parents or p in sample.parents for p in given)
+    retire = _retired_with(paths)
     with _friendly_errors():
         settings = _settings(**({"collection": collection} if collection else {}))
         embeddings = factories.make_embeddings(settings)
@@ -160,17 +176,45 @@ def ingest(
                     options=factories.ingest_options(settings),
                     progress=progress,
                     prune=prune,
-                    retire=[] if keep_sample else [sample],
+                    retire=retire,
                     lock=lock,
                 )
             )
+    _print_report(report)
+    if watch:
+        def again(roots: list[Path]):
+            store.reopen()  # another process may have written to a local Chroma folder since
+            report = _with_progress(lambda progress: run_ingest(
+                roots, store=store, embeddings=embeddings, engine=engine, options=factories.ingest_options(settings),
+                progress=progress, prune=prune, retire=retire, wait=wait, on_wait=waiting))
+            _print_report(report)
+            return report
+
+        _watch(paths, again, quiet_ms=quiet_ms, debounce_ms=debounce_ms)
+
+
+def _retired_with(paths: list[Path]) -> list[Path]:
+    """The sample handbook, removed from the index when these paths are indexed, unless they hold it."""
+    from onboard import factories
+
+    sample = factories.SAMPLE_HANDBOOK.resolve()
+    given = [Path(p).resolve() for p in paths]
+    keep_sample = any(p == sample or sample in p.parents or p in sample.parents for p in given)
+    return [] if keep_sample else [sample]
+
+
+def _print_report(report, prefix: str = "") -> None:
+    """What ``onboard ingest`` prints about a run: warnings on stderr, then one summary line."""
+    from onboard import factories
+
+    sample = factories.SAMPLE_HANDBOOK.resolve()
     for run_id in report.interrupted_runs:
         typer.secho(f"run {run_id} had stopped before it finished (its process died): marked interrupted",
                     fg=typer.colors.YELLOW, err=True)
     for source, reason in sorted(report.failed.items()):
         typer.secho(f"skipped {source}: {reason}", fg=typer.colors.YELLOW, err=True)
     typer.echo(
-        f"run {report.run_id}: {len(report.added)} added, {len(report.changed)} changed, "
+        f"{prefix}run {report.run_id}: {len(report.added)} added, {len(report.changed)} changed, "
         f"{len(report.removed)} removed, {report.unchanged} unchanged, {len(report.failed)} failed, "
         f"{len(report.skipped)} not supported; chunks +{report.chunks_added} -{report.chunks_removed}; "
         f"index version {report.index_version}"
@@ -186,6 +230,95 @@ def ingest(
             "remove them with `onboard ingest --prune PATH...` or re-index with --rebuild",
             fg=typer.colors.YELLOW, err=True,
         )
+
+
+@contextmanager
+def _stoppable():
+    """SIGTERM (``docker stop``, systemd) stops the command as Ctrl-C does: a run under way is marked
+    interrupted and its lock released (the next run completes it); then the command exits with 0."""
+    import signal
+
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    except KeyboardInterrupt:
+        typer.echo("stopped", err=True)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _watch(paths: list[Path], again, *, quiet_ms: int, debounce_ms: int) -> None:
+    from assistant.refresh import watch
+
+    typer.echo(f"watching {', '.join(str(p) for p in paths)} for changes (Ctrl-C to stop)", err=True)
+    with _stoppable():
+        watch(paths, again, step_ms=quiet_ms, debounce_ms=max(debounce_ms, quiet_ms),
+              on_changes=lambda changed: log.info("changed: %s", ", ".join(sorted(changed))))
+
+
+@app.command()
+def worker() -> None:
+    """Keep the index fresh: index each source of ONBOARD_INGEST__SOURCES at start and then every
+    every_minutes, until stopped (Ctrl-C or SIGTERM).
+
+    Example: ONBOARD_INGEST__SOURCES='[{"paths": ["/srv/handbook"], "every_minutes": 15}]'
+    (optional "collection" per source). Each run is an incremental `onboard ingest` of the
+    source's paths, printed as one line. When another process is indexing the collection,
+    the source is skipped until its next tick. Sources are never pruned: a file removed
+    from a source's folder is removed from the index, files of other sources stay.
+    """
+    import threading
+    from datetime import datetime
+
+    from assistant.ingest import ingest as run_ingest
+    from assistant.refresh import run_schedule
+    from assistant.store import make_client
+    from onboard import factories
+
+    with _friendly_errors():
+        settings = _settings()
+        sources = settings.ingest.sources
+        if not sources:
+            _fail('no sources to keep fresh: set ONBOARD_INGEST__SOURCES, e.g. '
+                  '\'[{"paths": ["/srv/handbook"], "every_minutes": 15}]\'')
+        missing = [str(p) for source in sources for p in source.paths if not p.exists()]
+        if missing:
+            _fail(f"ONBOARD_INGEST__SOURCES names paths that do not exist: {', '.join(missing)}")
+        embeddings = factories.make_embeddings(settings)
+        client = make_client(factories.chroma_location(settings))
+        engine = factories.make_engine(settings)
+    stores = {}
+
+    def run(index: int):
+        source = sources[index]
+        configured = settings.model_copy(update={"collection": source.collection or settings.collection})
+        if configured.collection not in stores:
+            stores[configured.collection] = factories.make_store(configured, embeddings, client)
+        store = stores[configured.collection]
+        store.reopen()  # another process may have written to a local Chroma folder since the last run
+        return run_ingest(source.paths, store=store, embeddings=embeddings, engine=engine,
+                          options=factories.ingest_options(configured), retire=_retired_with(source.paths), wait=False)
+
+    def said(outcome) -> None:
+        source = sources[outcome.index]
+        prefix = f"{datetime.now().astimezone():%Y-%m-%d %H:%M:%S} source {outcome.index + 1} " \
+                 f"({source.collection or settings.collection}): "
+        if outcome.report is not None:
+            _print_report(outcome.report, prefix)
+        elif outcome.busy:
+            typer.secho(f"{prefix}another process is indexing this collection: skipped until the next run in "
+                        f"{source.every_minutes:g} min", fg=typer.colors.YELLOW, err=True)
+        else:
+            typer.secho(f"{prefix}failed: {logs.redact(str(outcome.error))} (tried again in "
+                        f"{source.every_minutes:g} min)", fg=typer.colors.RED, err=True)
+
+    typer.echo(f"keeping {len(sources)} source(s) fresh (Ctrl-C to stop)", err=True)
+    with _stoppable():
+        run_schedule([s.every_minutes * 60 for s in sources], run, stop=threading.Event(), on_outcome=said)
+    engine.dispose()
 
 
 def _with_progress(work):

@@ -11,7 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, Field, SecretStr, model_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from assistant.answering import AnswerConfig
@@ -41,8 +41,19 @@ class EmbeddingSettings(BaseModel):
     cache_dir: Path | None = None
 
 
+class IngestSource(BaseModel):
+    """Paths that ``onboard worker`` indexes at start and then every ``every_minutes``."""
+
+    model_config = ConfigDict(extra="forbid")  # a misspelt key is an error, not a source that never runs
+
+    paths: list[Path] = Field(min_length=1)
+    every_minutes: float = Field(gt=0, le=60 * 24 * 31)
+    #: Collection to index into; default: ``ONBOARD_COLLECTION``.
+    collection: CollectionName | None = None
+
+
 class IngestSettings(BaseModel):
-    """Limits applied to files being indexed."""
+    """Limits applied to files being indexed, and what ``onboard worker`` keeps fresh."""
 
     max_file_mb: float = Field(20.0, gt=0)
     chunk_tokens: int = Field(220, ge=32, le=2048)
@@ -52,6 +63,9 @@ class IngestSettings(BaseModel):
     #: Audience by folder, e.g. ``{"hr": ["hr"], "managers": ["managers", "hr"]}``
     #: (``ONBOARD_INGEST__FOLDER_AUDIENCES`` as JSON); front matter ``audience`` wins.
     folder_audiences: dict[str, list[str]] = {}
+    #: What ``onboard worker`` re-indexes, and how often (``ONBOARD_INGEST__SOURCES`` as JSON), e.g.
+    #: ``[{"paths": ["/srv/handbook"], "every_minutes": 15}]``.
+    sources: list[IngestSource] = []
 
 
 class ChatSettings(BaseModel):
