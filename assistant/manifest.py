@@ -61,3 +61,10 @@ class IngestRun(SQLModel, table=True):
     chunks_removed: int = 0
     index_version: int = 0
     failures: list[dict] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+
+
+def recent_runs(session, *, limit: int = 20) -> list[IngestRun]:
+    """The latest indexing runs of every collection, newest first (what the dashboard's "Index" tab lists)."""
+    from sqlmodel import select
+
+    return list(session.exec(select(IngestRun).order_by(IngestRun.started_at.desc(), IngestRun.id.desc()).limit(limit)))

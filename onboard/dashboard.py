@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import date
+from typing import TYPE_CHECKING
 
 import altair as alt
 import pandas as pd
@@ -16,6 +17,9 @@ import pandas as pd
 from feedback.analytics import DailyUsage, LatencyPoint, Share, Spend, TrendPoint, monday, series_shares
 from feedback.audit import EXPORT_ANSWERS, EXPORT_REVIEWED, OPEN_CONVERSATION, AuditEntry
 from feedback.gaps import Topic
+
+if TYPE_CHECKING:
+    from assistant.manifest import IngestRun
 
 
 def milliseconds(value: int | None) -> str:
@@ -187,3 +191,20 @@ def filters_text(filters: Mapping[str, object]) -> str:
     parts += [str(v) if k == "kind" else f"{k.replace('_', ' ')}: {v}"
               for k, v in filters.items() if k not in ("start", "end")]
     return ", ".join(parts)
+
+
+RUN_COLUMNS = ["started", "finished", "collection", "status", "added", "changed", "removed", "unchanged", "failed",
+               "index_version", "failures"]
+#: How the dashboard names a run's status (``kb_run.status``).
+RUN_STATUS = {"running": "running", "completed": "complete", "interrupted": "interrupted", "failed": "failed"}
+
+
+def runs_frame(runs: Iterable[IngestRun]) -> pd.DataFrame:
+    """Indexing runs as a table: when, how it ended, what changed, and why files failed (``source: reason``)."""
+    return pd.DataFrame([{"started": pd.Timestamp(r.started_at),
+                          "finished": pd.Timestamp(r.finished_at) if r.finished_at else pd.NaT,
+                          "collection": r.collection, "status": RUN_STATUS.get(r.status, r.status),
+                          "added": r.added, "changed": r.changed, "removed": r.removed, "unchanged": r.unchanged,
+                          "failed": r.failed, "index_version": r.index_version,
+                          "failures": "; ".join(f"{f.get('source')}: {f.get('reason')}" for f in r.failures or [])}
+                         for r in runs], columns=RUN_COLUMNS)

@@ -15,6 +15,7 @@ from datetime import UTC, datetime, timedelta
 import streamlit as st
 from sqlmodel import Session
 
+from assistant.manifest import recent_runs
 from feedback import analytics, audit, review, store
 from feedback.gaps import group_questions
 from feedback.models import TRIAGE_STATUSES, User
@@ -30,6 +31,8 @@ STATUS_LABELS = {"new": "New", "in_progress": "In progress", "fixed": "Fixed", "
 ANY = "(any)"
 #: The most audit rows the "Admin access" tab lists (newest first).
 AUDIT_ROWS = 500
+#: Indexing runs the "Index" tab lists (newest first).
+INDEX_RUNS = 20
 
 
 @st.cache_data(ttl=600, show_spinner=False)
@@ -345,6 +348,23 @@ def _audit_tab(f: analytics.Filters) -> None:
         "filters": st.column_config.TextColumn("Filters", width="large")})
 
 
+def _index_tab() -> None:
+    st.caption(f"The latest {INDEX_RUNS} indexing runs (`onboard ingest`, `--watch`, `onboard worker`, the app's "
+               "own), newest first, whatever the dates above. A run still running after its process died is "
+               "marked interrupted by the next one.")
+    with web.db() as session:
+        found = recent_runs(session=session, limit=INDEX_RUNS)
+    if not found:
+        st.caption("Nothing indexed yet.")
+        return
+    st.dataframe(web.visible_rows(views.runs_frame(found)), hide_index=True, key="index_runs", column_config={
+        "started": st.column_config.DatetimeColumn("Started", format="YYYY-MM-DD HH:mm:ss"),
+        "finished": st.column_config.DatetimeColumn("Finished", format="YYYY-MM-DD HH:mm:ss"),
+        "collection": "Collection", "status": "Status", "added": "Added", "changed": "Changed",
+        "removed": "Removed", "unchanged": "Unchanged", "failed": "Failed", "index_version": "Index version",
+        "failures": st.column_config.TextColumn("Why files failed", width="large")})
+
+
 st.title("Dashboard")
 filters, split, weekly = _filters()
 overview, spent = _headline_figures(DATABASE, filters)
@@ -359,6 +379,7 @@ sections = {
     "Problem reports": lambda: _tickets_tab(filters),
     "Export": lambda: _export_tab(filters),
     "Admin access": lambda: _audit_tab(filters),
+    "Index": _index_tab,
 }
 for tab, show in zip(st.tabs(list(sections), key="section", on_change="rerun"), sections.values(), strict=True):
     if tab.open:
