@@ -14,7 +14,9 @@ page (they read ``st.user`` and cached resources), so their three bodies are
 repeated here with the same ``feedback.store`` calls.
 
 Before that, every distinct question is answered once, one at a time, by the
-same assistant: ``differ_from_sequential`` counts stored answers whose text,
+same assistant, after the same previous question as in its conversation (a
+follow-up is searched with the question before it: :mod:`assistant.followup`):
+``differ_from_sequential`` counts stored answers whose text,
 abstention or sources (passage ids, and which are cited) differ from that
 reference. Every count is read back from the database with SQL, not from the
 script's own bookkeeping: ``duplicates`` counts questions stored more often
@@ -363,18 +365,26 @@ def signature(text: str, abstained: bool, sources: list[dict]) -> tuple:
     return text, bool(abstained), tuple((s.get("chunk_id"), bool(s.get("cited", True))) for s in sources)
 
 
-def sequential_reference(assistant, questions: list[str], where: dict) -> tuple[dict[str, tuple], list[float]]:
+def sequential_reference(assistant, turns: list[tuple[str | None, str]], where: dict,
+                         ) -> tuple[dict[tuple[str | None, str], tuple], list[float]]:
+    """Each ``(previous question, question)`` answered alone, one at a time.
+
+    A question is answered in its conversation: a follow-up is searched with the question before it
+    (:mod:`assistant.followup`, which reads the previous question only), so the reference answers each
+    question after the same previous question as in the person's conversation.
+    """
     reference, timings = {}, []
-    for question in questions:
+    for previous, question in turns:
+        history = [("user", previous), ("assistant", "")] if previous is not None else []
         began = time.perf_counter()
-        answer = assistant.answer(question, where=where)
+        answer = assistant.answer(question, history=history, where=where)
         timings.append((time.perf_counter() - began) * 1000)
-        reference[question] = signature(answer.text, answer.abstained,
-                                        [dataclasses.asdict(c) for c in answer.citations])
+        reference[(previous, question)] = signature(answer.text, answer.abstained,
+                                                    [dataclasses.asdict(c) for c in answer.citations])
     return reference, timings
 
 
-def audit(engine, people: list[Person], reference: dict[str, tuple]) -> dict:
+def audit(engine, people: list[Person], reference: dict[tuple[str | None, str], tuple]) -> dict:
     """Every count read back from the database, for this run's people only."""
     subjects = {p.claims["sub"]: p for p in people}
     with Session(engine) as session:
@@ -393,6 +403,12 @@ def audit(engine, people: list[Person], reference: dict[str, tuple]) -> dict:
 
     questions = {m.id: m for m in messages if m.role == "user"}
     answers = [m for m in messages if m.role == "assistant"]
+    previous_of: dict[int, str | None] = {}  # each question's previous question in its conversation
+    last: dict[str, str] = {}
+    for m in messages:
+        if m.role == "user":
+            previous_of[m.id] = last.get(m.conversation_id)
+            last[m.conversation_id] = m.content
     sent_by_conversation: dict[str, Counter] = {}
     for person in people:
         if person.conversation_id:
@@ -455,7 +471,7 @@ def audit(engine, people: list[Person], reference: dict[str, tuple]) -> dict:
         if a.status not in web.ANSWERED or question is None:
             continue
         got = signature(a.content, a.status == "abstained", a.sources or [])
-        want = reference.get(question.content)
+        want = reference.get((previous_of.get(question.id), question.content))
         if got != want:
             differ += 1
             if len(examples) < EXAMPLES:
@@ -739,7 +755,8 @@ def measure(settings: Settings, args, questions: list[str], run: str, cluster: C
     page = Page(settings, engine, assistant, think_s=args.think_seconds, faulty=faulty)
     where = web.retrieval_filter(page.identity(people[0]))
     assert all(web.retrieval_filter(page.identity(p)) == where for p in people)  # one reference fits everyone
-    distinct = list(dict.fromkeys(q for p in people for q in p.questions))
+    distinct = list(dict.fromkeys((p.questions[n - 1] if n else None, q) for p in people
+                                  for n, q in enumerate(p.questions)))
     fault = None
     if faulty:  # an answer made while the database was away may rightly differ (failed): no reference
         reference, sequential_ms = {}, []
