@@ -86,7 +86,13 @@ def make_client(location: ChromaLocation):
     assert location.path is not None
     for folder in reversed([f for f in (location.path, *location.path.parents) if not f.exists()]):
         folder.mkdir(mode=0o700, exist_ok=True)  # private at each level made here (mkdir -p: 0755)
-    return chromadb.PersistentClient(path=str(location.path), settings=chroma_settings)
+    # Chroma creates its schema when a process first opens a folder, and two processes doing so at once collide
+    # ("table collections already exists": an app and a worker started together on a new data folder). Opening is
+    # serialised across processes by a file lock beside the folder (released by the kernel if the holder dies).
+    from filelock import FileLock
+
+    with FileLock(location.path.with_name(location.path.name + ".open.lock"), thread_local=False):
+        return chromadb.PersistentClient(path=str(location.path), settings=chroma_settings)
 
 
 class PassageStore:

@@ -224,3 +224,18 @@ def test_an_ingest_killed_midway_is_marked_interrupted_and_completed_by_the_next
     assert (completed.added, completed.unchanged) == (150 - row.added, row.added)
     settings = Settings()
     assert factories.make_store(settings, factories.make_embeddings(settings)).count() == 150
+
+
+def test_processes_opening_a_new_chroma_folder_at_once_all_succeed(tmp_path):
+    """Chroma creates its schema on first open: processes opening a new folder together must not collide
+    ("table collections already exists" failed a bootstrap and a worker started together)."""
+    folder = tmp_path / "chroma"
+    code = ("import sys, time; from pathlib import Path; from assistant.store import ChromaLocation, make_client; "
+            "start = float(sys.argv[2]); time.sleep(max(0.0, start - time.time() - 0.05)); "
+            "exec('while time.time() < start: pass'); "
+            "make_client(ChromaLocation(path=Path(sys.argv[1]))).get_or_create_collection('handbook'); print('ok')")
+    start = time.time() + 3  # all import chromadb first, then open at the same moment
+    processes = [subprocess.Popen([sys.executable, "-c", code, str(folder), str(start)], stdout=subprocess.PIPE,
+                                  stderr=subprocess.PIPE, text=True, env=os.environ.copy()) for _ in range(12)]
+    results = [process.communicate(timeout=120) for process in processes]
+    assert [process.returncode for process in processes] == [0] * 12, [err[-400:] for _, err in results]
