@@ -147,14 +147,6 @@ class Closing:
     def text(self) -> str:
         return self.fields.get("content") or ""
 
-    @property
-    def status(self) -> str:
-        """The status the answer will have once written."""
-        if self.failed:
-            return "interrupted" if self.fields.get("interrupted") else "failed"
-        return "interrupted" if self.fields.get("interrupted") else "abstained" if self.fields.get(
-            "abstained") else "complete"
-
 
 def save(engine: Engine, closing: Closing, backoff: Backoff | None = None,
          waiting: Callable[[str | None], object] | None = None) -> Message | None:
