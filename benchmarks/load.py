@@ -3,13 +3,13 @@
 ``--users`` threads each play one signed-in person with their own user row and
 conversation, and send ``--turns`` questions one after the other (no pause in
 between) down the chat page's own path: the question is stored as
-:func:`onboard.web.store_question` stores it, then answered by
-:func:`onboard.turns.answer_turn` with what :func:`onboard.web.answer` passes
+:func:`ui.web.store_question` stores it, then answered by
+:func:`service.turns.answer_turn` with what :func:`ui.web.answer` passes
 (the person's audience filter and rollout features, the page's escaping
 writer, here consuming the stream instead of drawing it). Once every turn is
-done, each person rates each of their answers as :func:`onboard.web.rate` does
+done, each person rates each of their answers as :func:`ui.web.rate` does
 (thumbs up a complete answer, down with a reason an abstention), all at once
-again. The Streamlit-bound wrappers of ``onboard.web`` cannot run outside a
+again. The Streamlit-bound wrappers of ``ui.web`` cannot run outside a
 page (they read ``st.user`` and cached resources), so their three bodies are
 repeated here with the same ``feedback.store`` calls.
 
@@ -105,12 +105,13 @@ from assistant.ingest import ingest
 from feedback import store
 from feedback.models import Conversation, Message, Rating, User
 from feedback.store import FeedbackError
-from onboard import factories, web
-from onboard.access import identity_from_claims
-from onboard.rollout import features_for
+from onboard import factories
 from onboard.settings import Settings
-from onboard.turns import Closing, answer_turn
-from onboard.turns import save as save_answer
+from service.access import identity_from_claims
+from service.rollout import features_for
+from service.turns import Closing, answer_turn
+from service.turns import save as save_answer
+from ui import web
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_CORPUS = ROOT.parent / "shared" / "corpora" / "18f-handbook"

@@ -201,7 +201,8 @@ def stored_conversations(database_url: str) -> list[dict]:
     from sqlmodel import Session
 
     from feedback import store
-    from onboard import db, web
+    from onboard import db
+    from ui import web
 
     engine = db.make_engine(database_url)
     try:

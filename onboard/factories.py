@@ -147,7 +147,7 @@ def make_assistant(settings: Settings, knowledge_base: KnowledgeBase | None = No
 
 def make_support_desk(settings: Settings, knowledge_base: KnowledgeBase, engine: Engine):
     """The support bot, sharing the handbook's embedding model and Chroma client, its documentation indexed."""
-    from onboard.support import SupportDesk
+    from service.support import SupportDesk
 
     desk = SupportDesk(settings=settings, embeddings=knowledge_base.embeddings, client=knowledge_base.store.client,
                        engine=engine, ingest_options=ingest_options(settings))

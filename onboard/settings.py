@@ -18,9 +18,9 @@ from assistant.answering import AnswerConfig
 from assistant.retrieval import RetrievalConfig
 from assistant.store import CollectionName
 from feedback.store import DEFAULT_REASONS
-from onboard.access import AccessSettings
-from onboard.rollout import RolloutSettings
-from onboard.support import SupportSettings
+from service.access import AccessSettings
+from service.rollout import RolloutSettings
+from service.support import SupportSettings
 
 
 class EmbeddingSettings(BaseModel):

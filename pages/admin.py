@@ -2,7 +2,7 @@
 
 Admins only (``streamlit_app.py`` registers the page for them alone; checked
 again here). Figures come from :mod:`feedback.analytics` (SQL aggregates),
-tables and charts from :mod:`onboard.dashboard`; this page only lays them out.
+tables and charts from :mod:`ui.dashboard`; this page only lays them out.
 Everything people wrote is shown as text or in data tables, never as HTML.
 Opening a conversation and exporting answers are recorded in the audit trail
 (:mod:`feedback.audit`), which the "Admin access" tab lists.
@@ -19,8 +19,8 @@ from assistant.manifest import recent_runs
 from feedback import analytics, audit, review, store
 from feedback.gaps import group_questions
 from feedback.models import TRIAGE_STATUSES, User
-from onboard import dashboard as views
-from onboard import web
+from ui import dashboard as views
+from ui import web
 
 web.require_page("admin")
 

@@ -1,7 +1,7 @@
 """Chat with the handbook: ask, read the cited answer, rate it; past conversations in the sidebar.
 
 What happens to a question (storing it, the pending answer, streaming, failures)
-is in :mod:`onboard.web`; this page reads input, calls it and renders. Text
+is in :mod:`ui.web`; this page reads input, calls it and renders. Text
 written by people and documents goes through ``web.plain`` (shown exactly as
 typed) or ``web.safe_markdown`` (formatting kept, links/images/HTML not).
 """
@@ -15,8 +15,8 @@ import streamlit as st
 
 from assistant.errors import AssistantError
 from feedback.store import FeedbackError
-from onboard import web
-from onboard.help_panel import report_dialog
+from ui import web
+from ui.help_panel import report_dialog
 
 log = logging.getLogger(__name__)
 

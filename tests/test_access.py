@@ -7,7 +7,8 @@ from datetime import UTC, datetime
 
 import pytest
 
-from onboard.access import (
+from onboard.settings import Settings
+from service.access import (
     LOCAL_IDENTITY,
     AccessDenied,
     AccessSettings,
@@ -17,7 +18,6 @@ from onboard.access import (
     pages_for,
     token_expired,
 )
-from onboard.settings import Settings
 
 GOOD_SECRET = "k3J9vQ2mZ7pL4wR8tY1uN6bX5cV0aS3dF"  # 33 random characters
 

@@ -10,7 +10,7 @@ from pathlib import Path
 from streamlit.testing.v1 import AppTest
 
 from assistant.errors import IndexMismatch
-from onboard import web
+from ui import web
 
 APP = str(Path(__file__).resolve().parent.parent / "streamlit_app.py")
 

@@ -21,8 +21,9 @@ from helpers_net import free_port, running
 from sqlmodel import Session
 
 from feedback import store
-from onboard import factories, web
+from onboard import factories
 from onboard.settings import Settings
+from ui import web
 
 ROOT = Path(__file__).resolve().parent.parent
 CHROMIUM = Path("/usr/bin/chromium")

@@ -32,8 +32,10 @@ from assistant.answerers import generative
 from assistant.answering import AnswerConfig
 from feedback import store
 from feedback.models import Conversation, Message
-from onboard import factories, turns, web
+from onboard import factories
 from onboard.settings import Settings
+from service import turns
+from ui import web
 
 APP = str(Path(__file__).resolve().parent.parent / "streamlit_app.py")
 QUESTION = "How much time off do I get?"
@@ -356,7 +358,7 @@ def test_a_rating_whose_reason_is_no_longer_offered_still_shows(data_dir, db, mo
 
 def test_a_failing_search_backend_shows_a_sentence_not_the_providers_error(app, db, monkeypatch):
     from assistant.errors import EmbeddingError
-    from onboard.turns import SEARCH_UNAVAILABLE
+    from service.turns import SEARCH_UNAVAILABLE
 
     provider = "the embeddings endpoint failed: Error code: 401 - {'error': 'Incorrect API key sk-abc'}"
     use(monkeypatch, break_after="", error=EmbeddingError(provider))

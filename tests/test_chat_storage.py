@@ -1,6 +1,6 @@
 """What the chat stores when text is hostile or the database fails (issue #17), on SQLite and PostgreSQL.
 
-The questions go through :func:`onboard.web.store_question`, the page's own path,
+The questions go through :func:`ui.web.store_question`, the page's own path,
 pointed at the test's database; faults are real: a trigger refusing the write,
 a SQLite write lock held by another connection, PostgreSQL backends terminated
 while the database refuses connections.
@@ -19,7 +19,8 @@ from sqlmodel import Session, select
 from assistant.answering import Answer, AnswerConfig
 from feedback import store
 from feedback.models import Conversation, Message, Ticket, utcnow
-from onboard import turns, web
+from service import turns
+from ui import web
 
 #: NUL (PostgreSQL refuses it in text), BEL, an ANSI colour, a lone surrogate (not encodable as UTF-8), CRLF.
 HOSTILE = "How much PTO\x00 do I get?\x07 \x1b[31mnow\x1b[0m \ud800ok\r\nthanks"

@@ -131,7 +131,7 @@ def test_onboard_ingest_waits_for_the_other_process_and_says_so_or_exits_with_no
 def test_the_help_is_not_indexed_by_a_page_while_another_process_indexes_it(hold, tmp_path, chroma_client,
                                                                             fake_embeddings, engine, monkeypatch):
     from onboard.settings import Settings
-    from onboard.support import SupportDesk
+    from service.support import SupportDesk
 
     docs = write_docs(tmp_path / "docs", {"user-guide.md": "# User guide\n\nRate answers with the thumbs.\n"})
     monkeypatch.setenv("ONBOARD_SUPPORT__DOCS_DIR", str(docs))

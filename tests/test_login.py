@@ -18,7 +18,7 @@ from streamlit.testing.v1 import AppTest
 from test_chat_app import APP, _fresh_resources, data_dir, db, indexed_handbook, messages, ok  # noqa: F401
 
 from feedback.models import Conversation, User
-from onboard import web
+from ui import web
 
 AUTH = {
     "redirect_uri": "http://localhost:8501/oauth2callback",

@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 from pydantic import ValidationError
 
-from onboard.access import AccessSettings, identity_from_claims
-from onboard.rollout import FeatureRule, RolloutSettings, bucket, features_for
 from onboard.settings import Settings
+from service.access import AccessSettings, identity_from_claims
+from service.rollout import FeatureRule, RolloutSettings, bucket, features_for
 
 SUBJECTS = [f"user-{i}" for i in range(10_000)]
 
@@ -110,7 +110,7 @@ def test_no_rules_by_default():
 
 
 def test_answer_overrides_merge_the_features_a_person_has():
-    from onboard.rollout import RolloutSettings, answer_overrides
+    from service.rollout import RolloutSettings, answer_overrides
 
     settings = RolloutSettings(features={
         "a-prompt": {"groups": ["pilot"], "answer": {"prompt_version": "v2"}},
@@ -124,7 +124,7 @@ def test_answer_overrides_merge_the_features_a_person_has():
 
 
 def test_an_identity_provider_group_named_like_a_role_does_not_turn_on_that_roles_features():
-    from onboard.access import Identity
+    from service.access import Identity
 
     rollout = RolloutSettings(features={"prompt-v3": {"groups": ["pilot"]}})
     pretender = Identity(subject="s1", email="a@example.com", name="A", groups=frozenset({"pilot"}),

@@ -24,7 +24,7 @@ from assistant.retrieval import KnowledgeBase
 from assistant.store import ChromaLocation, PassageStore, make_client
 from feedback import store
 from feedback.models import Message
-from onboard import turns
+from service import turns
 
 pytestmark = pytest.mark.server
 

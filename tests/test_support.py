@@ -20,7 +20,7 @@ from assistant.store import ChromaLocation, make_client
 from feedback.models import Conversation, Message, Rating
 from onboard import factories
 from onboard.settings import Settings
-from onboard.support import SupportDesk, fingerprint
+from service.support import SupportDesk, fingerprint
 
 ROOT = Path(__file__).resolve().parent.parent
 EMPLOYEE = {"audience": ["all", "employee"]}
@@ -159,7 +159,7 @@ def test_the_support_evaluation_set_quotes_the_docs_exactly():
 
 
 def _help_app():
-    from onboard import help_panel
+    from ui import help_panel
 
     help_panel.render("chat")
 
@@ -203,7 +203,7 @@ def test_the_help_panel_lists_the_closest_pages_of_an_abstained_answer_uncited(d
 
 def test_a_help_conversation_can_be_deleted_like_a_chat(monkeypatch, docs):
     from feedback import store
-    from onboard import web
+    from ui import web
 
     monkeypatch.setenv("ONBOARD_SUPPORT__DOCS_DIR", str(docs))
     engine = factories.make_engine(Settings())
@@ -231,8 +231,8 @@ def test_a_help_conversation_can_be_deleted_like_a_chat(monkeypatch, docs):
 
 def test_a_help_answer_the_database_did_not_take_is_stored_by_the_panel_later(monkeypatch, docs):
     from feedback import store
-    from onboard import web
-    from onboard.turns import Closing
+    from service.turns import Closing
+    from ui import web
 
     monkeypatch.setenv("ONBOARD_SUPPORT__DOCS_DIR", str(docs))
     engine = factories.make_engine(Settings())
@@ -257,7 +257,7 @@ def test_a_help_question_sent_while_the_database_is_away_is_kept_for_sending_aga
     """The panel could not load its conversation: the question typed is kept and back in the box afterwards."""
     from test_chat_app import DatabaseDown
 
-    from onboard import web
+    from ui import web
 
     monkeypatch.setenv("ONBOARD_SUPPORT__DOCS_DIR", str(docs))
     at = AppTest.from_function(_help_app, default_timeout=180).run()

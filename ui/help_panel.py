@@ -1,11 +1,11 @@
 """The in-app help: a sidebar panel on every page where people ask the support bot, and "Report a problem".
 
 The support bot answers from the project's documentation only (see
-:mod:`onboard.support`); its conversations are stored like the assistant's,
+:mod:`service.support`); its conversations are stored like the assistant's,
 marked ``support``, with thumbs on every answer, and deleted like them. "Report a problem" opens a
 short form from here or from any answer in the chat, and files a ticket the
 admins triage on the dashboard. Like the pages, this only lays things out:
-storing and answering go through :mod:`onboard.web`.
+storing and answering go through :mod:`ui.web`.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import logging
 import streamlit as st
 
 from feedback.store import FeedbackError
-from onboard import web
+from ui import web
 
 log = logging.getLogger(__name__)
 

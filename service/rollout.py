@@ -2,7 +2,7 @@
 
 Each feature has a :class:`FeatureRule`. A feature is on for a person when it
 is enabled and either they belong to one of the rule's groups (groups and
-roles of their :class:`~onboard.access.Identity` both count) or their bucket
+roles of their :class:`~service.access.Identity` both count) or their bucket
 for that feature falls under the rule's percentage.
 
 The bucket is a number in [0, 1) taken from a SHA-256 hash of the feature
@@ -24,7 +24,7 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
-from onboard.access import Identity
+from service.access import Identity
 
 
 class FeatureRule(BaseModel):

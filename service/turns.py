@@ -2,7 +2,7 @@
 
 :func:`answer_turn` stores a ``pending`` answer recording how it will be made,
 streams the assistant's answer through the writer the caller gives (the pages
-get ``st.write_stream`` behind :func:`onboard.web.escaped`), and closes the answer as complete,
+get ``st.write_stream`` behind :func:`ui.web.escaped`), and closes the answer as complete,
 abstained, failed or interrupted whatever happens: an ``Exception`` becomes
 ``failed`` with a sentence for the person (the traceback goes to the log);
 anything else (Streamlit stopping or rerunning the script, a shutdown) becomes

@@ -6,7 +6,7 @@ fixed set of roles, without importing Streamlit:
 
 - every signed-in person is an ``employee``;
 - ``pilot`` comes from membership of a pilot group or the pilot e-mail list,
-  and tries features before everyone else (see :mod:`onboard.rollout`);
+  and tries features before everyone else (see :mod:`service.rollout`);
 - ``admin`` comes from an admin group or the admin e-mail list, and implies
   ``pilot`` and ``employee``.
 

@@ -13,7 +13,7 @@ The only module outside ``pages/`` that imports Streamlit. It holds:
   features they get are recorded with each answer;
 - reading a conversation (:func:`chat_state`) and the path of one question
   (:func:`store_question`, then :func:`answer`, which runs
-  :func:`onboard.turns.answer_turn`: the question is stored first, then a
+  :func:`service.turns.answer_turn`: the question is stored first, then a
   ``pending`` answer, streamed and closed whatever happens); the streamed text
   is escaped with :func:`safe_markdown` piece by piece as it is shown, and a
   line above it says what the turn is waiting for (the model, a retry);
@@ -42,11 +42,11 @@ from assistant.text import clean
 from feedback import review, store
 from feedback.models import Conversation, Message, Rating, User, utcnow
 from onboard import factories
-from onboard.access import LOCAL_IDENTITY, Identity, identity_from_claims, pages_for
-from onboard.rollout import answer_overrides, features_for
 from onboard.settings import Settings
-from onboard.turns import INTERRUPTED, UNEXPECTED, Closing, Outcome, answer_turn  # noqa: F401  (the page shows these)
-from onboard.turns import save as save_answer
+from service.access import LOCAL_IDENTITY, Identity, identity_from_claims, pages_for
+from service.rollout import answer_overrides, features_for
+from service.turns import INTERRUPTED, UNEXPECTED, Closing, Outcome, answer_turn  # noqa: F401  (the page shows these)
+from service.turns import save as save_answer
 
 log = logging.getLogger(__name__)
 
@@ -232,7 +232,7 @@ def identity() -> Identity:
     """Who is using the app on this run: the local developer, or the signed-in person.
 
     Raises :class:`NotSignedIn` in login mode when nobody is signed in, and
-    :class:`~onboard.access.AccessDenied` for a person who may not use the app.
+    :class:`~service.access.AccessDenied` for a person who may not use the app.
     """
     if not login_configured():
         return LOCAL_IDENTITY
@@ -458,7 +458,7 @@ Writer = Callable[[Iterable[str]], object]
 
 
 def answer(*, question: Message, history: list[tuple[str, str]], write: Writer | None = None) -> Outcome:
-    """Answer a stored question on the page; see :func:`onboard.turns.answer_turn`.
+    """Answer a stored question on the page; see :func:`service.turns.answer_turn`.
 
     ``write`` (default ``st.write_stream``) gets the answer's text already
     escaped (:func:`escaped`), with a status line above it while the model is
