@@ -10,6 +10,12 @@ to it. A rating is one row per user per answer, updated in place. Every time
 an admin opens someone's conversation or exports answers leaves an
 :class:`AdminAudit` row that nothing in the app changes or deletes.
 
+An :class:`ApiKey` lets a program (a chat bot, an intranet page) ask through
+the REST API as a team with a set of groups; only a hash of its secret is
+stored (:mod:`feedback.keys`). :class:`RateWindow` counts each key's requests
+per minute in the database, so several app processes share one limit
+(:mod:`feedback.limits`).
+
 The schema is shaped by the Alembic migrations in ``onboard/migrations``,
 never by ``create_all``. The storage functions are in :mod:`feedback.store`.
 """
@@ -19,11 +25,13 @@ from __future__ import annotations
 import uuid
 from datetime import UTC, datetime
 
-from sqlalchemy import JSON, CheckConstraint, Column, Index, SmallInteger, Text, UniqueConstraint
+from sqlalchemy import JSON, BigInteger, CheckConstraint, Column, Index, SmallInteger, Text, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
 #: What a conversation is with: the handbook assistant, or the support bot.
 KINDS = ("assistant", "support")
+#: Where a message came in: the chat page, the REST API, a batch file, or the Help panel's support bot.
+CHANNELS = ("web", "api", "batch", "support")
 ROLES = ("user", "assistant")
 #: ``pending`` while the answer is being written; every other status is final.
 STATUSES = ("pending", "complete", "abstained", "failed", "interrupted")
@@ -31,7 +39,7 @@ STATUSES = ("pending", "complete", "abstained", "failed", "interrupted")
 #: use lets both databases answer from the index alone, without visiting a million table rows.
 DASHBOARD_COLUMNS = (
     "kind", "role", "created_at", "status", "user_id", "team", "conversation_id", "reply_to", "answerer", "model",
-    "prompt_version", "input_tokens", "output_tokens", "latency_ms", "ttft_ms", "band",
+    "prompt_version", "input_tokens", "output_tokens", "latency_ms", "ttft_ms", "band", "channel",
 )
 #: The team of a person no claim or configuration places in one.
 UNASSIGNED = "unassigned"
@@ -96,7 +104,8 @@ class Message(SQLModel, table=True):
     ``user_id``, ``team`` and ``kind`` repeat the conversation's owner, the
     owner's team when the message was written, and the conversation's kind: the
     dashboard aggregates a million messages without joining two more tables,
-    and cost stays with the team that spent it.
+    and cost stays with the team that spent it. ``channel`` is where the
+    message came in (:data:`CHANNELS`); an answer inherits its question's.
     """
 
     __tablename__ = "message"
@@ -139,6 +148,9 @@ class Message(SQLModel, table=True):
     #: For an answer: ``answered``, ``unsure`` (the closest passages quoted under a warning) or ``abstained``
     #: (see :mod:`assistant.answerability`); ``None`` for answers stored before bands (their status says which).
     band: str | None = Field(default=None, max_length=16)
+    #: Where the message came in (:data:`CHANNELS`); rows stored before channels read ``web`` (or ``support`` for
+    #: the support bot's conversations), which is where they came from.
+    channel: str = Field(default="web", max_length=16, sa_column_kwargs={"server_default": "web"})
 
 
 class Rating(SQLModel, table=True):
@@ -247,3 +259,51 @@ class AdminAudit(SQLModel, table=True):
     count: int | None = None
     #: For an export: the dashboard's filters it was made with (dates, kind, group, team...).
     filters: dict = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+
+
+class ApiKey(SQLModel, table=True):
+    """A key a program asks the REST API with: its team pays, its groups decide which documents it sees.
+
+    The secret itself is never stored: ``hash`` is its SHA-256 and ``prefix``
+    a few of its characters to tell keys apart in a list. A key is refused
+    once ``revoked_at`` or ``expires_at`` has passed. ``on_behalf`` lets it
+    name a person (``X-On-Behalf-Of``) whose conversations the answers are
+    stored under.
+    """
+
+    __tablename__ = "api_key"
+    __table_args__ = (UniqueConstraint("hash", name="uq_api_key_hash"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    name: str = Field(max_length=100)
+    #: The first characters of the secret after ``onb_``: enough to recognise a key, useless to use it.
+    prefix: str = Field(max_length=16)
+    #: Hex SHA-256 of the whole secret.
+    hash: str = Field(max_length=64)
+    team: str = Field(max_length=128)
+    groups: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    on_behalf: bool = False
+    #: Requests per minute; ``None`` takes the configured default.
+    rate_per_minute: int | None = None
+    created_at: datetime = Field(default_factory=utcnow)
+    #: Who made it (an admin's e-mail, or ``cli``).
+    created_by: str | None = Field(default=None, max_length=320)
+    expires_at: datetime | None = None
+    revoked_at: datetime | None = None
+    #: Written at most once a minute (see :data:`feedback.keys.LAST_USED_RESOLUTION`).
+    last_used_at: datetime | None = None
+
+
+class RateWindow(SQLModel, table=True):
+    """How many requests a key made in one minute (minutes counted from the Unix epoch, UTC).
+
+    One row per key per minute, incremented in place by a single upsert; not a
+    foreign key, so counting never waits on the key's row, and old minutes are
+    deleted now and then by :func:`feedback.limits.hit`.
+    """
+
+    __tablename__ = "rate_window"
+
+    key_id: int = Field(primary_key=True, sa_column_kwargs={"autoincrement": False})
+    minute: int = Field(sa_column=Column(BigInteger, primary_key=True, autoincrement=False))
+    hits: int = 0

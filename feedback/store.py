@@ -26,6 +26,11 @@ Text people and models write (questions, answers, comments, titles) is stored
 through :func:`assistant.text.clean`: PostgreSQL refuses a NUL that SQLite
 keeps, and a control character or ANSI escape has no business on a page or in
 a log.
+
+Every message records its channel (:data:`~feedback.models.CHANNELS`: the
+chat page, the REST API, a batch file, the support bot); an answer takes its
+question's unless told otherwise. A question's channel defaults to ``support``
+in a support conversation and to ``web`` otherwise.
 """
 
 from __future__ import annotations
@@ -40,7 +45,19 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, select
 
 from assistant.text import clean
-from feedback.models import KINDS, UNASSIGNED, Conversation, Message, Rating, Ticket, Triage, TriageEvent, User, utcnow
+from feedback.models import (
+    CHANNELS,
+    KINDS,
+    UNASSIGNED,
+    Conversation,
+    Message,
+    Rating,
+    Ticket,
+    Triage,
+    TriageEvent,
+    User,
+    utcnow,
+)
 
 log = logging.getLogger(__name__)
 
@@ -218,30 +235,38 @@ def _checkpoint(session: Session) -> None:
 
 
 def add_user_message(*, session: Session, user: User, conversation_id: str, content: str,
-                     client_key: str | None = None) -> Message:
+                     client_key: str | None = None, channel: str | None = None) -> Message:
     """Store a question as typed (:func:`~assistant.text.clean`), before anything is done with it.
 
     ``client_key`` is the key the page gave the question when it was typed: a question of this person's with
     that key already stored is returned instead of stored again (it was sent again because the database went
-    away before saying it was stored).
+    away before saying it was stored). ``channel`` is where it came in (default: ``support`` in a support
+    conversation, else ``web``).
     """
+    _check_channel(channel)
     if (sent := _sent_before(session, user, client_key)) is not None:
         return sent
     conversation = get_conversation(session=session, user=user, conversation_id=conversation_id)
-    return _add_question(session, user, conversation, content, client_key)
+    return _add_question(session, user, conversation, content, client_key, channel)
 
 
 def start_conversation(*, session: Session, user: User, content: str, kind: str = "assistant",
-                       client_key: str | None = None) -> Message:
+                       client_key: str | None = None, channel: str | None = None) -> Message:
     """A new conversation with its first question, written in one transaction (a failure leaves neither);
-    ``client_key`` as for :func:`add_user_message`."""
+    ``client_key`` and ``channel`` as for :func:`add_user_message`."""
     if kind not in KINDS:
         raise InvalidInput(f"Unknown conversation kind {kind!r}; expected one of {', '.join(KINDS)}.")
+    _check_channel(channel)
     if (sent := _sent_before(session, user, client_key)) is not None:
         return sent
     conversation = Conversation(user_id=user.id, kind=kind)
     session.add(conversation)
-    return _add_question(session, user, conversation, content, client_key)
+    return _add_question(session, user, conversation, content, client_key, channel)
+
+
+def _check_channel(channel: str | None) -> None:
+    if channel is not None and channel not in CHANNELS:
+        raise InvalidInput(f"Unknown channel {channel!r}; expected one of {', '.join(CHANNELS)}.")
 
 
 def _sent_before(session: Session, user: User, client_key: str | None) -> Message | None:
@@ -253,7 +278,7 @@ def _sent_before(session: Session, user: User, client_key: str | None) -> Messag
 
 
 def _add_question(session: Session, user: User, conversation: Conversation, content: str,
-                  client_key: str | None = None) -> Message:
+                  client_key: str | None = None, channel: str | None = None) -> Message:
     content = clean(content)
     if not content.strip():
         session.rollback()  # a new conversation is not kept without its question
@@ -262,7 +287,8 @@ def _add_question(session: Session, user: User, conversation: Conversation, cont
         session.rollback()
         raise InvalidInput("The question's key is longer than 64 characters.")
     message = Message(conversation_id=conversation.id, user_id=user.id, team=user.team, kind=conversation.kind,
-                      role="user", content=content, status="complete", client_key=client_key)
+                      role="user", content=content, status="complete", client_key=client_key,
+                      channel=channel or ("support" if conversation.kind == "support" else "web"))
     if not conversation.title:
         conversation.title = _title_from(content)
     conversation.updated_at = message.created_at
@@ -291,8 +317,11 @@ def start_answer(
     prompt_version: str | None = None,
     index_version: int | None = None,
     features: Iterable[str] = (),
+    channel: str | None = None,
 ) -> Message:
-    """A ``pending`` answer to the question, recording how it is being made."""
+    """A ``pending`` answer to the question, recording how it is being made (``channel``: the question's
+    unless given)."""
+    _check_channel(channel)
     question = session.get(Message, question_id)
     if question is None:
         raise NotFound("No such question.")
@@ -311,6 +340,7 @@ def start_answer(
         prompt_version=prompt_version,
         index_version=index_version,
         features=list(features),
+        channel=channel or question.channel,
     )
     session.add(answer)
     session.commit()

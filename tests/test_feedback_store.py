@@ -499,3 +499,42 @@ def test_a_question_sent_again_with_its_key_is_stored_once(session, alice, bob):
     assert theirs.id != first.id and theirs.user_id == bob.id
     assert session.exec(select(func.count()).select_from(Message).where(Message.user_id == alice.id)).one() == 3
     assert session.exec(select(func.count()).select_from(Conversation).where(Conversation.user_id == alice.id)).one() == 1
+
+
+# --- channels ----------------------------------------------------------------------------------------------------
+
+
+def test_every_message_records_its_channel_and_an_answer_takes_its_questions(session, alice):
+    web = store.start_conversation(session=session, user=alice, content="How much PTO do I get?")
+    api = store.start_conversation(session=session, user=alice, content="Who pays travel?", channel="api")
+    batch = store.add_user_message(session=session, user=alice, conversation_id=api.conversation_id,
+                                   content="And meals?", channel="batch")
+    support = store.start_conversation(session=session, user=alice, content="How do I rate?", kind="support")
+    answers = {q.channel: store.start_answer(session=session, question_id=q.id, answerer="extractive")
+               for q in (web, api, batch, support)}
+
+    assert [web.channel, api.channel, batch.channel, support.channel] == ["web", "api", "batch", "support"]
+    assert {channel: answer.channel for channel, answer in answers.items()} == {
+        "web": "web", "api": "api", "batch": "batch", "support": "support"}
+    told = store.start_answer(session=session, question_id=web.id, answerer="extractive", channel="api")
+    assert told.channel == "api"
+    stored = session.exec(select(Message.channel).where(Message.id.in_([api.id, answers["api"].id]))).all()
+    assert stored == ["api", "api"]
+
+
+@pytest.mark.parametrize("call", ["start_conversation", "add_user_message", "start_answer"])
+def test_an_unknown_channel_is_refused_with_the_list_and_nothing_is_stored(session, alice, call):
+    conversation = store.create_conversation(session=session, user=alice)
+    question = ask(session, alice, conversation)
+    before = session.exec(select(func.count()).select_from(Message)).one()
+    arguments = {
+        "start_conversation": {"user": alice, "content": "q"},
+        "add_user_message": {"user": alice, "conversation_id": conversation.id, "content": "q"},
+        "start_answer": {"question_id": question.id, "answerer": "extractive"},
+    }[call]
+
+    with pytest.raises(store.InvalidInput, match="Unknown channel 'slack'; expected one of web, api, batch, support"):
+        getattr(store, call)(session=session, channel="slack", **arguments)
+
+    assert session.exec(select(func.count()).select_from(Message)).one() == before
+    assert session.exec(select(func.count()).select_from(Conversation)).one() == 1

@@ -212,3 +212,66 @@ def test_0006_adds_the_question_key_unique_per_person(empty_engine):
             session.commit()
     command.downgrade(db._alembic_config(empty_engine), "0005")
     assert "client_key" not in {c["name"] for c in inspect(empty_engine).get_columns("message")}
+
+
+# --- 0008: API keys, rate windows, the channel of every message --------------------------------------------------
+
+
+def test_0008_gives_existing_messages_their_channel_and_downgrade_removes_it(empty_engine):
+    """Rows stored before 0008 read ``web``, the support bot's ``support``; the dashboard index covers the
+    channel; the key and rate tables come and go with the revision."""
+    from sqlalchemy import text as sa_text
+
+    from feedback import store
+    from feedback.models import Message, User, utcnow
+
+    config = db._alembic_config(empty_engine)
+    db.upgrade(empty_engine, "0007")
+    with Session(empty_engine) as session:
+        bob_id = store.get_or_create_user(session=session, subject="bob").id
+        ids = {}
+        for kind in ("assistant", "support"):
+            conversation = store.create_conversation(session=session, user=session.get(User, bob_id), kind=kind)
+            ids[kind] = conversation.id
+            session.exec(sa_text(
+                "INSERT INTO message (conversation_id, user_id, team, kind, role, content, status, sources, "
+                "features, created_at) VALUES (:c, :u, 'unassigned', :k, 'user', 'old', 'complete', '[]', '[]', :t)"
+            ).bindparams(c=ids[kind], u=bob_id, k=kind, t=utcnow()))
+        session.commit()
+
+    db.upgrade(empty_engine)
+
+    with Session(empty_engine) as session:
+        rows = session.exec(select(Message.kind, Message.channel).order_by(Message.id)).all()
+        assert rows == [("assistant", "web"), ("support", "support")]
+        # The server default: a row written without the column (an older app process during a rolling upgrade).
+        session.exec(sa_text(
+            "INSERT INTO message (conversation_id, user_id, team, kind, role, content, status, sources, features, "
+            "created_at) VALUES (:c, :u, 'unassigned', 'assistant', 'user', 'new', 'complete', '[]', '[]', :t)"
+        ).bindparams(c=ids["assistant"], u=bob_id, t=utcnow()))
+        session.commit()
+        assert session.exec(select(Message.channel).where(Message.content == "new")).one() == "web"
+    schema = inspect(empty_engine)
+    dashboard = next(i for i in schema.get_indexes("message") if i["name"] == "ix_message_dashboard")
+    assert dashboard["column_names"][-2:] == ["band", "channel"]
+    assert {"api_key", "rate_window"} <= tables(empty_engine)
+
+    command.downgrade(config, "0007")
+    schema = inspect(empty_engine)
+    assert "channel" not in {c["name"] for c in schema.get_columns("message")}
+    assert tables(empty_engine).isdisjoint({"api_key", "rate_window"})
+    dashboard = next(i for i in schema.get_indexes("message") if i["name"] == "ix_message_dashboard")
+    assert dashboard["column_names"][-1] == "band"
+    with Session(empty_engine) as session:
+        assert len(session.exec(sa_text("SELECT content FROM message")).all()) == 3
+
+
+def test_the_key_and_rate_tables_and_the_channel_match_their_models(empty_engine):
+    from alembic.autogenerate import compare_metadata
+    from alembic.runtime.migration import MigrationContext
+    from sqlmodel import SQLModel
+
+    db.upgrade(empty_engine)
+    with empty_engine.connect() as connection:
+        diff = compare_metadata(MigrationContext.configure(connection), SQLModel.metadata)
+    assert [d for d in diff if any(t in repr(d) for t in ("api_key", "rate_window", "message"))] == []
