@@ -28,7 +28,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 from sqlalchemy import Engine
@@ -57,6 +57,8 @@ class Outcome:
     notice: str | None = None
     #: The final write of an answer shown but not stored yet: the caller keeps it and calls :func:`save` later.
     unsaved: Closing | None = None
+    #: The stored answer as written (``None`` when nothing could be stored): what an API returns.
+    message: Message | None = None
 
 
 def answer_turn(
@@ -91,22 +93,23 @@ def answer_turn(
     except Exception as exc:
         log.exception("could not start answering question %s", question.id)
         return Outcome(None, "failed", error=_describe(exc)[0])
-    clock = _Clock()
+    started, stream, deltas = time.perf_counter(), None, None
     try:
         stream = bot.ask(question.content, history=history, where=where, on_status=status)
-        write(clock.record(stream))
-        closing, told = _closing(pending.id, stream.answer, clock, question.id)
+        deltas = iter(stream)
+        write(deltas)
+        closing, told = _closing(pending.id, stream.answer, question.id)
     except Exception as exc:
         message, stored = _describe(exc)
         if message == SEARCH_UNAVAILABLE:  # a known outage: one line, not a traceback per turn
             log.error("answering question %s: the search is unavailable: %s", question.id, _cause(exc))
         else:
             log.exception("answering question %s failed", question.id)
-        closing, told = _failure(pending.id, stored, clock), message
+        closing, told = _failure(pending.id, stored, _so_far(stream, deltas), started), message
     except BaseException:
         log.warning("answering question %s was interrupted", question.id)
         try:  # Streamlit is stopping or rerunning the script: one attempt, no waiting
-            if save(engine, _failure(pending.id, INTERRUPTED, clock, interrupted=True)) is None:
+            if save(engine, _failure(pending.id, INTERRUPTED, _so_far(stream, deltas), started, interrupted=True)) is None:
                 log.error("answer %s stays pending until it is closed as interrupted", pending.id)
         except Exception:
             log.exception("could not record the interruption of answer %s", pending.id)
@@ -210,39 +213,61 @@ def _store(engine: Engine, closing: Closing, told: str | None, backoff: Backoff,
             waiting(None)
     if done is None:
         return Outcome(closing.answer_id, "unsaved", error=told, notice=notice, unsaved=closing)
-    return Outcome(done.id, done.status, error=told if closing.failed else None, notice=notice)
+    return Outcome(done.id, done.status, error=told if closing.failed else None, notice=notice, message=done)
 
 
-def _closing(answer_id: int, result, clock: _Clock, question_id: int) -> tuple[Closing, str | None]:
-    """The finished answer's final write (or, if the answerer gave up without any text, its failure's)."""
-    if result.error:  # the full error is for the log; the person gets the notice
-        log.error("answering question %s: %s", question_id, result.error)
-    if result.error and not result.text:
-        message = result.notice or UNEXPECTED
-        return _failure(answer_id, message, clock), message
-    fields = {
-        "content": result.text,
+def record(answer) -> dict:
+    """The stored answer's columns from the assistant's :class:`~assistant.answer.Answer`: the one mapping."""
+    return {
+        "content": answer.text,
         # Every passage shown to the model, or listed under an abstention; ``cited`` marks what the text cites.
-        "sources": [dataclasses.asdict(citation) for citation in result.citations],
-        "input_tokens": result.input_tokens,
-        "output_tokens": result.output_tokens,
-        "latency_ms": _int(result.latency_ms) if result.latency_ms is not None else clock.latency_ms(),
-        "ttft_ms": _int(result.ttft_ms) if result.ttft_ms is not None else clock.ttft_ms(),
-        "abstained": bool(result.abstained),
-        "band": getattr(result, "band", None),
-        "answerer": result.answerer,
-        "model": result.model,
-        "prompt_version": result.prompt_version,
-        "index_version": result.index_version,
-        "error": result.notice,
-        "interrupted": result.incomplete,
+        "sources": [dataclasses.asdict(citation) for citation in answer.citations],
+        "input_tokens": answer.input_tokens,
+        "output_tokens": answer.output_tokens,
+        "latency_ms": _int(answer.latency_ms),
+        "ttft_ms": None if answer.ttft_ms is None else _int(answer.ttft_ms),
+        "abstained": bool(answer.abstained),
+        "band": answer.band,
+        "answerer": answer.answerer,
+        "model": answer.model,
+        "prompt_version": answer.prompt_version,
+        "index_version": answer.index_version,
+        "error": answer.notice,  # the notice it came with (the full error is for the log)
+        "interrupted": answer.incomplete,
     }
-    return Closing(answer_id, failed=False, fields=fields), None
 
 
-def _failure(answer_id: int, error: str, clock: _Clock, *, interrupted: bool = False) -> Closing:
-    return Closing(answer_id, failed=True, fields={"error": error, "content": clock.text(), "interrupted": interrupted,
-                                                      "latency_ms": clock.latency_ms(), "ttft_ms": clock.ttft_ms()})
+def _closing(answer_id: int, answer, question_id: int) -> tuple[Closing, str | None]:
+    """The finished answer's final write (or, if the answerer gave up without any text, its failure's)."""
+    if answer.error:  # the full error is for the log; the person gets the notice
+        log.error("answering question %s: %s", question_id, answer.error)
+    if answer.error and not answer.text:
+        message = answer.notice or UNEXPECTED
+        return _failure(answer_id, message, answer, None), message
+    return Closing(answer_id, failed=False, fields=record(answer)), None
+
+
+def _so_far(stream, deltas):
+    """The answer record of a turn that stopped (its text so far and timings), if it had started.
+
+    A stream stopped from outside (the page stopped reading it) records its answer once closed.
+    """
+    if stream is None:
+        return None
+    if getattr(stream, "answer", None) is None and hasattr(deltas, "close"):
+        deltas.close()
+    return getattr(stream, "answer", None)
+
+
+def _failure(answer_id: int, error: str, answer, started: float | None, *, interrupted: bool = False) -> Closing:
+    """A failed answer's final write: the error, and the text shown before it (if the turn had started)."""
+    if answer is not None:
+        timing = {"content": answer.text, "latency_ms": _int(answer.latency_ms),
+                  "ttft_ms": None if answer.ttft_ms is None else _int(answer.ttft_ms)}
+    else:
+        timing = {"content": "", "ttft_ms": None,
+                  "latency_ms": _int((time.perf_counter() - started) * 1000) if started is not None else None}
+    return Closing(answer_id, failed=True, fields={"error": error, "interrupted": interrupted, **timing})
 
 
 def _failed(closing: Closing, error: str) -> Closing:
@@ -280,31 +305,6 @@ def _describe(exc: Exception) -> tuple[str, str]:
     if isinstance(exc, (AssistantError, store.FeedbackError)):
         return str(exc), str(exc)
     return UNEXPECTED, f"{UNEXPECTED} ({type(exc).__name__})"
-
-
-class _Clock:
-    """Keeps the text streamed so far and when its first piece arrived."""
-
-    def __init__(self) -> None:
-        self.started = time.perf_counter()
-        self.first: float | None = None
-        self.parts: list[str] = []
-
-    def record(self, deltas: Iterable[str]) -> Iterator[str]:
-        for delta in deltas:
-            if self.first is None:
-                self.first = time.perf_counter()
-            self.parts.append(delta)
-            yield delta
-
-    def text(self) -> str:
-        return "".join(self.parts)
-
-    def latency_ms(self) -> int:
-        return _int((time.perf_counter() - self.started) * 1000)
-
-    def ttft_ms(self) -> int | None:
-        return None if self.first is None else _int((self.first - self.started) * 1000)
 
 
 def _int(value) -> int:

@@ -162,14 +162,20 @@ class DatabaseDown:
 
 
 class Broken:
+    """A stream that fails after its first piece; like an AnswerStream, it records what it produced whatever
+    happens."""
+
     answer = None
 
     def __init__(self, partial: str, error: Exception | None = None) -> None:
         self.partial, self.error = partial, error or RuntimeError("the index went away")
 
     def __iter__(self):
-        yield self.partial
-        raise self.error
+        try:
+            yield self.partial
+            raise self.error
+        finally:
+            self.answer = SimpleNamespace(text=self.partial, latency_ms=1.0, ttft_ms=0.5 if self.partial else None)
 
 
 def use(monkeypatch, **kwargs) -> dict:
@@ -389,28 +395,22 @@ def test_a_failing_answer_is_stored_as_failed_and_shown_without_a_traceback(app,
 
 
 def test_an_answer_cut_off_by_streamlit_is_stored_as_interrupted(data_dir, db, monkeypatch):
-    """Streamlit stops or reruns a script by raising a BaseException from inside ``st.write_stream``."""
+    """Streamlit stops or reruns a script by raising a BaseException from inside ``st.write_stream``: the text
+    shown until then is stored with the interruption."""
     from streamlit.runtime.scriptrunner_utils.exceptions import StopException
 
-    class Streaming:
-        config, knowledge_base = AnswerConfig(), SimpleNamespace(version=1)
-
-        def __init__(self, features=()):
-            pass
-
-        def ask(self, question, *, history=(), where=None, on_status=None):
-            return iter(["The first words", " and more"])
+    shown: list[str] = []
 
     def write_then_stop(deltas):
-        next(iter(deltas))
+        shown.append(next(iter(deltas)))
         raise StopException()
 
-    monkeypatch.setattr(web, "assistant", Streaming)
     _, question = web.store_question(conversation_id=None, text=QUESTION)
     with pytest.raises(StopException):
         web.answer(question=question, history=[], write=write_then_stop)
     stored = messages(db)[-1]
-    assert (stored.status, stored.content, stored.error) == ("interrupted", "The first words", web.INTERRUPTED)
+    assert (stored.status, stored.error) == ("interrupted", web.INTERRUPTED)
+    assert stored.content and web.safe_markdown(stored.content) == shown[0]  # what was shown, no more
     assert stored.answerer == "extractive" and stored.ttft_ms is not None
 
 

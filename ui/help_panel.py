@@ -167,7 +167,7 @@ def _ask(question: str, conversation_id: str | None, shown: list[web.Turn]) -> N
         st.session_state["help-unsent"] = question
         st.rerun()
     st.markdown(f"**{web.plain(question)}**")
-    outcome = web.answer_support(question=stored, history=web.history_before(shown))  # escaped as it streams
+    outcome = web.answer(question=stored, history=web.history_before(shown))  # escaped as it streams
     if outcome.error:
         st.error(web.plain(outcome.error))
         return

@@ -1,22 +1,21 @@
-"""What the Streamlit pages share: cached resources, the path of a chat turn, and safe text.
+"""What the Streamlit pages share: cached resources, who is using the app, the chat service bound to them, and
+safe text.
 
 The only module outside ``pages/`` that imports Streamlit. It holds:
 
 - the heavy resources (database engine, the assistant with its knowledge
-  base), made by :mod:`onboard.factories` and cached with ``st.cache_resource``
-  per settings, so every session of the app shares them;
-- the chat's constants (starter questions, the message size limit);
+  base, the support desk), made by :mod:`onboard.factories` and cached with
+  ``st.cache_resource`` per settings, so every session of the app shares them;
 - who is using the app (:func:`auth_secrets`, :func:`identity`): the signed-in
   person from ``st.user`` when ``[auth]`` is configured, else the local
-  developer; every conversation is read and written as that person, questions
-  are answered from the documents their audiences allow, and the rollout
-  features they get are recorded with each answer;
-- reading a conversation (:func:`chat_state`) and the path of one question
-  (:func:`store_question`, then :func:`answer`, which runs
-  :func:`service.turns.answer_turn`: the question is stored first, then a
-  ``pending`` answer, streamed and closed whatever happens); the streamed text
-  is escaped with :func:`safe_markdown` piece by piece as it is shown, and a
-  line above it says what the turn is waiting for (the model, a retry);
+  developer;
+- the page's side of the chat: every read and write goes through
+  :class:`service.chat.ChatService` as that person (:func:`chat`), as the API's
+  and batch's do; what only a page needs stays here: the key that makes a
+  question re-sent after a lost acknowledgement count once (:func:`send_key`),
+  answers the database did not take yet kept in the session
+  (:func:`unsaved_answers`), the line saying what the answer waits for, and
+  the streamed text escaped with :func:`safe_markdown` piece by piece;
 - the helpers that make text written by people and documents safe to show as
   Markdown (:func:`plain`, :func:`safe_markdown`, :func:`safe_url`): no link,
   image, HTML or math from a document or a question reaches the page.
@@ -30,8 +29,7 @@ import re
 import uuid
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, replace
-from datetime import timedelta
+from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 import streamlit as st
@@ -39,13 +37,15 @@ from sqlalchemy import Engine
 from sqlmodel import Session
 
 from assistant.text import clean
-from feedback import review, store
-from feedback.models import Conversation, Message, Rating, User, utcnow
+from feedback import store
+from feedback.models import Conversation, Message, Rating, User
 from onboard import factories
 from onboard.settings import Settings
 from service.access import LOCAL_IDENTITY, Identity, identity_from_claims, pages_for
-from service.rollout import answer_overrides, features_for
-from service.turns import INTERRUPTED, UNEXPECTED, Closing, Outcome, answer_turn  # noqa: F401  (the page shows these)
+from service.chat import ASSISTANT_KIND, STALE_ANSWER_AGE, SUPPORT_KIND, ChatService  # noqa: F401  (pages use them)
+from service.history import ANSWERED, Turn, history_before  # noqa: F401  (the pages use them)
+from service.rollout import answer_overrides
+from service.turns import INTERRUPTED, UNEXPECTED, Closing, Outcome  # noqa: F401  (the page shows these)
 from service.turns import save as save_answer
 
 log = logging.getLogger(__name__)
@@ -54,11 +54,8 @@ log = logging.getLogger(__name__)
 LOCAL_USER = {"subject": LOCAL_IDENTITY.subject, "email": LOCAL_IDENTITY.email, "name": LOCAL_IDENTITY.name,
               "groups": sorted(LOCAL_IDENTITY.groups)}
 LOCAL_MODE_NOTICE = "Local mode: no login configured"
-CONVERSATION_KIND = "assistant"
-SUPPORT_KIND = "support"
+CONVERSATION_KIND = ASSISTANT_KIND
 MAX_COMMENT_CHARS = store.MAX_COMMENT_CHARS
-#: Statuses of an answer that can be rated and is worth sending back to the assistant as history.
-ANSWERED = ("complete", "abstained")
 STARTUP_FAILED = "The assistant could not start. Please try again in a moment, or tell IT."
 NOT_SAVED = "Your question could not be saved, so it was not sent. Please send it again in a moment."
 NOT_LOADED = "Your conversations could not be loaded: the database did not answer. Please try again in a moment."
@@ -69,9 +66,6 @@ DELETE_NOTE = ("Deleting removes the conversation from your list at once. It is 
                "administrators purge deleted conversations, by default 30 days after you delete it; until then "
                "they can still open it.")
 DELETE_CONFIRM = "Delete it (there is no undo)"
-#: At start, answers pending longer than this are closed as ``interrupted``: the process writing them is gone
-#: (a turn gives up on the model after ``retry_budget_s``; streaming a long answer takes a minute or two).
-STALE_ANSWER_AGE = timedelta(minutes=10)
 
 
 # --- resources ---------------------------------------------------------------------------------------------------
@@ -87,31 +81,10 @@ def _engine(database_url: str, _settings: Settings) -> Engine:
     """The database engine; made once per server, which is when answers left pending by a crash are closed."""
     engine = factories.make_engine(_settings)
     try:
-        with Session(engine) as session:
-            closed = store.interrupt_stale_answers(session=session, older_than=STALE_ANSWER_AGE)
+        _chat(engine, _settings).close_stale_answers()
     except Exception:  # the app works without it; the next start tries again
         log.exception("could not close the answers left pending")
-    else:
-        if closed:
-            log.warning("closed %d answer(s) left pending by an earlier run as interrupted", closed)
     return engine
-
-
-def _history(session: Session, user: User, conversation_id: str) -> list[store.HistoryEntry]:
-    """The conversation's history, its answers pending for too long closed first: a crash cut them off.
-
-    The server's start closes them everywhere, but only those old enough then: one restarted within
-    ``STALE_ANSWER_AGE`` of the crash leaves the rest to this. Written only when one is found, not on
-    every page run.
-    """
-    entries = store.history(session=session, user=user, conversation_id=conversation_id)
-    cutoff = utcnow() - STALE_ANSWER_AGE
-    if not any(e.message.status == "pending" and e.message.created_at < cutoff for e in entries):
-        return entries
-    store.interrupt_stale_answers(session=session, older_than=STALE_ANSWER_AGE, conversation_id=conversation_id)
-    log.warning("closed the answers left pending in conversation %s as interrupted", conversation_id)
-    session.expire_all()  # the session keeps what it read (expire_on_commit=False): read the closed answers again
-    return store.history(session=session, user=user, conversation_id=conversation_id)
 
 
 @st.cache_resource(show_spinner="Loading the handbook…")
@@ -151,6 +124,17 @@ def embed_texts(texts: list[str]):
 def engine() -> Engine:
     current = settings()
     return _engine(current.database_url, current)
+
+
+def _chat(engine: Engine, current: Settings) -> ChatService:
+    # ``assistant`` and ``support_desk`` are looked up when called: the cached resources above (tests swap them).
+    return ChatService(engine=engine, settings=current, assistant_for=lambda features: assistant(features),
+                       support=lambda: support_desk() if current.support.enabled else None)
+
+
+def chat() -> ChatService:
+    """The service every question of this page goes through, as every other channel's do (:mod:`service.chat`)."""
+    return _chat(engine(), settings())
 
 
 def assistant(features: Iterable[str] = ()):
@@ -251,37 +235,10 @@ def current_user(session: Session) -> User:
 
 def retrieval_filter(who: Identity) -> dict:
     """Only the documents this person's audiences may read."""
-    return {"audience": sorted(who.audiences)}
+    return ChatService.where(who)
 
 
 # --- reading a conversation --------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Turn:
-    """A question with the answer shown: its latest unless an earlier one was picked (``showing``)."""
-
-    question: Message
-    answer: Message | None = None
-    rating: Rating | None = None
-    #: Every answer given to the question, oldest first, each with its rating (regenerating adds one).
-    answers: tuple[tuple[Message, Rating | None], ...] = ()
-
-    @property
-    def attempts(self) -> int:
-        return len(self.answers)
-
-    @property
-    def shown(self) -> int:
-        """Which answer is shown, from 1; 0 when there is none."""
-        return next((i for i, (m, _) in enumerate(self.answers, 1) if m is self.answer), 0)
-
-    def showing(self, attempt: int | None) -> Turn:
-        """This turn with its ``attempt``-th answer shown (from 1; out of range or ``None``: the latest)."""
-        if not self.answers:
-            return self
-        answer, rating = self.answers[attempt - 1] if attempt and 1 <= attempt <= len(self.answers) else self.answers[-1]
-        return replace(self, answer=answer, rating=rating)
 
 
 @dataclass(frozen=True)
@@ -294,57 +251,22 @@ class ChatState:
 
 def chat_state(conversation_id: str | None) -> ChatState:
     """The user's conversations, newest first, and the turns of the open one (``None``: a new chat)."""
-    with db() as session:
-        user = current_user(session)
-        conversations = store.list_conversations(session=session, user=user, kind=CONVERSATION_KIND)
-        conversation, entries = None, []
-        if conversation_id:
-            try:
-                conversation = store.get_conversation(session=session, user=user, conversation_id=conversation_id)
-                if conversation.kind != CONVERSATION_KIND:  # a Help conversation's id in the chat's address
-                    raise store.NotFound(conversation_id)
-                entries = _history(session, user, conversation_id)
-            except store.NotFound:
-                conversation = None
-    return ChatState(user=user, conversations=conversations, conversation=conversation, turns=turns(entries))
-
-
-def turns(entries: Iterable[store.HistoryEntry]) -> list[Turn]:
-    """Group a conversation's messages into questions, each with its latest answer."""
-    result: list[Turn] = []
-    by_question: dict[int, int] = {}
-    for entry in entries:
-        message = entry.message
-        if message.role == "user":
-            by_question[message.id] = len(result)
-            result.append(Turn(question=message))
-        elif message.reply_to in by_question:
-            index = by_question[message.reply_to]
-            previous = result[index]
-            result[index] = Turn(previous.question, message, entry.rating, (*previous.answers, (message, entry.rating)))
-    return result
-
-
-def history_before(shown: list[Turn], question_id: int | None = None) -> list[tuple[str, str]]:
-    """The answered turns before ``question_id`` (all of them if ``None``), as the assistant takes them."""
-    pairs: list[tuple[str, str]] = []
-    for turn in shown:
-        if turn.question.id == question_id:
-            break
-        if turn.answer is not None and turn.answer.status in ANSWERED and turn.answer.content:
-            pairs += [("user", turn.question.content), ("assistant", turn.answer.content)]
-    return pairs
+    who, service = identity(), chat()
+    with service.session() as session:
+        user = service.user(session, who)
+    conversations = service.conversations(who, kind=CONVERSATION_KIND)
+    conversation, shown = None, []
+    if conversation_id:
+        try:
+            conversation, shown = service.conversation(who, conversation_id, kind=CONVERSATION_KIND)
+        except store.NotFound:  # deleted, another person's, or a Help conversation's id in the chat's address
+            conversation = None
+    return ChatState(user=user, conversations=conversations, conversation=conversation, turns=shown)
 
 
 def check_message(text: str | None) -> str | None:
     """Why the message cannot be sent, or ``None`` if it can (an empty message is simply ignored)."""
-    limit = settings().chat.max_message_chars
-    if text is not None and len(text) > limit:
-        return (
-            f"Your message is {len(text):,} characters long; the limit is {limit:,}. "
-            "It was not sent: shorten it below and send it again."
-        )
-    return None
+    return None if text is None or not text.strip() else chat().check(text)
 
 
 # --- conversations and ratings -----------------------------------------------------------------------------------
@@ -356,18 +278,8 @@ def store_question(*, conversation_id: str | None, text: str, kind: str = CONVER
 
     ``key`` (see :func:`send_key`) makes sending the same question again store it once.
     """
-    with db() as session:
-        user = current_user(session)
-        if conversation_id:
-            try:
-                store.get_conversation(session=session, user=user, conversation_id=conversation_id)
-            except store.NotFound:  # deleted in another tab meanwhile
-                conversation_id = None
-        if conversation_id:
-            message = store.add_user_message(session=session, user=user, conversation_id=conversation_id,
-                                             content=text, client_key=key)
-        else:  # the conversation and its first question in one transaction: a failure leaves no empty conversation
-            message = store.start_conversation(session=session, user=user, content=text, kind=kind, client_key=key)
+    message = chat().store_question(identity(), text, conversation_id=conversation_id, kind=kind,
+                                    channel="support" if kind == SUPPORT_KIND else "web", key=key)
     return message.conversation_id, message
 
 
@@ -387,32 +299,24 @@ def sent(text: str) -> None:
 
 
 def rename(conversation_id: str, title: str) -> None:
-    with db() as session:
-        store.rename_conversation(session=session, user=current_user(session), conversation_id=conversation_id,
-                                  title=title)
+    chat().rename(identity(), conversation_id, title)
 
 
 def delete(conversation_id: str) -> None:
-    with db() as session:
-        store.delete_conversation(session=session, user=current_user(session), conversation_id=conversation_id)
+    chat().delete(identity(), conversation_id)
 
 
 def export_json(conversation_id: str) -> str:
     """The user's own conversation as JSON, for download (another user's is refused by the store)."""
-    with db() as session:
-        exported = store.conversation_export(session=session, user=current_user(session), conversation_id=conversation_id)
-    return json.dumps(exported, ensure_ascii=False, indent=1, default=str)
+    return json.dumps(chat().export(identity(), conversation_id), ensure_ascii=False, indent=1, default=str)
 
 
 def rate(message_id: int, thumb: int, reasons: Iterable[str] = (), comment: str | None = None) -> Rating:
-    with db() as session:
-        return store.rate(session=session, user=current_user(session), message_id=message_id, thumb=thumb,
-                          reasons=reasons, comment=comment, allowed_reasons=settings().chat.feedback_reasons)
+    return chat().rate(identity(), message_id, thumb, reasons, comment)
 
 
 def withdraw_rating(message_id: int) -> None:
-    with db() as session:
-        store.withdraw_rating(session=session, user=current_user(session), message_id=message_id)
+    chat().withdraw_rating(identity(), message_id)
 
 
 def set_thumb(message_id: int, thumb: int | None) -> None:
@@ -426,25 +330,16 @@ def set_thumb(message_id: int, thumb: int | None) -> None:
 def report_problem(text: str, *, page: str, conversation_id: str | None = None,
                    message_id: int | None = None) -> int:
     """File a problem report for the person using the app; returns its number."""
-    with db() as session:
-        return review.report_problem(session=session, user=current_user(session), text=clean(text), page=page,
-                                     conversation_id=conversation_id, message_id=message_id).id
+    return chat().report_problem(identity(), text, page=page, conversation_id=conversation_id, message_id=message_id)
 
 
 def support_state() -> tuple[str | None, list[Turn]]:
     """The person's latest support conversation and its turns (none yet: ``(None, [])``)."""
-    with db() as session:
-        user = current_user(session)
-        latest = store.list_conversations(session=session, user=user, kind=SUPPORT_KIND, limit=1)
-        if not latest:
-            return None, []
-        entries = _history(session, user, latest[0].id)
-    return latest[0].id, turns(entries)
+    return chat().latest(identity(), kind=SUPPORT_KIND)
 
 
 def new_support_conversation() -> str:
-    with db() as session:
-        return store.create_conversation(session=session, user=current_user(session), kind=SUPPORT_KIND).id
+    return chat().new_conversation(identity(), kind=SUPPORT_KIND)
 
 
 def reason_label(reason: str) -> str:
@@ -458,25 +353,15 @@ Writer = Callable[[Iterable[str]], object]
 
 
 def answer(*, question: Message, history: list[tuple[str, str]], write: Writer | None = None) -> Outcome:
-    """Answer a stored question on the page; see :func:`service.turns.answer_turn`.
+    """Answer a stored question on the page (:meth:`service.chat.ChatService.answer`; a Help question is
+    answered by the support bot).
 
     ``write`` (default ``st.write_stream``) gets the answer's text already
     escaped (:func:`escaped`), with a status line above it while the model is
     awaited (or the database, to store the answer). An answer the database did
     not take is kept in the session (:func:`unsaved_answers`).
     """
-    who = identity()
-    features = features_for(who, settings().rollout)
-    return _kept(answer_turn(engine=engine(), assistant=lambda: assistant(features), question=question,
-                             history=history, write=escaped(write), where=retrieval_filter(who), features=features,
-                             status=status_line()))
-
-
-def answer_support(*, question: Message, history: list[tuple[str, str]], write: Writer | None = None) -> Outcome:
-    """Answer a question about the app from its documentation (admin pages only for admins), as :func:`answer`."""
-    return _kept(answer_turn(engine=engine(), assistant=lambda: support_desk().assistant, question=question,
-                             history=history, write=escaped(write), where=retrieval_filter(identity()),
-                             status=status_line()))
+    return _kept(chat().answer(identity(), question, history=history, write=escaped(write), status=status_line()))
 
 
 #: Where the session keeps the answers it could not store yet (:func:`unsaved_answers`).
