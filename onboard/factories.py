@@ -153,3 +153,53 @@ def make_support_desk(settings: Settings, knowledge_base: KnowledgeBase, engine:
                        engine=engine, ingest_options=ingest_options(settings))
     desk.refresh(force=True)
     return desk
+
+
+def assistant_variants(settings: Settings, knowledge_base: KnowledgeBase):
+    """``assistant_for(features)``: one assistant per answering configuration the rollout features make (pilot
+    groups may get another model or prompt), built on first use and shared by every caller after."""
+    import json
+    import threading
+
+    from service.rollout import answer_overrides
+
+    built: dict[str, object] = {}
+    lock = threading.Lock()
+
+    def assistant_for(features) -> object:
+        overrides = answer_overrides(features, settings.rollout)
+        key = json.dumps(overrides, sort_keys=True, default=str)
+        with lock:
+            if key not in built:
+                answer = settings.answer.model_copy(update=overrides) if overrides else settings.answer
+                built[key] = make_assistant(settings.model_copy(update={"answer": answer}), knowledge_base)
+            return built[key]
+
+    return assistant_for
+
+
+def make_chat_service(settings: Settings, *, knowledge_base: KnowledgeBase | None = None,
+                      engine: Engine | None = None):
+    """The service every channel asks through (:class:`service.chat.ChatService`), outside Streamlit (the API,
+    batch, benchmarks): the database migrated, the knowledge base opened (the sample handbook indexed on a
+    first start), the support desk built on first use if the in-app help is on."""
+    import threading
+
+    from service.chat import ChatService
+
+    engine = engine or make_engine(settings)
+    knowledge_base = knowledge_base or bootstrap_knowledge_base(settings)
+    desk: list = []
+    lock = threading.Lock()
+
+    def support():
+        if not settings.support.enabled:
+            return None
+        with lock:
+            if not desk:
+                desk.append(make_support_desk(settings, knowledge_base, engine))
+        desk[0].refresh()
+        return desk[0]
+
+    return ChatService(engine=engine, settings=settings, assistant_for=assistant_variants(settings, knowledge_base),
+                       support=support)
