@@ -8,7 +8,10 @@ already small: confidence intervals, weeks made of days, cost from token sums.
 
 Answers are the unit: a question is counted through its answer, so every
 filter (model, prompt version, rollout feature...) applies to every figure
-alike. Days are UTC days. Percentiles are nearest-rank.
+alike. Days are UTC days. Percentiles are nearest-rank. An answer's channel
+(the page, the API, a batch file, the support bot) is its question's, so the
+channel filter and the split by channel count questions through their answers
+too.
 """
 
 from __future__ import annotations
@@ -25,7 +28,7 @@ from sqlalchemy.orm import aliased
 from sqlalchemy.sql import ColumnElement
 from sqlmodel import Session
 
-from feedback.models import Message, Rating, Triage, User
+from feedback.models import CHANNELS, Message, Rating, Triage, User
 
 #: Statuses that count as an answer given (``pending`` is still being written).
 FINAL = ("complete", "abstained", "failed", "interrupted")
@@ -48,6 +51,8 @@ class Filters:
     prompt_version: str | None = None
     #: Only answers given with this rollout feature on.
     feature: str | None = None
+    #: Only answers that came in through this channel (``web``, ``api``, ``batch``, ``support``).
+    channel: str | None = None
 
     @property
     def since(self) -> datetime:
@@ -134,6 +139,8 @@ def answer_conditions(f: Filters, *, dated: bool = True) -> list[ColumnElement[b
         conditions.append(Message.prompt_version == f.prompt_version)
     if f.feature:
         conditions.append(_json_list_contains(Message.features, f.feature))
+    if f.channel:
+        conditions.append(Message.channel == f.channel)
     return conditions
 
 
@@ -234,6 +241,8 @@ class Overview:
     latency_p95: int | None
     ttft_p50: int | None
     ttft_p95: int | None
+    #: Questions and answers per channel, channels without any left out.
+    by_channel: tuple[ChannelUsage, ...] = ()
 
     @property
     def questions_per_user(self) -> float | None:
@@ -275,7 +284,29 @@ def overview(session: Session, f: Filters) -> Overview:
         timings = (*latency, *ttft)
     lat50, lat95, ttft50, ttft95 = (None if t is None else int(t) for t in timings)
     return Overview(*map(int, counts), ratings=rating_share(session, f), latency_p50=lat50, latency_p95=lat95,
-                    ttft_p50=ttft50, ttft_p95=ttft95)
+                    ttft_p50=ttft50, ttft_p95=ttft95, by_channel=tuple(channel_split(session, f)))
+
+
+@dataclass(frozen=True)
+class ChannelUsage:
+    """How much came in through one channel: questions, their answers (a retried question has several), people."""
+
+    channel: str
+    questions: int
+    answers: int
+    users: int
+
+
+def channel_split(session: Session, f: Filters) -> list[ChannelUsage]:
+    """Questions, answers and people per channel (one ``GROUP BY``), in the order of :data:`CHANNELS`."""
+    rows = session.execute(
+        select(Message.channel, func.count(func.distinct(Message.reply_to)), func.count(),
+               func.count(func.distinct(Message.user_id)))
+        .where(*answer_conditions(f)).group_by(Message.channel)
+    ).all()
+    order = {channel: i for i, channel in enumerate(CHANNELS)}
+    return sorted((ChannelUsage(channel, int(q), int(a), int(u)) for channel, q, a, u in rows),
+                  key=lambda usage: (order.get(usage.channel, len(order)), usage.channel))
 
 
 def rating_share(session: Session, f: Filters) -> Share:
@@ -295,7 +326,7 @@ class TrendPoint:
 
 
 #: How a trend can be split: a column of the answer, or the cohort (members of a group or not).
-SPLITS = ("none", "model", "prompt_version", "answerer", "team", "cohort", "features")
+SPLITS = ("none", "model", "prompt_version", "answerer", "team", "cohort", "features", "channel")
 
 
 def rating_trend(
@@ -597,19 +628,21 @@ class Choices:
     prompt_versions: list[str] = field(default_factory=list)
     features: list[str] = field(default_factory=list)
     groups: list[str] = field(default_factory=list)
+    channels: list[str] = field(default_factory=list)
 
 
 def choices(session: Session, kind: str = "assistant", *, start: date | None = None, end: date | None = None) -> Choices:
-    """Distinct teams, answerers, models, prompt versions and features of the answers (in the period, if
-    given: an index range instead of a scan of every answer), and the groups people are in."""
+    """Distinct teams, answerers, models, prompt versions, features and channels of the answers (in the period,
+    if given: an index range instead of a scan of every answer), and the groups people are in."""
     found: dict[str, set[str]] = defaultdict(set)
     conditions = [Message.kind == kind, Message.role == "assistant"]
     if start is not None:
         conditions.append(Message.created_at >= datetime.combine(start, time.min, tzinfo=UTC))
     if end is not None:
         conditions.append(Message.created_at < datetime.combine(end + timedelta(days=1), time.min, tzinfo=UTC))
-    columns = (Message.answerer, Message.model, Message.prompt_version, cast(Message.features, Text), Message.team)
-    for answerer, model, prompt_version, features, team in session.execute(
+    columns = (Message.answerer, Message.model, Message.prompt_version, cast(Message.features, Text), Message.team,
+               Message.channel)
+    for answerer, model, prompt_version, features, team, channel in session.execute(
         select(*columns).where(*conditions).group_by(*columns)
     ).all():
         found["answerers"].add(answerer)
@@ -617,6 +650,7 @@ def choices(session: Session, kind: str = "assistant", *, start: date | None = N
         found["prompt_versions"].add(prompt_version)
         found["features"].update(json.loads(features or "[]"))
         found["teams"].add(team)
+        found["channels"].add(channel)
     for team, groups in session.execute(select(User.team, cast(User.groups, Text)).distinct()).all():
         found["teams"].add(team)
         found["groups"].update(json.loads(groups or "[]"))
@@ -625,6 +659,7 @@ def choices(session: Session, kind: str = "assistant", *, start: date | None = N
 
 __all__ = [
     "FINAL",
+    "ChannelUsage",
     "Choices",
     "Comment",
     "DailyUsage",
@@ -638,6 +673,7 @@ __all__ = [
     "Spend",
     "TrendPoint",
     "answer_conditions",
+    "channel_split",
     "choices",
     "comments",
     "daily_usage",

@@ -16,6 +16,7 @@ users (team when asking; groups)
   ada    it       [admin]                      the admin; never asks
 
 answers (time UTC; user/conversation; answerer, model, prompt, features; status; tokens in/out; latency/ttft)
+(channel web unless said: a4 and a8 came through the API, a7 from a batch file, a12 is the support bot's)
   a9   03-05 23:59:59  alice/c1  llm gpt-a p1 [hybrid]           complete   50/10   900/100
   a1   03-06 00:00:00  alice/c1  llm gpt-a p1 [hybrid]           complete  100/50  1000/200
   a2   03-06 09:00     alice/c1  llm gpt-a p1 [hybrid, rerank]   complete  300/100 3000/400
@@ -53,7 +54,7 @@ import pytest
 from sqlalchemy import event, update
 from sqlmodel import Session
 
-from assistant.answering import Citation
+from assistant.answer import Citation
 from assistant.evaluation import Case, load_dataset
 from feedback import analytics, review, store
 from feedback.analytics import Filters, Price, Share
@@ -121,12 +122,13 @@ def _move(session, model, row_id: int, **times) -> None:
 
 def _turn(session, world: World, name: str, user: str, conversation: str, question: str | None, *, when: datetime,
           answerer: str, model=None, prompt_version=None, features=(), status="complete", content="An answer.",
-          sources=(), input_tokens=None, output_tokens=None, latency_ms=None, ttft_ms=None, retry_of=None):
+          sources=(), input_tokens=None, output_tokens=None, latency_ms=None, ttft_ms=None, retry_of=None,
+          channel=None):
     """A question (or the question of ``retry_of``) and its answer, the answer written at ``when``."""
     owner = world.users[user]
     if retry_of is None:
         q = store.add_user_message(session=session, user=owner, conversation_id=world.conversations[conversation],
-                                   content=question)
+                                   content=question, channel=channel)
         world.questions[name] = q.id
         _move(session, Message, q.id, created_at=when - timedelta(milliseconds=500))
     else:
@@ -185,7 +187,7 @@ def world(session) -> World:
           latency_ms=150)
     _turn(session, w, "a4", "bob", "c2", "When does health insurance start?", when=at(10, 23, 30), **llm,
           model="gpt-b", prompt_version="p2", features=["hybrid-rerank"], content="On day one [1].",
-          sources=A4_SOURCES, input_tokens=200, output_tokens=80, latency_ms=2000, ttft_ms=300)
+          sources=A4_SOURCES, input_tokens=200, output_tokens=80, latency_ms=2000, ttft_ms=300, channel="api")
     _turn(session, w, "a5", "carol", "c3", "How do I file expenses?", when=at(11, 0, 30), **llm, model="gpt-a",
           prompt_version="p2", features=["fast_path"], status="failed", latency_ms=5000)
     _turn(session, w, "a6", "carol", "c3", None, retry_of="a5", when=at(11, 10), **llm, model="gpt-a",
@@ -195,10 +197,10 @@ def world(session) -> World:
           prompt_version="p3", features=["beta"], status="pending")
     _turn(session, w, "a8", "bob", "c5", "Who approves my PTO?", when=at(12, 15), **llm, model="gpt-c",
           prompt_version="p2", features=["hybrid"], content="Your manager.", input_tokens=1000, output_tokens=500,
-          latency_ms=2500, ttft_ms=250)
+          latency_ms=2500, ttft_ms=250, channel="api")
     _turn(session, w, "a7", "dave", "c4", "What is the wifi password?", when=at(12, 23, 59, 59),
           answerer="extractive", prompt_version="extractive-v1", status="abstained", content="I don't know.",
-          latency_ms=100)
+          latency_ms=100, channel="batch")
     _turn(session, w, "a10", "bob", "c6", "Late question?", when=at(13), **llm, model="gpt-b", prompt_version="p2",
           content="Late answer.", input_tokens=70, output_tokens=20, latency_ms=800, ttft_ms=80)
     _turn(session, w, "a12", "dave", "support", "My laptop is broken", when=at(8, 10), answerer="support-bot",
@@ -249,6 +251,20 @@ def test_overview_of_the_period(session, world):
     assert o.ratings == Share(up=3, down=3)  # rated in the period: a1 a4 a8 up, a2 a3 a5 down
     assert o.questions_per_user == pytest.approx(7 / 4)
     assert o.abstention_rate == pytest.approx(2 / 8)
+    # questions, answers, people per channel, in the order of CHANNELS; no support (another kind)
+    assert [(c.channel, c.questions, c.answers, c.users) for c in o.by_channel] == [
+        ("web", 4, 5, 3), ("api", 2, 2, 1), ("batch", 1, 1, 1)]
+    assert sum(c.answers for c in o.by_channel) == o.answers
+
+
+def test_the_split_by_channel_follows_the_other_filters(session, world):
+    assert analytics.overview(session, Filters(D[6], D[12], team="research")).by_channel == ()
+    assert [(c.channel, c.answers) for c in analytics.channel_split(session, Filters(D[6], D[12], team="eng"))] == [
+        ("web", 3), ("api", 2)]  # a3 a5 a6, a4 a8
+    support = analytics.channel_split(session, Filters(D[1], D[19], kind="support"))
+    assert support == [analytics.ChannelUsage("support", 1, 1, 1)]
+    trend = analytics.series_shares(analytics.rating_trend(session, F, split="channel"))
+    assert trend == {"api": Share(up=2, down=0), "web": Share(up=1, down=3)}
 
 
 def test_overview_of_an_empty_selection(session, world):
@@ -294,6 +310,14 @@ FILTER_CASES = {
     "feature fast%": (Filters(D[6], D[12], feature="fast%"), (0, 0, 0, 0, 0, 0)),
     "team eng and model gpt-a": (Filters(D[6], D[12], team="eng", model="gpt-a"), (2, 1, 1, 400, 0, 1)),  # a5 a6
     "kind support": (Filters(D[6], D[12], kind="support"), (1, 1, 1, 10, 0, 0)),  # a12
+    "channel api": (Filters(D[6], D[12], channel="api"), (2, 2, 1, 1200, 2, 0)),  # bob's a4 a8
+    "channel batch": (Filters(D[6], D[12], channel="batch"), (1, 1, 1, 0, 0, 0)),  # a7
+    # a1 a2 a3 a5 a6 (a5 and a6 answer one question); rated in the period: a1 up, a2 a3 a5 down
+    "channel web": (Filters(D[6], D[12], channel="web"), (5, 4, 3, 800, 1, 3)),
+    "channel support of the assistant": (Filters(D[6], D[12], channel="support"), (0, 0, 0, 0, 0, 0)),
+    "kind and channel support": (Filters(D[6], D[12], kind="support", channel="support"), (1, 1, 1, 10, 0, 0)),
+    "team eng and channel api": (Filters(D[6], D[12], team="eng", channel="api"), (2, 2, 1, 1200, 2, 0)),
+    "group data_ops and channel api": (Filters(D[6], D[12], group="data_ops", channel="api"), (0, 0, 0, 0, 0, 0)),
 }
 
 
@@ -527,8 +551,10 @@ def test_choices_list_what_is_stored(session, world):
     assert c.features == ["beta", "fastXpath", "fast_path", "hybrid", "hybrid-rerank", "rerank"]
     assert c.teams == ["eng", "it", "research", "sales", "support"]  # users' current teams
     assert c.groups == ["100%", "100-pct", "admin", "dataXops", "data_ops", "pilot", "pilot-2", "staff", "équipe"]
+    assert c.channels == ["api", "batch", "web"]
     support = analytics.choices(session, kind="support")
     assert (support.answerers, support.models, support.prompt_versions) == (["support-bot"], ["gpt-s"], ["s1"])
+    assert support.channels == ["support"]
 
 
 def test_wilson_interval():
