@@ -4,6 +4,7 @@ refused alike when unknown, revoked or expired, last use written at most once a 
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 from datetime import timedelta
 
@@ -145,3 +146,62 @@ def test_the_database_refuses_two_keys_with_one_hash(session):
     session.add(ApiKey(name="copy", prefix=key.prefix, hash=key.hash, team="t"))
     with pytest.raises(IntegrityError):
         session.commit()
+
+
+# --- onboard keys (the CLI) --------------------------------------------------------------------------------------
+
+
+def keys_cli(database_url: str, *args: str):
+    from typer.testing import CliRunner
+
+    from onboard.cli import app
+
+    return CliRunner().invoke(app, ["keys", *args], env={"COLUMNS": "250", "ONBOARD_DATABASE_URL": database_url})
+
+
+def test_cli_creates_a_key_printed_once_that_authenticates(engine, database_url):
+    result = keys_cli(database_url, "create", "--name", "Slack bot", "--team", "people-ops", "--groups", "hr, staff,",
+                      "--expires-days", "30", "--on-behalf", "--rate-per-minute", "20")
+
+    assert result.exit_code == 0, result.output
+    secret = result.stdout.strip()
+    assert secret.startswith("onb_") and "\n" not in secret  # alone on stdout: KEY=$(onboard keys create ...)
+    assert "cannot be shown again" in result.stderr
+    assert "created API key 1 (Slack bot) for team people-ops" in result.stderr
+    with Session(engine) as session:
+        key = keys.authenticate(session, secret)
+        assert (key.groups, key.on_behalf, key.rate_per_minute, key.created_by) == (["hr", "staff"], True, 20, "cli")
+        assert key.expires_at - key.created_at == timedelta(days=30)
+
+    listed = keys_cli(database_url, "list")
+    assert listed.exit_code == 0, listed.output
+    assert secret not in listed.output and secret[4:] not in listed.output
+    assert key.hash not in listed.output
+    header, row = listed.stdout.splitlines()
+    assert header.split()[:5] == ["id", "prefix", "name", "team", "groups"]
+    assert f"onb_{secret[4:12]}…" in row and "Slack bot" in row and "hr,staff" in row and " yes " in row
+
+
+def test_cli_lists_revoked_keys_and_revoking_twice_or_an_unknown_key(engine, database_url):
+    for name in ("first", "second"):
+        assert keys_cli(database_url, "create", "--name", name, "--team", "eng").exit_code == 0
+
+    revoked = keys_cli(database_url, "revoke", "1")
+    again = keys_cli(database_url, "revoke", "1")
+    unknown = keys_cli(database_url, "revoke", "9")
+
+    assert revoked.exit_code == 0 and "revoked API key 1 (first, onb_" in revoked.stdout
+    assert again.exit_code == 0 and "was already revoked on" in again.stdout
+    assert unknown.exit_code == 2 and "No API key with id 9." in unknown.stderr
+    rows = [json.loads(line) for line in keys_cli(database_url, "list", "--json").stdout.splitlines()]
+    assert [(row["name"], row["state"]) for row in rows] == [("second", "active"), ("first", "revoked")]
+    assert not any("hash" in row for row in rows)
+
+
+def test_cli_refuses_a_bad_key_with_a_message_and_stores_nothing(engine, database_url):
+    empty = keys_cli(database_url, "create", "--name", " ", "--team", "eng")
+    zero = keys_cli(database_url, "create", "--name", "bot", "--team", "eng", "--expires-days", "0")
+
+    assert empty.exit_code == 2 and "An API key needs a name." in empty.stderr
+    assert zero.exit_code == 2 and "--expires-days" in zero.output
+    assert "no API keys" in keys_cli(database_url, "list").stdout
