@@ -95,3 +95,38 @@ def test_a_keys_old_windows_are_deleted_when_its_new_minute_starts(session):
 def test_a_limit_that_is_not_a_positive_whole_number_is_refused(session, per_minute):
     with pytest.raises(InvalidInput, match="whole number of requests per minute"):
         limits.hit(session, key_id=1, per_minute=per_minute, now=T0)
+
+
+def test_concurrent_requests_that_authenticate_then_count_in_one_session(engine, second_engine):
+    """The API's sequence (find the key, record its use, count the request) in one session per request, across
+    two engines: no request fails on a locked database, and the limit is exact."""
+    from feedback import keys
+    from feedback.models import ApiKey
+
+    with Session(engine) as session:
+        key, secret = keys.create_key(session, name="bot", team="eng")
+        key_id = key.id
+    requests, per_minute = 30, 12
+    start = threading.Barrier(requests)
+    outcomes: list[bool] = []
+    errors: list[BaseException] = []
+
+    def request(i: int) -> None:
+        try:
+            with Session((engine, second_engine)[i % 2]) as session:
+                start.wait()
+                found = keys.authenticate(session, secret, now=T0)
+                outcomes.append(limits.hit(session, key_id=found.id, per_minute=per_minute, now=T0).allowed)
+        except BaseException as error:  # noqa: BLE001 - reported below
+            errors.append(error)
+
+    threads = [threading.Thread(target=request, args=(i,)) for i in range(requests)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+    assert errors == []
+    assert outcomes.count(True) == per_minute
+    with Session(engine) as session:
+        assert session.get(ApiKey, key_id).last_used_at == T0
