@@ -29,6 +29,7 @@ app = typer.Typer(
 db_app = typer.Typer(help="Manage the application database.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
 app.add_typer(__import__("onboard.cli_keys", fromlist=["keys_app"]).keys_app, name="keys")  # onboard/cli_keys.py
+app.command("batch")(__import__("onboard.cli_batch", fromlist=["batch"]).batch)  # onboard/cli_batch.py
 
 log = logging.getLogger("onboard")
 
