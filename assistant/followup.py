@@ -38,8 +38,8 @@ import re
 from collections.abc import Sequence
 
 from assistant.answerability import question_terms
-from assistant.answerers.generative import normalise_history
 from assistant.keyword import tokenize
+from assistant.prompting import normalise_history
 
 #: Openings that continue the previous question.
 _CONTINUES = re.compile(

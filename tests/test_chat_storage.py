@@ -16,7 +16,8 @@ import pytest
 from sqlalchemy import event, text
 from sqlmodel import Session, select
 
-from assistant.answering import Answer, AnswerConfig
+from assistant.answer import Answer
+from assistant.answering import AnswerConfig
 from feedback import store
 from feedback.models import Conversation, Message, Ticket, utcnow
 from service import turns

@@ -9,7 +9,8 @@ import pytest
 from helpers_kb import write_docs
 from typer.testing import CliRunner
 
-from assistant.answering import Answer, AnswerConfig, Assistant, Citation
+from assistant.answer import Answer, Citation
+from assistant.answering import AnswerConfig, Assistant
 from assistant.evaluation import (
     Case,
     calibrate,

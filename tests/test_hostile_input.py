@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import pytest
 
-from assistant.answerers.extractive import ANSWER_TYPES, _bm25, answer_types, split_passage, split_sentences
-from assistant.answerers.generative import format_history, neutralise
 from assistant.chunking import MAX_CHARS_PER_TOKEN, chunk_markdown
 from assistant.loaders import load_bytes
+from assistant.prompting import format_history, neutralise
+from assistant.quotes import ANSWER_TYPES, _bm25, answer_types, split_passage, split_sentences
 
 N = 200_000
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 from conftest import FakeEmbeddings
 from langchain_core.documents import Document
 
-from assistant.answerers.extractive import UnitVectors, Weights, choose, layout, render
+from assistant.quotes import UnitVectors, Weights, choose, layout, render
 
 
 def quote(question: str, passages: list[tuple[str, dict]], *, max_units: int = 4, **weights) -> str:
