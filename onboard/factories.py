@@ -179,7 +179,7 @@ def assistant_variants(settings: Settings, knowledge_base: KnowledgeBase):
 
 
 def make_chat_service(settings: Settings, *, knowledge_base: KnowledgeBase | None = None,
-                      engine: Engine | None = None):
+                      engine: Engine | None = None, on_first_index=None):
     """The service every channel asks through (:class:`service.chat.ChatService`), outside Streamlit (the API,
     batch, benchmarks): the database migrated, the knowledge base opened (the sample handbook indexed on a
     first start), the support desk built on first use if the in-app help is on."""
@@ -188,7 +188,7 @@ def make_chat_service(settings: Settings, *, knowledge_base: KnowledgeBase | Non
     from service.chat import ChatService
 
     engine = engine or make_engine(settings)
-    knowledge_base = knowledge_base or bootstrap_knowledge_base(settings)
+    knowledge_base = knowledge_base or bootstrap_knowledge_base(settings, on_first_index)
     desk: list = []
     lock = threading.Lock()
 

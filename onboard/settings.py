@@ -111,6 +111,18 @@ class DashboardSettings(BaseModel):
     gap_questions: int = Field(1000, ge=10, le=20_000)
 
 
+class ApiSettings(BaseModel):
+    """The REST API under ``/api/v1`` (``ONBOARD_API__*``): served by ``onboard serve`` beside the pages, or
+    alone by ``onboard api``."""
+
+    enabled: bool = True
+    #: Requests per minute per key, for keys created without their own limit (held in the database, so the
+    #: limit holds across several app processes).
+    rate_per_minute: int = Field(60, ge=1, le=100_000)
+    #: Larger request bodies are refused with 413 before they are read whole.
+    max_body_bytes: int = Field(64_000, ge=1_000, le=10_000_000)
+
+
 class Settings(BaseSettings):
     """All configuration of the onboarding assistant."""
 
@@ -141,6 +153,7 @@ class Settings(BaseSettings):
     rollout: RolloutSettings = RolloutSettings()
     costs: CostSettings = CostSettings()
     dashboard: DashboardSettings = DashboardSettings()
+    api: ApiSettings = ApiSettings()
     support: SupportSettings = SupportSettings()
 
     @model_validator(mode="after")

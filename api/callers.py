@@ -1,0 +1,88 @@
+"""Who is calling: the API key in ``Authorization: Bearer onb_...``, its rate limit, and the person it acts for.
+
+A key stands for an identity of its own (``apikey:<id>``): its groups decide
+which documents it may read, its team pays for its answers. A key created
+with the on-behalf scope may name a person in ``X-On-Behalf-Of: email``; the
+conversations are then stored per person (``person:<email>``, separate from
+that person's sign-in at the web page, whose groups the API cannot know),
+still with the key's groups and team. Every request of a key counts against
+its per-minute limit, held in the database so it holds across processes.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from dataclasses import dataclass
+from typing import Annotated
+
+from fastapi import Depends, Request, Response
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+
+from api.problems import Problem
+from assistant.text import clean
+from feedback import keys, limits
+from feedback.models import ApiKey
+from service.access import Identity
+
+log = logging.getLogger(__name__)
+
+ON_BEHALF_HEADER = "X-On-Behalf-Of"
+#: Enough to tell an e-mail address from anything else; the identity provider, not the API, owns addresses.
+_EMAIL = re.compile(r"^[^@\s]{1,64}@[^@\s]{1,255}\.[^@\s]{1,63}$")
+
+bearer = HTTPBearer(auto_error=False, description="An API key made with `onboard keys create`.")
+
+
+@dataclass(frozen=True)
+class Caller:
+    """The key that called, and the identity the request is answered as."""
+
+    key: ApiKey
+    identity: Identity
+
+
+def key_identity(key: ApiKey) -> Identity:
+    return Identity(subject=f"apikey:{key.id}", email="", name=f"API key {key.name}",
+                    groups=frozenset(key.groups or ()), roles=frozenset(), team=key.team)
+
+
+def person_identity(key: ApiKey, email: str) -> Identity:
+    return Identity(subject=f"person:{email}", email=email, name=email, groups=frozenset(key.groups or ()),
+                    roles=frozenset(), team=key.team)
+
+
+def caller(request: Request, response: Response,
+           credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]) -> Caller:
+    """The dependency of every endpoint that needs a key: 401 without a valid one, 429 over its limit."""
+    service, settings = request.app.state.service(), request.app.state.settings
+    if credentials is None or credentials.scheme.lower() != "bearer":
+        raise Problem(401, "Send an API key: Authorization: Bearer onb_...", headers={"WWW-Authenticate": "Bearer"})
+    with service.session() as session:
+        try:
+            key = keys.authenticate(session, credentials.credentials)
+        except keys.KeyRejected as exc:
+            raise Problem(401, str(exc), headers={"WWW-Authenticate": 'Bearer error="invalid_token"'}) from None
+        allowance = limits.hit(session, key_id=key.id, per_minute=key.rate_per_minute or settings.api.rate_per_minute)
+    headers = {"RateLimit-Limit": str(allowance.limit), "RateLimit-Remaining": str(allowance.remaining),
+               "RateLimit-Reset": str(allowance.reset_s)}
+    if not allowance.allowed:
+        log.info("API key %s over its limit of %d requests per minute", key.id, allowance.limit)
+        raise Problem(429, f"Too many requests: this key may make {allowance.limit} per minute. "
+                           f"Try again in {allowance.retry_after_s} s.",
+                      headers={**headers, "Retry-After": str(allowance.retry_after_s)})
+    response.headers.update(headers)
+    on_behalf = request.headers.get(ON_BEHALF_HEADER)
+    if on_behalf is None:
+        return Caller(key, key_identity(key))
+    if not key.on_behalf:
+        raise Problem(403, f"This key may not ask on behalf of a person ({ON_BEHALF_HEADER}): create a key with "
+                           "--on-behalf for that.")
+    email = clean(on_behalf).strip().lower()
+    if not _EMAIL.match(email):
+        raise Problem(422, f"{ON_BEHALF_HEADER} must be an e-mail address.")
+    return Caller(key, person_identity(key, email))
+
+
+#: The parameter type of an endpoint that needs a key: ``who: Authenticated``.
+Authenticated = Annotated[Caller, Depends(caller)]
