@@ -138,7 +138,8 @@ def ingest_options(settings: Settings) -> IngestOptions:
 
 def make_assistant(settings: Settings, knowledge_base: KnowledgeBase | None = None):
     """The question-answering assistant; with ``answer.mode == "llm"``, its chat model too."""
-    from assistant.answering import Assistant, make_chat_model
+    from assistant.answering import Assistant
+    from assistant.chat_model import make_chat_model
 
     knowledge_base = knowledge_base or make_knowledge_base(settings)
     chat_model = make_chat_model(settings.answer) if settings.answer.mode == "llm" else None

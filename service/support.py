@@ -21,7 +21,8 @@ from pathlib import Path
 from pydantic import BaseModel, Field
 from sqlalchemy import Engine
 
-from assistant.answering import Assistant, make_chat_model
+from assistant.answering import Assistant
+from assistant.chat_model import make_chat_model
 from assistant.errors import IndexMismatch
 from assistant.indexlock import IndexBusy, index_lock
 from assistant.ingest import IngestOptions, IngestReport, ingest, rebuilt_store
