@@ -737,7 +737,7 @@ def test_a_question_stored_but_not_acknowledged_is_stored_once_when_sent_again(a
 
 def test_an_unsure_answer_is_shown_in_its_middle_band_and_stored_with_it(app, db):
     """Something related but maybe not the answer (the offices, not Denver): quoted under the warning."""
-    from assistant.answering import UNSURE
+    from assistant.answerers.extractive import UNSURE
 
     ask(app, "Is there an office in Denver?")
     answer = [m for m in messages(db) if m.role == "assistant"][-1]
@@ -745,3 +745,33 @@ def test_an_unsure_answer_is_shown_in_its_middle_band_and_stored_with_it(app, db
     shown = unescape(app.chat_message[1].markdown[0].value)
     assert shown.startswith(UNSURE.format(source="handbook"))
     assert any("Our offices" in unescape(e.label) or "office" in unescape(e.label).lower() for e in app.expander)
+
+
+# --- one path for every channel -----------------------------------------------------------------------------------
+
+
+def test_the_page_and_the_api_store_the_same_answer_record(app, db):
+    """The same question through the chat page and through the REST API: the same stored fields, but the channel."""
+    import httpx
+    from helpers_net import serving_asgi
+
+    from api.app import standalone
+    from feedback import keys
+
+    ask(app, QUESTION)
+    _, secret = keys.create_key(db, name="parity", team="unassigned", groups=[])
+    with serving_asgi(standalone(Settings())) as url:
+        response = httpx.post(f"{url}/api/v1/ask", json={"question": QUESTION},
+                              headers={"Authorization": f"Bearer {secret}"}, timeout=120)
+    assert response.status_code == 200, response.text
+    page_question, page_answer, api_question, api_answer = messages(db)
+    assert (page_question.channel, page_answer.channel, api_question.channel, api_answer.channel) == (
+        "web", "web", "api", "api")
+    same = ("content", "sources", "status", "band", "answerer", "model", "prompt_version", "index_version", "error",
+            "kind", "input_tokens", "output_tokens")
+    assert {f: getattr(page_answer, f) for f in same} == {f: getattr(api_answer, f) for f in same}
+    assert page_answer.content and page_answer.sources and api_answer.latency_ms is not None
+    set_on_page = {f for f, v in page_answer.model_dump().items() if v is not None}
+    set_by_api = {f for f, v in api_answer.model_dump().items() if v is not None}
+    assert set_on_page == set_by_api  # no field filled by one channel and left empty by the other
+    assert response.json()["answer"] == api_answer.content
