@@ -9,6 +9,12 @@ of the admin's and the owner's id, subject, e-mail and name as they were.
 
 The log line carries ids and e-mails only, never what the conversation or the
 file holds. The dashboard (admins only) lists the rows with :func:`entries`.
+
+Creating and revoking a REST API key on the dashboard are recorded the same
+way (:func:`record_key_change`): a key is a program's access to the documents
+and, with its on-behalf right, to the conversations it stores for people. Its
+row keeps the key's id, prefix, name, team, groups and on-behalf right in
+``filters`` (the row's free-form details), never its secret or hash.
 """
 
 from __future__ import annotations
@@ -19,11 +25,12 @@ from datetime import date, datetime
 
 from sqlmodel import Session, select
 
-from feedback.models import AUDIT_ACTIONS, AdminAudit, User
+from feedback.models import AUDIT_ACTIONS, AdminAudit, ApiKey, User
 
 log = logging.getLogger(__name__)
 
 OPEN_CONVERSATION, EXPORT_ANSWERS, EXPORT_REVIEWED = AUDIT_ACTIONS
+CREATE_API_KEY, REVOKE_API_KEY = "create_api_key", "revoke_api_key"
 
 
 def _who(prefix: str, user: User) -> dict:
@@ -54,6 +61,19 @@ def record_export(*, session: Session, admin: User, action: str, count: int, fil
     _add(session, entry)
     log.warning("audit: admin %s %r exported %d %s with filters %s",
                 admin.id, admin.email, count, "answers" if action == EXPORT_ANSWERS else "reviewed answers", kept)
+    return entry
+
+
+def record_key_change(*, session: Session, admin: User, action: str, key: ApiKey) -> AdminAudit:
+    """Record, and log at WARNING, that ``admin`` created or revoked ``key``; commits."""
+    if action not in (CREATE_API_KEY, REVOKE_API_KEY):
+        raise ValueError(f"Not an API key change: {action!r}.")
+    details = {"key_id": key.id, "prefix": key.prefix, "name": key.name, "team": key.team, "groups": key.groups,
+               "on_behalf": key.on_behalf}
+    entry = AdminAudit(action=action, filters=details, **_who("admin", admin))
+    _add(session, entry)
+    log.warning("audit: admin %s %r %s API key %s (%s, team %s)", admin.id, admin.email,
+                "created" if action == CREATE_API_KEY else "revoked", key.id, key.name, key.team)
     return entry
 
 
@@ -95,4 +115,4 @@ def entries(
                        r.conversation_id, r.count, r.filters) for r in rows]
 
 
-__all__ = ["AuditEntry", "entries", "record_conversation_opened", "record_export"]
+__all__ = ["AuditEntry", "entries", "record_conversation_opened", "record_export", "record_key_change"]

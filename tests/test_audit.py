@@ -21,7 +21,7 @@ from sqlmodel import Session, func, select
 from test_browser import CHROMIUM, CHROMIUM_FLAGS, _explained, _settled, server  # noqa: F401  (a fixture)
 from test_chat_app import _fresh_resources, data_dir, indexed_handbook  # noqa: F401  (fixtures)
 
-from feedback import audit, review, store
+from feedback import audit, keys, review, store
 from feedback.analytics import Filters
 from feedback.models import AdminAudit, Conversation, User, utcnow
 from onboard import factories
@@ -152,7 +152,8 @@ def test_postgresql_refuses_to_truncate_the_audit_table(session, engine, ada, bo
 
 
 def test_the_audit_module_offers_no_way_to_change_a_row():
-    assert sorted(audit.__all__) == ["AuditEntry", "entries", "record_conversation_opened", "record_export"]
+    assert sorted(audit.__all__) == ["AuditEntry", "entries", "record_conversation_opened", "record_export",
+                                     "record_key_change"]
 
 
 # --- exports -------------------------------------------------------------------------------------------------------
@@ -183,6 +184,34 @@ def test_exports_for_an_admin_record_how_many_answers_and_the_filters(session, a
     assert not any("parental" in line for line in lines)
     with pytest.raises(store.InvalidInput):
         review.export_for_admin(session=session, admin=ada, f=f, fmt="xlsx")
+    assert len(rows(session)) == 2
+
+
+# --- API keys ----------------------------------------------------------------------------------------------------
+
+
+def test_creating_and_revoking_a_key_are_recorded_without_its_secret(session, ada, caplog):
+    caplog.set_level(logging.DEBUG)
+    key, secret = keys.create_key(session, name="Slack bot", team="People Ops", groups=["staff"], on_behalf=True,
+                                  created_by=ada.email)
+    audit.record_key_change(session=session, admin=ada, action=audit.CREATE_API_KEY, key=key)
+    audit.record_key_change(session=session, admin=ada, action=audit.REVOKE_API_KEY,
+                            key=keys.revoke_key(session, key.id))
+
+    details = {"key_id": key.id, "prefix": key.prefix, "name": "Slack bot", "team": "People Ops",
+               "groups": ["staff"], "on_behalf": True}
+    assert [(r.action, r.admin_id, r.admin_email, r.owner_id, r.count, r.filters) for r in rows(session)] == [
+        ("create_api_key", ada.id, "ada@example.com", None, None, details),
+        ("revoke_api_key", ada.id, "ada@example.com", None, None, details),
+    ]
+    lines = [r.getMessage() for r in audit_records(caplog) if r.levelno == logging.WARNING]
+    assert lines == [f"audit: admin {ada.id} 'ada@example.com' created API key {key.id} (Slack bot, team People Ops)",
+                     f"audit: admin {ada.id} 'ada@example.com' revoked API key {key.id} (Slack bot, team People Ops)"]
+    stored = " ".join(f"{r.filters}" for r in rows(session))
+    logged = " ".join(r.getMessage() for r in caplog.records)
+    assert secret not in stored + logged and key.hash not in stored + logged
+    with pytest.raises(ValueError):
+        audit.record_key_change(session=session, admin=ada, action=audit.OPEN_CONVERSATION, key=key)
     assert len(rows(session)) == 2
 
 
