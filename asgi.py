@@ -2,8 +2,10 @@
 
 ``streamlit run asgi.py`` (Streamlit finds the ``app`` below) serves
 ``streamlit_app.py`` as before and mounts the API beside it
-(``ONBOARD_API__ENABLED=false`` leaves it out). The API shares the process
-but opens its own chat service on its first request.
+(``ONBOARD_API__ENABLED=false`` leaves it out). The API's chat service is
+made on its first request, on the knowledge base the pages use
+(:func:`onboard.factories.shared_knowledge_base`: one embedding model and
+keyword index in memory).
 """
 
 from pathlib import Path

@@ -7,6 +7,8 @@ pages through ``st.cache_resource``). Nothing here runs on import.
 
 from __future__ import annotations
 
+import threading
+import weakref
 from dataclasses import replace
 from pathlib import Path
 
@@ -81,6 +83,23 @@ def bootstrap_knowledge_base(settings: Settings, on_first_index=None, *, warm: b
     if warm:
         knowledge_base.warm_up()
     return knowledge_base
+
+
+#: The knowledge bases open in this process, by settings: the pages and the API of one ``onboard serve`` share one
+#: (one embedding model and keyword index in memory). Weak: one nobody uses any more is closed.
+_OPEN: weakref.WeakValueDictionary[str, KnowledgeBase] = weakref.WeakValueDictionary()
+_OPENING = threading.Lock()
+
+
+def shared_knowledge_base(settings: Settings, on_first_index=None) -> KnowledgeBase:
+    """:func:`bootstrap_knowledge_base` once per process for these settings; every caller after gets the same."""
+    key = settings.model_dump_json()
+    with _OPENING:
+        knowledge_base = _OPEN.get(key)
+        if knowledge_base is None:
+            knowledge_base = bootstrap_knowledge_base(settings, on_first_index)
+            _OPEN[key] = knowledge_base
+        return knowledge_base
 
 
 def _index_sample(settings: Settings, store: PassageStore, embeddings, engine: Engine, on_first_index,
@@ -160,7 +179,6 @@ def assistant_variants(settings: Settings, knowledge_base: KnowledgeBase):
     """``assistant_for(features)``: one assistant per answering configuration the rollout features make (pilot
     groups may get another model or prompt), built on first use and shared by every caller after."""
     import json
-    import threading
 
     from service.rollout import answer_overrides
 
@@ -184,12 +202,10 @@ def make_chat_service(settings: Settings, *, knowledge_base: KnowledgeBase | Non
     """The service every channel asks through (:class:`service.chat.ChatService`), outside Streamlit (the API,
     batch, benchmarks): the database migrated, the knowledge base opened (the sample handbook indexed on a
     first start), the support desk built on first use if the in-app help is on."""
-    import threading
-
     from service.chat import ChatService
 
     engine = engine or make_engine(settings)
-    knowledge_base = knowledge_base or bootstrap_knowledge_base(settings, on_first_index)
+    knowledge_base = knowledge_base or shared_knowledge_base(settings, on_first_index)
     desk: list = []
     lock = threading.Lock()
 

@@ -218,3 +218,20 @@ def test_problems_health_ready_and_the_openapi_document(server):
     assert {"/ask", "/search", "/conversations", "/conversations/{conversation_id}", "/problems",
             "/messages/{message_id}/rating", "/health", "/ready"} <= set(document["paths"])
     assert anonymous.get("/docs").status_code == 200
+
+
+def test_the_pages_and_the_api_of_one_process_share_one_knowledge_base(indexed, tmp_path):
+    """One embedding model and keyword index in memory per process, whoever asks first (pages or API)."""
+    import gc
+
+    shutil.copytree(indexed, tmp_path / "one", ignore=shutil.ignore_patterns("*.lock", "models"))
+    one = Settings(data_dir=tmp_path / "one", support={"enabled": False})
+    first = factories.shared_knowledge_base(one)
+    service = factories.make_chat_service(one)
+    assert service.assistant_for([]).knowledge_base is first
+    assert factories.shared_knowledge_base(Settings(data_dir=tmp_path / "one", support={"enabled": False})) is first
+    other = one.model_copy(update={"retrieval": one.retrieval.model_copy(update={"k": 3})})
+    assert factories.shared_knowledge_base(other) is not first  # other settings, another knowledge base
+    del first, service
+    gc.collect()
+    assert factories._OPEN.get(one.model_dump_json()) is None  # closed once nobody uses it

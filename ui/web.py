@@ -89,7 +89,7 @@ def _engine(database_url: str, _settings: Settings) -> Engine:
 
 @st.cache_resource(show_spinner="Loading the handbook…")
 def _knowledge_base(key: str, _settings: Settings):
-    return factories.bootstrap_knowledge_base(_settings)
+    return factories.shared_knowledge_base(_settings)  # the one the API beside the pages uses too
 
 
 @st.cache_resource(show_spinner=False)
