@@ -1,11 +1,14 @@
-"""The admin dashboard: feedback trends, usage and cost, worst answers, knowledge gaps, triage, export, audit.
+"""The admin dashboard: feedback trends, usage and cost, worst answers, knowledge gaps, triage, export, audit, API keys.
 
 Admins only (``streamlit_app.py`` registers the page for them alone; checked
 again here). Figures come from :mod:`feedback.analytics` (SQL aggregates),
 tables and charts from :mod:`ui.dashboard`; this page only lays them out.
 Everything people wrote is shown as text or in data tables, never as HTML.
-Opening a conversation and exporting answers are recorded in the audit trail
-(:mod:`feedback.audit`), which the "Admin access" tab lists.
+Opening a conversation, exporting answers, creating and revoking an API key
+are recorded in the audit trail (:mod:`feedback.audit`), which the "Admin
+access" tab lists. A new key's secret exists only in the run that made it (a
+local variable shown once with ``st.code``): never in the session state, the
+cache or the log, so the next rerun cannot show it again.
 """
 
 from __future__ import annotations
@@ -16,9 +19,9 @@ import streamlit as st
 from sqlmodel import Session
 
 from assistant.manifest import recent_runs
-from feedback import analytics, audit, review, store
+from feedback import analytics, audit, keys, review, store
 from feedback.gaps import group_questions
-from feedback.models import TRIAGE_STATUSES, User
+from feedback.models import CHANNELS, TRIAGE_STATUSES, User
 from ui import dashboard as views
 from ui import web
 
@@ -33,6 +36,11 @@ ANY = "(any)"
 AUDIT_ROWS = 500
 #: Indexing runs the "Index" tab lists (newest first).
 INDEX_RUNS = 20
+#: The session-state key of the number of keys made on this page: part of the form's widget keys, so a key made
+#: leaves an empty form on the next run (a new form) while a refused one keeps what was typed.
+KEY_FORM = "api_key_form"
+#: The session-state key of the key waiting for the admin to confirm its revocation.
+REVOKE_PENDING = "api_key_revoke_pending"
 
 
 @st.cache_data(ttl=600, show_spinner=False)
@@ -120,9 +128,10 @@ def _filters() -> tuple[analytics.Filters, str, bool]:
                                  key="split")
         weekly = top[3].segmented_control("Per", ["day", "week"], default="week", key="period") == "week"
         choices = _choices(DATABASE, kind, start, end)
-        row = st.columns(6)
+        row = st.columns(7)
         pick = {name: row[i].selectbox(label, [ANY, *values], key=f"filter_{name}")
                 for i, (name, label, values) in enumerate((
+                    ("channel", "Channel", CHANNELS),
                     ("group", "Group / cohort", choices.groups), ("team", "Team", choices.teams),
                     ("answerer", "Answerer", choices.answerers), ("model", "Model", choices.models),
                     ("prompt_version", "Prompt version", choices.prompt_versions),
@@ -145,6 +154,18 @@ def _headline(o: analytics.Overview, cost: float) -> None:
     cells[5].metric("Latency p95", views.milliseconds(o.latency_p95),
                     help=f"p50 {views.milliseconds(o.latency_p50)}; first token p50 {views.milliseconds(o.ttft_p50)}, "
                          f"p95 {views.milliseconds(o.ttft_p95)}")
+
+
+def _by_channel(o: analytics.Overview) -> None:
+    """Questions, answers and people per channel (the page, the API, batch files, the Help panel)."""
+    frame = views.channel_frame(o.by_channel)
+    with st.expander("By channel", icon=":material/hub:"):
+        if frame.empty:
+            st.caption("Nothing in this period.")
+            return
+        left, right = st.columns([2, 1])
+        left.altair_chart(views.channel_chart(frame), width="stretch")
+        right.dataframe(frame, hide_index=True, key="by_channel")
 
 
 def _chart(chart, frame, key: str) -> None:
@@ -332,8 +353,8 @@ def _export_tab(f: analytics.Filters) -> None:
 
 
 def _audit_tab(f: analytics.Filters) -> None:
-    st.caption("Every time an admin opened someone's conversation or downloaded an export, newest first. "
-               "Nobody can change or delete these rows from the app.")
+    st.caption("Every time an admin opened someone's conversation, downloaded an export, or created or revoked an "
+               "API key, newest first. Nobody can change or delete these rows from the app.")
     with web.db() as session:
         found = audit.entries(session=session, since=f.since, until=f.until, limit=AUDIT_ROWS)
     if not found:
@@ -346,6 +367,105 @@ def _audit_tab(f: analytics.Filters) -> None:
         "admin": "Admin", "admin_email": "Admin e-mail", "what": "What",
         "owner": "Whose", "owner_email": "Their e-mail", "conversation": "Conversation",
         "filters": st.column_config.TextColumn("Filters", width="large")})
+
+
+def _keys_tab() -> None:
+    st.caption("Keys programs use to ask through the REST API (`Authorization: Bearer onb_…`), newest first, "
+               "whatever the filters above. Only a hash of each key is kept: a key is shown once, when it is made. "
+               "The same keys as `onboard keys list`.")
+    _new_key_form()
+    with web.db() as session:
+        found = keys.list_keys(session)
+    if not found:
+        st.caption("No API keys yet.")
+        return
+    st.dataframe(web.visible_rows(views.keys_frame(found, settings.api.rate_per_minute)), hide_index=True,
+                 key="api_keys", column_config={
+                     "id": "Id", "key": "Key", "name": "Name", "team": "Team", "groups": "Groups",
+                     "on_behalf": st.column_config.CheckboxColumn("On behalf"),
+                     "rate_per_minute": "Requests per minute",
+                     "created": st.column_config.DatetimeColumn("Created", format="YYYY-MM-DD HH:mm"),
+                     "created_by": "Created by",
+                     "expires": st.column_config.DatetimeColumn("Expires", format="YYYY-MM-DD HH:mm"),
+                     "last_used": st.column_config.DatetimeColumn("Last used", format="YYYY-MM-DD HH:mm"),
+                     "state": "State"})
+    _revoke([key for key in found if keys.state(key) == "active"])
+
+
+def _new_key_form() -> None:
+    """Make a key; its secret is shown in this run only (a local variable, never stored in the session)."""
+    made = st.session_state.get(KEY_FORM, 0)
+    st.subheader("Create a key")
+    with st.form(f"new_key_{made}"):
+        top = st.columns(3)
+        name = top[0].text_input("Name", max_chars=keys.MAX_NAME_CHARS, key=f"key_name_{made}",
+                                 placeholder="Slack bot", help="What the key is for.")
+        team = top[1].text_input("Team", max_chars=keys.MAX_TEAM_CHARS, key=f"key_team_{made}",
+                                 help="The team the key's usage and cost are counted for.")
+        groups = top[2].text_input("Groups", key=f"key_groups_{made}", placeholder="staff, hr",
+                                   help="Comma-separated: the documents the key may read, as a person's groups "
+                                        "decide. None: only documents meant for everyone.")
+        bottom = st.columns(3)
+        days = bottom[0].number_input("Expires after (days)", min_value=1, max_value=keys.MAX_EXPIRES_DAYS,
+                                      value=None, step=1, key=f"key_days_{made}", placeholder="never")
+        rate = bottom[1].number_input("Requests per minute", min_value=1, max_value=keys.MAX_RATE_PER_MINUTE,
+                                      value=None, step=1, key=f"key_rate_{made}",
+                                      placeholder=f"default ({settings.api.rate_per_minute})")
+        on_behalf = bottom[2].checkbox("May ask on behalf of a person", key=f"key_on_behalf_{made}",
+                                       help="The program may name a person (X-On-Behalf-Of); the answers are "
+                                            "stored as that person's conversations.")
+        submitted = st.form_submit_button("Create key", icon=":material/add:")
+    if not submitted:
+        return
+    with web.db() as session:
+        admin = web.current_user(session)
+        try:
+            key, secret = keys.create_key(session, name=name, team=team, groups=groups.split(","),
+                                          expires_days=days, on_behalf=on_behalf, rate_per_minute=rate,
+                                          created_by=admin.email or admin.name or admin.subject)
+        except store.FeedbackError as error:
+            st.error(str(error))  # the form keeps what was typed
+            return
+        audit.record_key_change(session=session, admin=admin, action=audit.CREATE_API_KEY, key=key)
+    st.session_state[KEY_FORM] = made + 1  # the next run shows an empty form
+    st.success(web.plain(f"Created key {views.shown_prefix(key.prefix)} ({key.name}) for team {key.team}."))
+    st.code(secret, language=None)
+    st.warning("Copy this key now and keep it in the program's secret store: it cannot be shown again (only its "
+               "hash is kept). A lost key cannot be recovered; revoke it and create another.")
+
+
+def _key_label(key) -> str:
+    return web.visible(f"{views.shown_prefix(key.prefix)} {key.name} (team {key.team}, id {key.id})")
+
+
+def _revoke(active: list) -> None:
+    if not active:
+        return
+    by_id = {key.id: key for key in active}
+    pending = by_id.get(st.session_state.get(REVOKE_PENDING))
+    if pending is None:
+        with st.container(horizontal=True, vertical_alignment="bottom"):
+            chosen = st.selectbox("Revoke a key", list(by_id), format_func=lambda i: _key_label(by_id[i]),
+                                  index=None, placeholder="Choose an active key", key="revoke_choice")
+            if st.button("Revoke…", key="revoke_ask", disabled=chosen is None, icon=":material/block:"):
+                st.session_state[REVOKE_PENDING] = chosen
+                st.rerun()
+        return
+    st.warning(web.plain(f"Revoke {_key_label(pending)}? Programs using it are refused from their next request; "
+                         "this cannot be undone."))
+    with st.container(horizontal=True):
+        confirmed = st.button("Yes, revoke", key="revoke_yes", type="primary")
+        cancelled = st.button("Cancel", key="revoke_cancel")
+    if not (confirmed or cancelled):
+        return
+    st.session_state.pop(REVOKE_PENDING, None)
+    if confirmed:
+        with web.db() as session:
+            key = keys.revoke_key(session, pending.id)
+            audit.record_key_change(session=session, admin=web.current_user(session), action=audit.REVOKE_API_KEY,
+                                    key=key)
+        st.toast(web.plain(f"Revoked {views.shown_prefix(key.prefix)} ({key.name})"))
+    st.rerun()
 
 
 def _index_tab() -> None:
@@ -369,6 +489,7 @@ st.title("Dashboard")
 filters, split, weekly = _filters()
 overview, spent = _headline_figures(DATABASE, filters)
 _headline(overview, sum(s.cost for s in spent))
+_by_channel(overview)
 # Only the open tab runs its queries (``on_change="rerun"`` makes the tabs lazy).
 sections = {
     "Feedback": lambda: _feedback_tab(_feedback_figures(DATABASE, filters, split, weekly, tuple(settings.access.pilot_groups)),
@@ -380,6 +501,7 @@ sections = {
     "Export": lambda: _export_tab(filters),
     "Admin access": lambda: _audit_tab(filters),
     "Index": _index_tab,
+    "API keys": _keys_tab,
 }
 for tab, show in zip(st.tabs(list(sections), key="section", on_change="rerun"), sections.values(), strict=True):
     if tab.open:

@@ -6,7 +6,11 @@ The figures themselves are checked against hand-computed values in
 them, triage saves and records history, the exports hold the filtered rows,
 knowledge gaps are grouped, and people who are not admins never get the page.
 Opening a conversation leaves an audit row that the "Admin access" tab lists
-(on SQLite and PostgreSQL), and only admins see that tab.
+(on SQLite and PostgreSQL), and only admins see that tab. On the "API keys"
+tab an admin creates a key, sees its secret once, and revokes it (the key
+works, then is refused; both recorded in the audit trail); the channel filter
+narrows every figure and the overview splits questions by channel (SQLite
+and PostgreSQL).
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import logging
 from datetime import UTC, datetime, timedelta
 
 import pandas as pd
@@ -23,8 +28,8 @@ from streamlit.testing.v1 import AppTest
 from test_chat_app import APP, _fresh_resources, data_dir, db, indexed_handbook, ok  # noqa: F401
 from test_login import ADMIN, EMPLOYEE, app
 
-from feedback import analytics, review, store
-from feedback.models import AdminAudit, Conversation, Rating, Triage, TriageEvent, User
+from feedback import analytics, keys, review, store
+from feedback.models import AdminAudit, ApiKey, Conversation, Rating, Triage, TriageEvent, User
 from onboard import db as onboard_db
 
 SOURCE = {"n": 1, "source": "parking.md", "title": "Parking", "section": "Garage", "url": None, "chunk_id": "c1",
@@ -236,3 +241,173 @@ def test_someone_who_is_no_longer_an_admin_cannot_read_the_audit_trail(data_dir)
     assert [e.value for e in at.error] == ["Page not found."]
     assert not at.title and audit_table(at) is None
     assert not [c for c in at.caption if "nothing exported" in c.value]
+
+
+# --- API keys ----------------------------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def signed_in(data_dir, database_url, monkeypatch):
+    """An empty SQLite or PostgreSQL database as the app's, and a session on it; the page is made by the test."""
+    monkeypatch.setenv("ONBOARD_DATABASE_URL", database_url)
+    engine = onboard_db.make_engine(database_url)
+    onboard_db.upgrade(engine)
+    with Session(engine) as session:
+        yield session
+    engine.dispose()
+
+
+def keys_page(user: dict) -> AppTest:
+    """The dashboard's "API keys" tab, for ``user`` signed in."""
+    at = ok(app(user).run())
+    return open_tab(ok(at.switch_page("pages/admin.py").run()), "API keys")
+
+
+def keys_table(at: AppTest):
+    return next((df.value for df in at.dataframe if "rate_per_minute" in df.value.columns), None)
+
+
+def fill_key_form(at: AppTest, made: int = 0, *, name="Slack bot", team="People Ops", groups="staff, hr", days=90,
+                  rate=30, on_behalf=True) -> AppTest:
+    at.text_input(key=f"key_name_{made}").set_value(name)
+    at.text_input(key=f"key_team_{made}").set_value(team)
+    at.text_input(key=f"key_groups_{made}").set_value(groups)
+    at.number_input(key=f"key_days_{made}").set_value(days)
+    at.number_input(key=f"key_rate_{made}").set_value(rate)
+    at.checkbox(key=f"key_on_behalf_{made}").set_value(on_behalf)
+    return ok(next(b for b in at.button if b.label == "Create key").click().run())
+
+
+def test_an_admin_creates_a_key_sees_it_once_and_revokes_it(signed_in, caplog):
+    session = signed_in
+    caplog.set_level(logging.DEBUG)
+    at = keys_page(ADMIN)
+    assert "No API keys yet." in [c.value for c in at.caption]
+
+    at = fill_key_form(at)
+
+    [shown] = [c.value for c in at.code]
+    assert shown.startswith("onb_")
+    assert any("cannot be shown again" in w.value for w in at.warning)
+    [key] = session.exec(select(ApiKey)).all()
+    assert keys.authenticate(session, shown).id == key.id  # the key shown is the key made, and it works
+    assert (key.name, key.team, key.groups, key.on_behalf, key.rate_per_minute, key.created_by) == (
+        "Slack bot", "People Ops", ["hr", "staff"], True, 30, ADMIN["email"])
+    assert key.expires_at - key.created_at == timedelta(days=90)
+    table = keys_table(at)
+    assert table.drop(columns=["created", "expires", "last_used"]).values.tolist() == [
+        [key.id, f"onb_{shown[4:12]}…", "Slack bot", "People Ops", "hr, staff", True, "30", ADMIN["email"], "active"]]
+    assert key.hash not in table.to_string() and shown not in table.to_string()
+    assert shown not in repr(at.session_state.to_dict())  # the secret is not kept for a later run
+    assert not [r for r in caplog.records if shown in r.getMessage()]  # nor logged
+
+    at = ok(at.run())  # any later run: the secret is gone, and the form is empty again
+    assert not at.code and not [w for w in at.warning if "cannot be shown again" in w.value]
+    assert at.text_input(key="key_name_1").value == "" and at.text_input(key="key_team_1").value == ""
+    assert keys_table(at)["name"].tolist() == ["Slack bot"]
+
+    ok(at.selectbox(key="revoke_choice").set_value(key.id).run())
+    at = ok(at.button(key="revoke_ask").click().run())
+    assert any(f"onb\\_{shown[4:12]}" in w.value or f"onb_{shown[4:12]}" in w.value for w in at.warning)
+    at = ok(at.button(key="revoke_cancel").click().run())  # asked, then cancelled: nothing revoked
+    session.expire_all()
+    assert keys.state(session.get(ApiKey, key.id)) == "active"
+
+    ok(at.selectbox(key="revoke_choice").set_value(key.id).run())
+    ok(at.button(key="revoke_ask").click().run())
+    at = ok(at.button(key="revoke_yes").click().run())
+
+    session.expire_all()
+    with pytest.raises(keys.KeyRejected):
+        keys.authenticate(session, shown)
+    assert keys_table(at)["state"].tolist() == ["revoked"]
+    assert not [s for s in at.selectbox if s.key == "revoke_choice"]  # no active key left to revoke
+    assert [(r.action, r.admin_email, r.filters["key_id"]) for r in session.exec(select(AdminAudit)
+                                                                                 .order_by(AdminAudit.id))] == [
+        ("create_api_key", ADMIN["email"], key.id), ("revoke_api_key", ADMIN["email"], key.id)]
+    audit_rows = audit_table(open_tab(at, "Admin access"))
+    assert audit_rows["what"].tolist() == [f"revoked API key onb_{shown[4:12]}… (Slack bot, team People Ops)",
+                                           f"created API key onb_{shown[4:12]}… (Slack bot, team People Ops)"]
+
+
+def test_a_refused_key_keeps_the_form_and_key_text_stays_text(signed_in):
+    session = signed_in
+    at = fill_key_form(keys_page(ADMIN), name="  ", team="People Ops")
+
+    assert [e.value for e in at.error] == ["An API key needs a name."]
+    assert not at.code and not session.exec(select(ApiKey)).all()
+    assert at.text_input(key="key_team_0").value == "People Ops"  # nothing typed is lost
+
+    sneaky = "**Bot** [docs](javascript:alert(1)) \u202eevil"
+    at = fill_key_form(at, name=sneaky, team="<b>Ops</b>", groups="", days=None, rate=None, on_behalf=False)
+    [success] = [s.value for s in at.success]
+    assert "[docs](javascript" not in success and "\\[docs\\]" in success and "\u202e" not in success
+    row = keys_table(at).iloc[0]
+    assert (row["name"], row["team"], row["groups"], row["on_behalf"], row["rate_per_minute"]) == (
+        "**Bot** [docs](javascript:alert(1)) evil", "<b>Ops</b>", "", False, "default (60)")  # text, bidi dropped
+    assert pd.isna(row["expires"])
+    assert not [m for m in at.markdown if "Bot" in m.value]
+
+
+def test_only_admins_ever_see_the_keys(signed_in):
+    session = signed_in
+    at = ok(app(EMPLOYEE).run())
+    with pytest.raises(ValueError):
+        at.switch_page("pages/admin.py")
+
+    at = keys_page(ADMIN)
+    at.text_input(key="key_name_0").set_value("Late bot")
+    at.text_input(key="key_team_0").set_value("Ops")
+    at.user = {**ADMIN, "groups": []}  # dropped from the admin group with the form filled in
+    at = ok(next(b for b in at.button if b.label == "Create key").click().run())
+
+    assert [e.value for e in at.error] == ["Page not found."]
+    assert not at.code and keys_table(at) is None and not [b for b in at.button if b.label == "Create key"]
+    assert not session.exec(select(ApiKey)).all()
+
+
+# --- channels ----------------------------------------------------------------------------------------------------------
+
+
+def seed_api_questions(session) -> None:
+    """Two questions from Tom (team Eng) through the API, one rated up: besides the seed's five on the page."""
+    tom = store.get_or_create_user(session=session, subject="tom", name="Tom", groups=[], team="Eng")
+    conversation = store.create_conversation(session=session, user=tom).id
+    for question, thumb in (("how do I book a room", 1), ("who approves travel", None)):
+        q = store.add_user_message(session=session, user=tom, conversation_id=conversation, content=question,
+                                   channel="api")
+        a = store.start_answer(session=session, question_id=q.id, answerer="extractive", model="m1")
+        store.finish_answer(session=session, answer_id=a.id, content=f"About {question}", sources=[SOURCE],
+                            input_tokens=10, output_tokens=5, latency_ms=300, ttft_ms=30)
+        if thumb is not None:
+            store.rate(session=session, user=tom, message_id=a.id, thumb=thumb)
+
+
+def channel_table(at: AppTest):
+    return next(df.value for df in at.dataframe if "channel" in df.value.columns and "people" in df.value.columns)
+
+
+def test_the_channel_filter_narrows_every_figure_and_the_overview_splits_by_channel(signed_in):
+    seed(signed_in)
+    seed_api_questions(signed_in)
+    at = ok(AppTest.from_file(APP, default_timeout=120).run())  # local mode: an admin
+    at = ok(at.switch_page("pages/admin.py").run())
+    assert metrics(at)["Questions"] == "7" and metrics(at)["People"] == "3"
+    assert channel_table(at).values.tolist() == [["web", 5, 5, 2], ["api", 2, 2, 1]]
+
+    ok(at.selectbox(key="filter_channel").set_value("api").run())
+    assert (metrics(at)["Questions"], metrics(at)["People"], metrics(at)["Thumbs up"]) == ("2", "1", "100%")
+    assert channel_table(at).values.tolist() == [["api", 2, 2, 1]]
+
+    ok(at.selectbox(key="filter_channel").set_value("web").run())
+    assert (metrics(at)["Questions"], metrics(at)["People"], metrics(at)["Thumbs up"]) == ("5", "2", "60%")
+    at = open_tab(at, "Worst answers")  # the lists follow the channel too: the seed's two thumbs down are on the page
+    assert len([e for e in at.expander if e.label.startswith("New")]) == 2
+    ok(at.selectbox(key="filter_channel").set_value("api").run())
+    assert not [e for e in at.expander if e.label.startswith("New")]
+
+    ok(at.selectbox(key="filter_channel").set_value("(any)").run())
+    ok(at.selectbox(key="split").set_value("channel").run())
+    at = open_tab(at, "Feedback")
+    totals = next(df.value for df in at.dataframe if "series" in df.value.columns and "ratings" in df.value.columns)
+    assert dict(zip(totals["series"], totals["ratings"], strict=True)) == {"web": 5, "api": 1}

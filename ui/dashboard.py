@@ -1,4 +1,4 @@
-"""Tables and charts of the admin dashboard, from :mod:`feedback.analytics` and audit rows (no Streamlit here).
+"""Tables and charts of the admin dashboard, from :mod:`feedback.analytics`, audit rows and API keys (no Streamlit here).
 
 Each function returns a pandas ``DataFrame`` (the numbers behind a chart,
 shown a click away) and, where a picture helps, an Altair chart built from
@@ -8,15 +8,33 @@ that same frame, so what the chart shows and what the table says never differ.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from datetime import date
+from datetime import date, datetime
 from typing import TYPE_CHECKING
 
 import altair as alt
 import pandas as pd
 
-from feedback.analytics import DailyUsage, LatencyPoint, Share, Spend, TrendPoint, monday, series_shares
-from feedback.audit import EXPORT_ANSWERS, EXPORT_REVIEWED, OPEN_CONVERSATION, AuditEntry
+from feedback import keys as api_keys
+from feedback.analytics import (
+    ChannelUsage,
+    DailyUsage,
+    LatencyPoint,
+    Share,
+    Spend,
+    TrendPoint,
+    monday,
+    series_shares,
+)
+from feedback.audit import (
+    CREATE_API_KEY,
+    EXPORT_ANSWERS,
+    EXPORT_REVIEWED,
+    OPEN_CONVERSATION,
+    REVOKE_API_KEY,
+    AuditEntry,
+)
 from feedback.gaps import Topic
+from feedback.models import ApiKey
 
 if TYPE_CHECKING:
     from assistant.manifest import IngestRun
@@ -151,6 +169,24 @@ def topics_frame(topics: Iterable[Topic]) -> pd.DataFrame:
     )
 
 
+CHANNEL_COLUMNS = ["channel", "questions", "answers", "people"]
+
+
+def channel_frame(split: Iterable[ChannelUsage]) -> pd.DataFrame:
+    """Questions, answers and people per channel (:attr:`~feedback.analytics.Overview.by_channel`), in its order."""
+    return pd.DataFrame([{"channel": c.channel, "questions": c.questions, "answers": c.answers, "people": c.users}
+                         for c in split], columns=CHANNEL_COLUMNS)
+
+
+def channel_chart(frame: pd.DataFrame) -> alt.Chart:
+    """Questions per channel as bars, in the frame's order, with answers and people in the tooltip."""
+    return alt.Chart(frame).mark_bar().encode(
+        x=alt.X("questions:Q", title="Questions", axis=alt.Axis(format="d", tickMinStep=1)),
+        y=alt.Y("channel:N", sort=list(frame["channel"]), title=None),
+        tooltip=CHANNEL_COLUMNS,
+    ).properties(height=max(60, 26 * len(frame)))
+
+
 def series_totals(points: Iterable[TrendPoint]) -> pd.DataFrame:
     """Per series over the whole period: ratings, share of thumbs up and its interval."""
     rows = []
@@ -167,14 +203,20 @@ def audit_frame(entries: Iterable[AuditEntry]) -> pd.DataFrame:
     """The audit trail as a table: who read what of whose, when (newest first, as given)."""
     return pd.DataFrame([{"when": pd.Timestamp(e.at), "admin": e.admin, "admin_email": e.admin_email,
                           "what": audit_action(e), "owner": e.owner, "owner_email": e.owner_email,
-                          "conversation": e.conversation_id or "", "filters": filters_text(e.filters)}
+                          "conversation": e.conversation_id or "",
+                          "filters": filters_text(e.filters) if e.action in (EXPORT_ANSWERS, EXPORT_REVIEWED) else ""}
                          for e in entries], columns=AUDIT_COLUMNS)
 
 
 def audit_action(entry: AuditEntry) -> str:
-    """``"opened the conversation"``, ``"exported 12 answers (CSV)"``, ``"exported 1 reviewed answer (JSONL)"``."""
+    """``"opened the conversation"``, ``"exported 12 answers (CSV)"``, ``"exported 1 reviewed answer (JSONL)"``,
+    ``"created API key onb_AbCd1234… (Slack bot, team People Ops)"``."""
     if entry.action == OPEN_CONVERSATION:
         return "opened the conversation"
+    if entry.action in (CREATE_API_KEY, REVOKE_API_KEY):
+        done = "created" if entry.action == CREATE_API_KEY else "revoked"
+        key = entry.filters
+        return f"{done} API key {shown_prefix(key.get('prefix', '?'))} ({key.get('name')}, team {key.get('team')})"
     what = {EXPORT_ANSWERS: ("answer", "CSV"), EXPORT_REVIEWED: ("reviewed answer", "JSONL")}.get(entry.action)
     if what is None:
         return entry.action
@@ -208,3 +250,27 @@ def runs_frame(runs: Iterable[IngestRun]) -> pd.DataFrame:
                           "failed": r.failed, "index_version": r.index_version,
                           "failures": "; ".join(f"{f.get('source')}: {f.get('reason')}" for f in r.failures or [])}
                          for r in runs], columns=RUN_COLUMNS)
+
+
+def shown_prefix(prefix: str) -> str:
+    """``"onb_AbCd1234…"``: how a key is told apart in a list (never the key itself)."""
+    return f"{api_keys.SECRET_PREFIX}{prefix}…"
+
+
+KEY_COLUMNS = ["id", "key", "name", "team", "groups", "on_behalf", "rate_per_minute", "created", "created_by",
+               "expires", "last_used", "state"]
+
+
+def _stamp(value: datetime | None):
+    return pd.Timestamp(value) if value is not None else pd.NaT
+
+
+def keys_frame(found: Iterable[ApiKey], default_rate: int, now: datetime | None = None) -> pd.DataFrame:
+    """API keys as a table, newest first as given: what each is, whose, its limits and state (never its hash)."""
+    return pd.DataFrame([{"id": k.id, "key": shown_prefix(k.prefix), "name": k.name, "team": k.team,
+                          "groups": ", ".join(k.groups), "on_behalf": k.on_behalf,
+                          "rate_per_minute": str(k.rate_per_minute) if k.rate_per_minute else f"default ({default_rate})",
+                          "created": _stamp(k.created_at), "created_by": k.created_by or "",
+                          "expires": _stamp(k.expires_at), "last_used": _stamp(k.last_used_at),
+                          "state": api_keys.state(k, now)}
+                         for k in found], columns=KEY_COLUMNS)
