@@ -43,6 +43,7 @@ AUTH_SECRET_KEYS = ("cookie_secret", "client_secret")
 #: ``api_key=``) and loses the value.
 _SHAPES = [
     re.compile(r"\b(sk-)[A-Za-z0-9_\-]{8,}"),  # OpenAI-style keys: sk-..., sk-proj-..., sk-ant-...
+    re.compile(r"\b(onb_)[A-Za-z0-9_\-]{8,}"),  # this app's own API keys (feedback/keys.py), wherever they show up
     re.compile(r"\b((?:Bearer|Basic)\s+)[A-Za-z0-9._~+/=\-]{8,}", re.IGNORECASE),
     re.compile(r"\b((?:client[_-]?secret|cookie[_-]?secret|api[_-]?key|apikey|access[_-]?token|refresh[_-]?token|"
                r"id[_-]?token|auth[_-]?token|token|secret|password|passwd|pwd)[\"']?\s*[:=]\s*[\"']?)"

@@ -74,12 +74,13 @@ def test_without_the_filter_the_key_is_in_the_log():
     ("cannot connect to postgresql+psycopg://app:Pg-pass-9@db:5432/onboard", "postgresql+psycopg://app:"),
     ("token eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJhZGEifQ.c2lnbmF0dXJl in the cookie", "token "),
     ("Authorization: Basic YWxhZGRpbjpvcGVuc2VzYW1l", "Authorization: Basic "),
+    ("X-API-Key header was onb_Qm9vLXNlY3JldC1rZXk and it failed", "X-API-Key header was onb_"),
 ])
 def test_common_token_shapes_are_redacted_whoever_configured_them(text, kept):
     redacted = RedactSecrets().redact(text)
     assert kept + REDACTED in redacted, redacted
     for secret in ("abcDEF1234567890xyz", "Zz81hdk2Kq", "onboard-client-123", "hunter22", "Pg-pass-9",
-                   "c2lnbmF0dXJl", "YWxhZGRpbjpvcGVuc2VzYW1l", "OiIxMjM0"):
+                   "c2lnbmF0dXJl", "YWxhZGRpbjpvcGVuc2VzYW1l", "OiIxMjM0", "Qm9vLXNlY3JldC1rZXk"):
         assert secret not in redacted
 
 
