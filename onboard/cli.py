@@ -20,6 +20,8 @@ import typer
 
 from assistant.errors import AssistantError
 from onboard import logs
+from onboard.cli_batch import batch
+from onboard.cli_keys import keys_app
 
 app = typer.Typer(
     help="Onboarding assistant: answers new employees from the company's own documents.",
@@ -28,8 +30,8 @@ app = typer.Typer(
 )
 db_app = typer.Typer(help="Manage the application database.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
-app.add_typer(__import__("onboard.cli_keys", fromlist=["keys_app"]).keys_app, name="keys")  # onboard/cli_keys.py
-app.command("batch")(__import__("onboard.cli_batch", fromlist=["batch"]).batch)  # onboard/cli_batch.py
+app.add_typer(keys_app, name="keys")
+app.command("batch")(batch)
 
 log = logging.getLogger("onboard")
 
