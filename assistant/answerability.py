@@ -35,13 +35,7 @@ value that keeps 95% of the fitting handbook's answerable questions out of the
 abstained band (fitted on 18F: -0.151, on PostHog: -0.157), ``answer_margin``
 as the value above which only 20% of its unanswerable questions fall (18F:
 -0.022; PostHog: +0.031, from 15 questions, the noisier figure); the defaults
-are the 18F fit, rounded (``abstain_margin`` refitted the same way, -0.142,
-when retrieval began ranking passages by their own vector too, see
-:mod:`assistant.retrieval`: the top passage changed for some questions; with
--0.15 PostHog's abstentions fell from 20% to 13%, with -0.14 they stay at
-20% and 93% of its answerable questions are answered; 18F, with PostHog's
-fit of -0.150: 95% answered, 40% abstained, one unanswerable question fewer
-than before). Measured with cut-offs that did not see the
+are the 18F fit, rounded. Measured with cut-offs that did not see the
 handbook (the defaults on PostHog and the sample handbook, PostHog's fit on
 18F); shares of answerable / unanswerable questions in each band,
 answered / unsure / abstained, and the share of answerable questions not
@@ -117,7 +111,7 @@ class AbstentionConfig(BaseModel):
     #: Answer (band ``answered``) when the top passage's similarity exceeds the corpus baseline by this.
     answer_margin: float = Field(-0.02, ge=-1.0, le=1.0)
     #: Abstain (band ``abstained``) when it falls below the baseline by more than this (a negative margin).
-    abstain_margin: float = Field(-0.14, ge=-1.0, le=1.0)
+    abstain_margin: float = Field(-0.15, ge=-1.0, le=1.0)
     #: An absolute threshold instead (``onboard eval --calibrate``): answered at or above it, else abstained.
     min_similarity: float | None = Field(None, ge=-1.0, le=1.0)
     #: Passages whose words count as evidence for the reason given.

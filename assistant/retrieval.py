@@ -23,22 +23,6 @@ no better (AUC 0.58 either way). Keys found "Who do I ask about my laptop?"
 its answer, a row of a who-to-ask table, which the table's passage vector
 ranked below the top 10.
 
-Ranking by a passage's own vector too: a long passage has many keys, so one
-of them matches a question by chance more easily than a short passage about
-the question matches it whole. Passages are ranked by
-``passage_weight`` (0.35) x their own similarity + the rest x the best of
-their own and their keys' (a passage found through a key only counts, for its
-own part, as the last one found by its own vector). The similarity reported
-and judged for abstention stays the best of the two. Chosen on 18F with
-``keyword_weight`` (grid 0 to 0.6 by 0.05, weights 0.05 / 0.1 / 0.15: 18F's
-best recall@5, then MRR), measured leave-one-handbook-out on PostHog:
-recall@5 0.871 to 0.914 there (18F 0.9625 either way, MRR 0.8525 to 0.8648,
-recall@1 0.775 to 0.80; the sample handbook, never fitted, MRR 0.958 to
-0.979). PostHog's own best (0.35 to 0.6 with weight 0.1, 0.929) gives 18F
-0.95. Returning one passage per file instead raised PostHog's recall@5 to
-0.90 but cut its quote hits from 0.50 to 0.39: the answers need a page's
-neighbouring passages.
-
 Fusion: plain reciprocal rank fusion lets keyword hits pull paraphrased
 questions down (measured on the 18F set: below dense alone), so the default
 adds the BM25 score, relative to the best BM25 hit, to the cosine similarity
@@ -87,15 +71,10 @@ class RetrievalConfig(BaseModel):
     #: ``score``: dense cosine plus ``keyword_weight`` x BM25 relative to the best BM25 hit;
     #: ``rrf``: weighted reciprocal rank fusion of the two ranked lists.
     fusion: Literal["score", "rrf"] = "score"
-    keyword_weight: float = Field(0.05, ge=0.0, le=1.0)
-    #: Share of a passage's own similarity in the dense score it is ranked by; the rest is the best of its
-    #: own and its search keys' (see the module docstring). 0: the best alone.
-    passage_weight: float = Field(0.35, ge=0.0, le=1.0)
+    keyword_weight: float = Field(0.1, ge=0.0, le=1.0)
     #: Share of the dense list in reciprocal rank fusion.
     dense_weight: float = Field(0.7, ge=0.0, le=1.0)
     rrf_k: int = Field(60, ge=1)
-    #: Passages of one source file among the ``k`` returned (``None``: no limit).
-    max_per_source: int | None = Field(None, ge=1)
     abstention: AbstentionConfig = AbstentionConfig()
     #: Seconds between checks for a newer index version.
     refresh_s: float = Field(5.0, ge=0.0)
@@ -123,10 +102,7 @@ class _Hit:
     id: str
     text: str
     metadata: dict
-    #: Cosine similarity: the best of the passage's own and its search keys' (what abstention judges).
     dense: float | None = None
-    #: The dense score the passage is ranked by (see ``RetrievalConfig.passage_weight``).
-    ranking: float | None = None
     keyword: float | None = None
     dense_rank: int | None = None
     keyword_rank: int | None = None
@@ -278,7 +254,7 @@ class KnowledgeBase:
             mark = time.perf_counter()
             self._lexical(index.keyword, tokenize(query), max(cfg.candidates, k), where, hits)
             timings["keyword_ms"] = (time.perf_counter() - mark) * 1000
-        top = _select(self._fuse(hits.values(), mode), k, cfg.max_per_source)
+        top = _dedupe(self._fuse(hits.values(), mode))[:k]
         mark = time.perf_counter()
         with _search_guard():
             verdict = self._judge(index, query, vector, top, where)
@@ -289,22 +265,17 @@ class KnowledgeBase:
 
     def _dense(self, index: _Index, vector, n: int, where: Filter | None, hits: dict[str, _Hit]) -> None:
         """Passages by cosine similarity: the best of their own vector's and their search keys'."""
-        own = _nearest(index.keyword, index.passages, vector, n, where)
-        found = own + (_nearest(index.keyword, index.keys, vector, n * 2, where, keys=True) if index.has_keys else [])
-        # A passage found through a key only is less similar, itself, than the last one found by its own vector.
-        own_similarity = {cid: 1.0 - float(distance) for cid, _, _, distance in own}
-        floor = min(own_similarity.values(), default=0.0)
+        found = _nearest(index.keyword, index.passages, vector, n, where)
+        if index.has_keys:
+            found += _nearest(index.keyword, index.keys, vector, n * 2, where, keys=True)
         best: dict[str, tuple] = {}
         for cid, text, meta, distance in found:
-            if cid not in best or 1.0 - distance > best[cid][2]:
-                best[cid] = (text, meta, 1.0 - float(distance))
-        share = self.config.passage_weight
-        scored = {cid: share * own_similarity.get(cid, floor) + (1 - share) * similarity
-                  for cid, (_, _, similarity) in best.items()}
-        ranked = sorted(best.items(), key=lambda item: scored[item[0]], reverse=True)[:n]
-        for rank, (cid, (text, meta, similarity)) in enumerate(ranked, 1):
+            if cid not in best or distance < best[cid][2]:
+                best[cid] = (text, meta, distance)
+        ranked = sorted(best.items(), key=lambda item: item[1][2])[:n]
+        for rank, (cid, (text, meta, distance)) in enumerate(ranked, 1):
             hit = hits.setdefault(cid, _Hit(cid, text, meta))
-            hit.dense, hit.ranking, hit.dense_rank = similarity, scored[cid], rank
+            hit.dense, hit.dense_rank = 1.0 - float(distance), rank
 
     def _lexical(self, index: KeywordIndex, tokens: list[str], n: int, where: Filter | None,
                  hits: dict[str, _Hit]) -> None:
@@ -316,7 +287,7 @@ class KnowledgeBase:
         cfg = self.config
         if mode == "dense":
             for hit in hits:
-                hit.fused = hit.ranking if hit.ranking is not None else -1.0
+                hit.fused = hit.dense if hit.dense is not None else -1.0
         elif mode == "keyword":
             for hit in hits:
                 hit.fused = hit.keyword or 0.0
@@ -329,9 +300,9 @@ class KnowledgeBase:
         else:
             best_keyword = max((h.keyword or 0.0 for h in hits), default=0.0) or 1.0
             # A passage only BM25 found is scored as the weakest dense candidate.
-            floor = min((h.ranking for h in hits if h.ranking is not None), default=0.0)
+            floor = min((h.dense for h in hits if h.dense is not None), default=0.0)
             for hit in hits:
-                dense = hit.ranking if hit.ranking is not None else floor
+                dense = hit.dense if hit.dense is not None else floor
                 hit.fused = dense + cfg.keyword_weight * (hit.keyword or 0.0) / best_keyword
         return sorted(hits, key=lambda h: h.fused, reverse=True)
 
@@ -439,22 +410,15 @@ def _keyword_text(meta: dict, text: str) -> str:
     return f"{meta.get('title', '')} {meta.get('section', '')}\n{_index_text(meta, text)}"
 
 
-def _select(hits: list[_Hit], k: int, per_source: int | None) -> list[_Hit]:
-    """The first ``k`` of the ranked hits, identical passages kept once, at most ``per_source`` from one file."""
+def _dedupe(hits: list[_Hit]) -> list[_Hit]:
     seen: set[str] = set()
-    counts: dict[str, int] = {}
-    chosen = []
+    unique = []
     for hit in hits:
         key = " ".join(hit.text.split())
-        source = hit.metadata.get("source", "")
-        if key in seen or (per_source is not None and counts.get(source, 0) >= per_source):
-            continue
-        seen.add(key)
-        counts[source] = counts.get(source, 0) + 1
-        chosen.append(hit)
-        if len(chosen) == k:
-            break
-    return chosen
+        if key not in seen:
+            seen.add(key)
+            unique.append(hit)
+    return unique
 
 
 def _to_document(hit: _Hit, rank: int) -> Document:

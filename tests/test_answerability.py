@@ -74,15 +74,6 @@ def test_the_same_similarity_falls_in_another_band_on_another_corpus():
     assert band_of(config, 0.45, baseline=0.70) == "abstained"
 
 
-def test_the_default_abstain_margin_is_the_18f_fit_under_the_current_ranking():
-    """Refitted (95% of 18F's answerable questions kept out of the abstained band: -0.142) when retrieval began
-    ranking passages by their own vector too; the earlier -0.15 abstained on 13% of PostHog's unanswerable
-    questions instead of 20% (see :mod:`assistant.answerability`)."""
-    config = AbstentionConfig()
-    assert band_of(config, 0.455, baseline=0.6) == "abstained"
-    assert band_of(config, 0.465, baseline=0.6) == "unsure"
-
-
 def test_an_unsure_verdict_is_not_answerable_but_is_told_apart_from_an_abstention():
     config = AbstentionConfig()
     unsure = judge(config=config, question="can I bring my dog?", similarity=0.40, evidence_tokens={"bring"},

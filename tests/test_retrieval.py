@@ -510,36 +510,3 @@ def test_keyword_index_knows_a_word_only_in_the_passages_a_filter_allows(keyword
     assert keyword_index.knows(tokenize("quokka")[0], {"audience": ["all", "hr"]})
     assert not keyword_index.knows(tokenize("quokka")[0], {"audience": ["all"]})
     assert not keyword_index.knows("zorblax", {"audience": ["all", "hr"]})
-
-
-RANKING_DOCS = {
-    "travel.md": """
-        # Travel
-
-        Trains are booked in TripDesk. Flights need approval from your manager. Hotels are booked through the
-        agency. When are taxis fine at night? After ten. Receipts go to Finance within a month. Per diem covers
-        meals. Lounges are not covered. Seats with extra room need a reason. Rental cars need the agency.
-    """,
-    "taxis.md": """
-        # Taxis
-
-        Taxis at night are fine for everyone.
-    """,
-}
-
-
-def test_a_passage_is_ranked_by_its_own_vector_too_not_only_by_its_best_search_key(
-        tmp_path, store, fake_embeddings, sqlite_engine):
-    """A long passage has many keys, so one of them matches a question by chance more easily than a short
-    passage about the question matches it as a whole: its own vector weighs in (``passage_weight``)."""
-    root = write_docs(tmp_path / "handbook", RANKING_DOCS)
-    ingest([root], store=store, embeddings=fake_embeddings, engine=sqlite_engine)
-    question = "when are taxis fine at night"
-    best_key_first = KnowledgeBase(store, fake_embeddings, RetrievalConfig(passage_weight=0.0))
-    assert sources(best_key_first.retrieve(question, mode="dense"))[0] == "travel.md"
-    result = KnowledgeBase(store, fake_embeddings).retrieve(question, mode="dense")
-    assert sources(result)[:2] == ["taxis.md", "travel.md"]
-    taxis, travel = result.documents[:2]
-    # The similarity reported, and judged for abstention, is still the best of a passage's own and its keys'.
-    assert travel.metadata["dense_score"] > taxis.metadata["dense_score"]
-    assert result.answerability.signals["similarity"] == pytest.approx(taxis.metadata["dense_score"], abs=1e-4)
