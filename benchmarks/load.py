@@ -2,16 +2,15 @@
 
 ``--users`` threads each play one signed-in person with their own user row and
 conversation, and send ``--turns`` questions one after the other (no pause in
-between) down the chat page's own path: the question is stored as
-:func:`ui.web.store_question` stores it, then answered by
-:func:`service.turns.answer_turn` with what :func:`ui.web.answer` passes
-(the person's audience filter and rollout features, the page's escaping
-writer, here consuming the stream instead of drawing it). Once every turn is
-done, each person rates each of their answers as :func:`ui.web.rate` does
-(thumbs up a complete answer, down with a reason an abstention), all at once
-again. The Streamlit-bound wrappers of ``ui.web`` cannot run outside a
-page (they read ``st.user`` and cached resources), so their three bodies are
-repeated here with the same ``feedback.store`` calls.
+between) down the chat page's own path, :class:`service.chat.ChatService` as
+that person: the question is stored (``store_question``, as
+:func:`ui.web.store_question` calls it), then answered (``answer``, with the
+page's escaping writer :func:`ui.web.escaped`, here consuming the stream
+instead of drawing it). Once every turn is done, each person rates each of
+their answers (``rate``, as :func:`ui.web.rate`: thumbs up a complete answer,
+down with a reason an abstention), all at once again. Only who is asking
+comes from outside the service: the page reads ``st.user``, here each
+person's claims go through the same :func:`service.access.identity_from_claims`.
 
 Before that, every distinct question is answered once, one at a time, by the
 same assistant, after the same previous question as in its conversation (a
@@ -102,14 +101,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from assistant.evaluation import load_dataset
 from assistant.ingest import ingest
-from feedback import store
 from feedback.models import Conversation, Message, Rating, User
 from feedback.store import FeedbackError
 from onboard import factories
 from onboard.settings import Settings
 from service.access import identity_from_claims
-from service.rollout import features_for
-from service.turns import Closing, answer_turn
+from service.chat import ChatService
+from service.turns import Closing
 from service.turns import save as save_answer
 from ui import web
 
@@ -153,7 +151,11 @@ class Person:
 
 
 class Page:
-    """What the chat page does for a person, with the settings, engine and assistant it would have cached."""
+    """What the chat page does for a person, through the chat service it would have (:func:`ui.web.chat`).
+
+    Each simulated person's thread answers with its own :class:`Recorder` around the one shared assistant
+    (``assistant_for`` returns it), which keeps that thread's last answer for its retrieval timings.
+    """
 
     def __init__(self, settings: Settings, engine, assistant, think_s: float = 0.0, faulty: bool = False) -> None:
         self.settings = settings
@@ -161,35 +163,24 @@ class Page:
         self.assistant = assistant
         self.think_s = think_s
         self.faulty = faulty  # a fault is injected: answers failed while the database was away are expected
+        self._local = threading.local()
+        self.service = ChatService(engine=engine, settings=settings, assistant_for=lambda features: self.recorder())
 
-    @contextmanager
+    def recorder(self) -> Recorder:
+        """This thread's recorder of the shared assistant."""
+        if not hasattr(self._local, "recorder"):
+            self._local.recorder = Recorder(self.assistant)
+        return self._local.recorder
+
     def db(self):  # web.db
-        with Session(self.engine, expire_on_commit=False) as session:
-            yield session
+        return self.service.session()
 
     def identity(self, person: Person):  # web.identity in login mode
         return identity_from_claims(person.claims, self.settings.access)
 
-    def current_user(self, session: Session, person: Person) -> User:  # web.current_user
-        who = self.identity(person)
-        return store.get_or_create_user(session=session, subject=who.subject, email=who.email, name=who.name,
-                                        groups=sorted(who.groups), team=who.team)
-
     def store_question(self, person: Person, text: str, key: str | None = None) -> Message:  # web.store_question
-        with self.db() as session:
-            user = self.current_user(session, person)
-            conversation_id = person.conversation_id
-            if conversation_id:
-                try:
-                    store.get_conversation(session=session, user=user, conversation_id=conversation_id)
-                except store.NotFound:
-                    conversation_id = None
-            if conversation_id:
-                message = store.add_user_message(session=session, user=user, conversation_id=conversation_id,
-                                                 content=text, client_key=key)
-            else:  # the conversation and its first question in one transaction
-                message = store.start_conversation(session=session, user=user, content=text,
-                                                   kind=web.CONVERSATION_KIND, client_key=key)
+        message = self.service.store_question(self.identity(person), text, conversation_id=person.conversation_id,
+                                              kind=web.CONVERSATION_KIND, channel="web", key=key)
         person.conversation_id = message.conversation_id
         return message
 
@@ -227,22 +218,17 @@ class Page:
         person.held.append(text)
         return None
 
-    def answer(self, person: Person, question: Message, history, recorder: Recorder,
-               shown: list[str] | None = None):  # web.answer
-        who = self.identity(person)
-        features = features_for(who, self.settings.rollout)
-        outcome = answer_turn(engine=self.engine, assistant=lambda: recorder, question=question, history=history,
-                              write=web.escaped(_consumer(shown)), where=web.retrieval_filter(who),
-                              features=features, status=None)  # extractive answers never wait for a model
+    def answer(self, person: Person, question: Message, history, shown: list[str] | None = None):  # web.answer
+        outcome = self.service.answer(self.identity(person), question, history=history,
+                                      write=web.escaped(_consumer(shown)),
+                                      status=None)  # extractive answers never wait for a model
         if outcome.unsaved is not None:  # web._kept: the session keeps it, web.save_unsaved stores it later
             person.unsaved[outcome.unsaved.answer_id] = outcome.unsaved
             person.unsaved_kept += 1
         return outcome
 
     def rate(self, person: Person, message_id: int, thumb: int, reasons=()):  # web.rate
-        with self.db() as session:
-            return store.rate(session=session, user=self.current_user(session, person), message_id=message_id,
-                              thumb=thumb, reasons=reasons, allowed_reasons=self.settings.chat.feedback_reasons)
+        return self.service.rate(self.identity(person), message_id, thumb, reasons)
 
 
 def _consume(pieces) -> str:
@@ -279,7 +265,7 @@ class Recorder:
 
 
 def run_person(page: Page, person: Person, start: threading.Barrier) -> None:
-    recorder = Recorder(page.assistant)
+    recorder = page.recorder()
     start.wait()
     history: list[tuple[str, str]] = []
     for n, text in enumerate(person.questions):
@@ -293,7 +279,7 @@ def run_person(page: Page, person: Person, start: threading.Barrier) -> None:
             question = page.send(person, text)
             if question is None:  # still a draft: the person has it on the page, nothing was answered
                 continue
-            outcome = page.answer(person, question, history, recorder, shown)
+            outcome = page.answer(person, question, history, shown)
         except Exception as exc:  # noqa: BLE001  (counted and reported, the person goes on)
             person.errors.append(f"{type(exc).__name__}: {exc}"[:300])
             continue
