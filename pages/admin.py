@@ -159,13 +159,11 @@ def _headline(o: analytics.Overview, cost: float) -> None:
 def _by_channel(o: analytics.Overview) -> None:
     """Questions, answers and people per channel (the page, the API, batch files, the Help panel)."""
     frame = views.channel_frame(o.by_channel)
-    with st.expander("By channel", icon=":material/hub:"):
-        if frame.empty:
-            st.caption("Nothing in this period.")
-            return
-        left, right = st.columns([2, 1])
-        left.altair_chart(views.channel_chart(frame), width="stretch")
-        right.dataframe(frame, hide_index=True, key="by_channel")
+    if frame.empty:
+        return  # the headline already says there is nothing in this period
+    left, right = st.columns([3, 2])
+    left.altair_chart(views.channel_chart(frame), width="stretch")
+    right.dataframe(frame, hide_index=True, key="by_channel")
 
 
 def _chart(chart, frame, key: str) -> None:
@@ -386,8 +384,7 @@ def _keys_tab() -> None:
                      "rate_per_minute": "Requests per minute",
                      "created": st.column_config.DatetimeColumn("Created", format="YYYY-MM-DD HH:mm"),
                      "created_by": "Created by",
-                     "expires": st.column_config.DatetimeColumn("Expires", format="YYYY-MM-DD HH:mm"),
-                     "last_used": st.column_config.DatetimeColumn("Last used", format="YYYY-MM-DD HH:mm"),
+                     "expires": "Expires", "last_used": "Last used",
                      "state": "State"})
     _revoke([key for key in found if keys.state(key) == "active"])
 

@@ -184,7 +184,7 @@ def channel_chart(frame: pd.DataFrame) -> alt.Chart:
         x=alt.X("questions:Q", title="Questions", axis=alt.Axis(format="d", tickMinStep=1)),
         y=alt.Y("channel:N", sort=list(frame["channel"]), title=None),
         tooltip=CHANNEL_COLUMNS,
-    ).properties(height=max(60, 26 * len(frame)))
+    ).properties(height=alt.Step(26))  # a fixed height under ~100 px collapses the bands in Streamlit 1.67
 
 
 def series_totals(points: Iterable[TrendPoint]) -> pd.DataFrame:
@@ -261,8 +261,9 @@ KEY_COLUMNS = ["id", "key", "name", "team", "groups", "on_behalf", "rate_per_min
                "expires", "last_used", "state"]
 
 
-def _stamp(value: datetime | None):
-    return pd.Timestamp(value) if value is not None else pd.NaT
+def _when(value: datetime | None, otherwise: str) -> str:
+    """``"2027-03-07 21:07 UTC"``, or ``otherwise`` (a key that never expires, a key never used)."""
+    return value.strftime("%Y-%m-%d %H:%M UTC") if value is not None else otherwise
 
 
 def keys_frame(found: Iterable[ApiKey], default_rate: int, now: datetime | None = None) -> pd.DataFrame:
@@ -270,7 +271,7 @@ def keys_frame(found: Iterable[ApiKey], default_rate: int, now: datetime | None 
     return pd.DataFrame([{"id": k.id, "key": shown_prefix(k.prefix), "name": k.name, "team": k.team,
                           "groups": ", ".join(k.groups), "on_behalf": k.on_behalf,
                           "rate_per_minute": str(k.rate_per_minute) if k.rate_per_minute else f"default ({default_rate})",
-                          "created": _stamp(k.created_at), "created_by": k.created_by or "",
-                          "expires": _stamp(k.expires_at), "last_used": _stamp(k.last_used_at),
+                          "created": pd.Timestamp(k.created_at), "created_by": k.created_by or "",
+                          "expires": _when(k.expires_at, "never"), "last_used": _when(k.last_used_at, "never"),
                           "state": api_keys.state(k, now)}
                          for k in found], columns=KEY_COLUMNS)
