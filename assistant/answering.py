@@ -44,7 +44,7 @@ from pydantic import BaseModel, Field, SecretStr, model_validator
 from assistant import followup
 from assistant.answer import Answer, AnswerDraft, AnswerStream, citation, log_answer
 from assistant.answerers import generative
-from assistant.answerers.extractive import EXTRACTIVE_VERSION, ExtractiveAnswerer
+from assistant.answerers.extractive import ExtractiveAnswerer
 from assistant.errors import AssistantError
 from assistant.keyword import Filter
 from assistant.retrieval import KnowledgeBase, Retrieval
@@ -55,7 +55,6 @@ if TYPE_CHECKING:  # settings import this module: keep its import light
 
     from assistant.answerers import Answerer
 
-__all__ = ["EXTRACTIVE_VERSION", "AnswerConfig", "Assistant"]  # EXTRACTIVE_VERSION: still imported from here
 
 log = logging.getLogger(__name__)
 

@@ -89,7 +89,7 @@ def answer_turn(
         bot = assistant()
         with db() as session:
             pending = store.start_answer(session=session, question_id=question.id, features=list(features),
-                                          **_provenance(bot))
+                                          **bot.provenance())
     except Exception as exc:
         log.exception("could not start answering question %s", question.id)
         return Outcome(None, "failed", error=_describe(exc)[0])
@@ -276,26 +276,6 @@ def _failed(closing: Closing, error: str) -> Closing:
     return Closing(closing.answer_id, failed=True,
                    fields={"error": error, "content": fields.get("content") or "",
                                "latency_ms": fields.get("latency_ms"), "ttft_ms": fields.get("ttft_ms")})
-
-
-def _provenance(bot) -> dict:
-    """How the answer is meant to be made, recorded on the pending answer before it starts.
-
-    ``finish_answer`` then records what actually made it (a failing chat model
-    falls back to the extractive answer).
-    """
-    from assistant.answering import EXTRACTIVE_VERSION
-
-    config = bot.config
-    if config.mode == "llm":
-        model = config.azure_deployment if config.azure_endpoint and config.azure_deployment else config.model
-        info = {"answerer": "llm", "model": model, "prompt_version": config.prompt_version}
-    else:
-        info = {"answerer": "extractive", "prompt_version": EXTRACTIVE_VERSION}
-    # The version the knowledge base answers from (re-checked every few seconds), not a read of the store per turn;
-    # the finished answer records the version its passages came from.
-    info["index_version"] = bot.knowledge_base.version
-    return info
 
 
 def _describe(exc: Exception) -> tuple[str, str]:

@@ -29,7 +29,6 @@ from sqlmodel import Session, select
 from streamlit.testing.v1 import AppTest
 
 from assistant.answerers import generative
-from assistant.answering import AnswerConfig
 from feedback import store
 from feedback.models import Conversation, Message
 from onboard import factories
@@ -118,6 +117,9 @@ class Recording:
         self.real, self.config, self.knowledge_base = real, real.config, real.knowledge_base
         self.break_after, self.error, self.then = break_after, error, then
         self.histories: list[list[tuple[str, str]]] = []
+
+    def provenance(self) -> dict:
+        return self.real.provenance()
 
     def ask(self, question, *, history=(), where=None, on_status=None):
         self.histories.append(list(history))

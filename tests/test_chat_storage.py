@@ -88,6 +88,9 @@ class Streaming:
     TEXT = "You get 25 days of paid time off a year [1]. " * 12  # 540 characters (552 in the report)
     config, knowledge_base = AnswerConfig(), SimpleNamespace(version=1)
 
+    def provenance(self) -> dict:
+        return {"answerer": "extractive", "model": None, "prompt_version": "test", "index_version": 1}
+
     def ask(self, question, *, history=(), where=None, on_status=None):
         return _Stream(self.TEXT)
 
