@@ -16,7 +16,7 @@ with a passage or search key of *another* file is noted; the baseline is their
 median (18F 0.588, PostHog 0.493, sample 0.444; about a second). It says how
 close a corpus's passages come to a short question on a topic the corpus
 treats elsewhere. It is stored with the index
-(:func:`assistant.store.baseline_of`) and measured again whenever the index
+(:func:`assistant.vectors.baseline_of`) and measured again whenever the index
 changes. A question is judged by its *relative* similarity, top similarity
 minus baseline, and falls in one of three bands:
 

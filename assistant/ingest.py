@@ -51,7 +51,7 @@ from assistant.errors import AssistantError, UnreadableFile
 from assistant.indexlock import IndexLock, index_lock
 from assistant.loaders import LoadedDocument, kind_of, load_bytes
 from assistant.manifest import IndexedFile, IngestRun, utcnow
-from assistant.store import PARENT_KEY, PassageStore, drop_collection, key_id
+from assistant.vectors import PARENT_KEY, PassageStore, drop_collection, key_id
 
 log = logging.getLogger(__name__)
 
@@ -437,7 +437,7 @@ def rebuilt_store(client, engine: Engine, name: str, model_id: str) -> PassageSt
     """An empty collection ``name`` to index from scratch: the old vectors and manifest are dropped.
 
     Its versions go on from the dropped collection's, so a running app sees a new
-    version and reloads (see :func:`assistant.store.drop_collection`).
+    version and reloads (see :func:`assistant.vectors.drop_collection`).
     """
     previous_version = drop_collection(client, name)
     forget(engine, name)

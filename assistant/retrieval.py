@@ -52,7 +52,7 @@ from assistant.answerability import AbstentionConfig, Answerability, judge
 from assistant.chunking import passage_text
 from assistant.errors import IndexEmpty, SearchUnavailable, search_unreachable
 from assistant.keyword import Filter, KeywordIndex, chroma_where, matches, tokenize
-from assistant.store import PassageStore, baseline_of, key_id, key_passage
+from assistant.vectors import PassageStore, baseline_of, key_id, key_passage
 
 Mode = Literal["hybrid", "dense", "keyword"]
 #: Keys of a passage found by keywords alone compared with the question (an 18F passage has at most 23).

@@ -27,7 +27,7 @@ import numpy as np
 from assistant.evaluation import load_dataset
 from assistant.ingest import ingest
 from assistant.retrieval import KnowledgeBase
-from assistant.store import key_id, key_passage
+from assistant.vectors import key_id, key_passage
 from onboard import factories
 from onboard.settings import Settings
 

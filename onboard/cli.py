@@ -153,7 +153,7 @@ def ingest(
     from assistant.indexlock import index_lock
     from assistant.ingest import ingest as run_ingest
     from assistant.ingest import rebuilt_store
-    from assistant.store import make_client
+    from assistant.vectors import make_client
     from onboard import factories
 
     def waiting(name: str) -> None:
@@ -279,7 +279,7 @@ def worker() -> None:
 
     from assistant.ingest import ingest as run_ingest
     from assistant.refresh import run_schedule
-    from assistant.store import make_client
+    from assistant.vectors import make_client
     from onboard import factories
 
     with _friendly_errors():

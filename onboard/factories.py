@@ -18,7 +18,7 @@ from assistant.embeddings import LOCAL_MODELS, ApiEmbeddings, OnnxEmbeddings
 from assistant.errors import AssistantError
 from assistant.ingest import IngestOptions
 from assistant.retrieval import KnowledgeBase
-from assistant.store import ChromaLocation, PassageStore, make_client
+from assistant.vectors import ChromaLocation, PassageStore, make_client
 from onboard import db
 from onboard.settings import Settings
 

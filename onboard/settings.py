@@ -16,7 +16,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from assistant.answering import AnswerConfig
 from assistant.retrieval import RetrievalConfig
-from assistant.store import CollectionName
+from assistant.vectors import CollectionName
 from feedback.store import DEFAULT_REASONS
 from service.access import AccessSettings
 from service.rollout import RolloutSettings

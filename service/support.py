@@ -27,7 +27,7 @@ from assistant.errors import IndexMismatch
 from assistant.indexlock import IndexBusy, index_lock
 from assistant.ingest import IngestOptions, IngestReport, ingest, rebuilt_store
 from assistant.retrieval import KnowledgeBase
-from assistant.store import CollectionName, PassageStore
+from assistant.vectors import CollectionName, PassageStore
 
 log = logging.getLogger(__name__)
 

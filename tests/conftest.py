@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 from sqlalchemy import create_engine, text
 
-from assistant.store import ChromaLocation, PassageStore, make_client
+from assistant.vectors import ChromaLocation, PassageStore, make_client
 from onboard import db
 from onboard.settings import Settings
 

@@ -8,7 +8,7 @@ from helpers_kb import write_docs
 from assistant.answerability import AbstentionConfig, Answerability, band_of, baseline_headings, judge
 from assistant.ingest import ingest, measure_corpus_baseline
 from assistant.retrieval import KnowledgeBase
-from assistant.store import BASELINE_KEY, baseline_of
+from assistant.vectors import BASELINE_KEY, baseline_of
 
 # Three files whose headings share no word with the other files: a corpus whose baseline is low.
 SPARSE = {

@@ -38,7 +38,7 @@ from assistant.quotes import (
     split_sentences,
 )
 from assistant.retrieval import KnowledgeBase, RetrievalConfig
-from assistant.store import ChromaLocation, PassageStore, make_client
+from assistant.vectors import ChromaLocation, PassageStore, make_client
 from onboard import db
 from onboard.factories import SAMPLE_HANDBOOK, make_assistant
 from onboard.settings import Settings

@@ -12,7 +12,7 @@ from helpers_net import free_port, running
 
 from assistant.ingest import ingest
 from assistant.retrieval import KnowledgeBase
-from assistant.store import ChromaLocation, PassageStore, make_client
+from assistant.vectors import ChromaLocation, PassageStore, make_client
 
 pytestmark = pytest.mark.server
 

@@ -18,7 +18,7 @@ from sqlalchemy import create_engine, inspect, text
 from typer.testing import CliRunner
 
 from assistant.answerability import baseline_headings
-from assistant.store import ChromaLocation, keys_name, make_client
+from assistant.vectors import ChromaLocation, keys_name, make_client
 from onboard.cli import app
 
 SUMMARY = re.compile(

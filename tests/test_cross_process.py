@@ -230,7 +230,7 @@ def test_processes_opening_a_new_chroma_folder_at_once_all_succeed(tmp_path):
     """Chroma creates its schema on first open: processes opening a new folder together must not collide
     ("table collections already exists" failed a bootstrap and a worker started together)."""
     folder = tmp_path / "chroma"
-    code = ("import sys, time; from pathlib import Path; from assistant.store import ChromaLocation, make_client; "
+    code = ("import sys, time; from pathlib import Path; from assistant.vectors import ChromaLocation, make_client; "
             "start = float(sys.argv[2]); time.sleep(max(0.0, start - time.time() - 0.05)); "
             "exec('while time.time() < start: pass'); "
             "make_client(ChromaLocation(path=Path(sys.argv[1]))).get_or_create_collection('handbook'); print('ok')")

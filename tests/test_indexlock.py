@@ -84,7 +84,7 @@ def test_a_waiting_acquirer_proceeds_when_the_holder_is_killed(holder, engine):
 
 def test_ingest_with_no_wait_refuses_to_run_while_another_process_indexes(holder, tmp_path, store, fake_embeddings,
                                                                          engine):
-    from assistant.store import PassageStore
+    from assistant.vectors import PassageStore
 
     busy = PassageStore(store.client, "handbook", fake_embeddings.model_id)
     root = write_docs(tmp_path / "docs", HANDBOOK)

@@ -16,7 +16,7 @@ from assistant.chunking import chunk_markdown, passage_text, search_keys
 from assistant.errors import EmbeddingError, IndexMismatch
 from assistant.ingest import IngestOptions, ingest
 from assistant.loaders import load_bytes
-from assistant.store import PassageStore
+from assistant.vectors import PassageStore
 
 ALL = sorted(HANDBOOK)
 

@@ -11,7 +11,7 @@ from assistant.embeddings import FUSED_RECIPE, LOCAL_MODELS, PLAIN_RECIPE, OnnxE
 from assistant.evaluation import calibrate
 from assistant.ingest import ingest
 from assistant.retrieval import KnowledgeBase, RetrievalConfig
-from assistant.store import PassageStore
+from assistant.vectors import PassageStore
 from onboard.factories import SAMPLE_HANDBOOK
 
 
@@ -111,7 +111,7 @@ def test_long_texts_are_read_past_the_tokenizers_baked_in_128_tokens(local_embed
 def sample_kb(tmp_path_factory, local_embeddings):
     import uuid
 
-    from assistant.store import ChromaLocation, make_client
+    from assistant.vectors import ChromaLocation, make_client
     from onboard import db
 
     tmp = tmp_path_factory.mktemp("sample")

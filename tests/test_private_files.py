@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import text
 
-from assistant.store import ChromaLocation, make_client
+from assistant.vectors import ChromaLocation, make_client
 from onboard import db, factories
 from onboard.settings import Settings
 

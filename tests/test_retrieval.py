@@ -33,7 +33,7 @@ def shared_store(tmp_path_factory):
     """One indexed handbook for the tests that only read (indexing per test would dominate the run time)."""
     from conftest import FakeEmbeddings
 
-    from assistant.store import ChromaLocation, PassageStore, make_client
+    from assistant.vectors import ChromaLocation, PassageStore, make_client
     from onboard import db
 
     folder = tmp_path_factory.mktemp("shared-kb")

@@ -21,7 +21,7 @@ from assistant.answering import AnswerConfig, Assistant
 from assistant.errors import SearchUnavailable, search_unreachable
 from assistant.ingest import ingest
 from assistant.retrieval import KnowledgeBase
-from assistant.store import ChromaLocation, PassageStore, make_client
+from assistant.vectors import ChromaLocation, PassageStore, make_client
 from feedback import store
 from feedback.models import Message
 from service import turns

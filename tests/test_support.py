@@ -16,7 +16,7 @@ import pytest
 from sqlmodel import Session, select
 from streamlit.testing.v1 import AppTest
 
-from assistant.store import ChromaLocation, make_client
+from assistant.vectors import ChromaLocation, make_client
 from feedback.models import Conversation, Message, Rating
 from onboard import factories
 from onboard.settings import Settings
