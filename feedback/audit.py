@@ -29,8 +29,7 @@ from feedback.models import AUDIT_ACTIONS, AdminAudit, ApiKey, User
 
 log = logging.getLogger(__name__)
 
-OPEN_CONVERSATION, EXPORT_ANSWERS, EXPORT_REVIEWED = AUDIT_ACTIONS
-CREATE_API_KEY, REVOKE_API_KEY = "create_api_key", "revoke_api_key"
+OPEN_CONVERSATION, EXPORT_ANSWERS, EXPORT_REVIEWED, CREATE_API_KEY, REVOKE_API_KEY = AUDIT_ACTIONS
 
 
 def _who(prefix: str, user: User) -> dict:

@@ -227,7 +227,7 @@ class Ticket(SQLModel, table=True):
 
 
 #: What an admin did that reads people's content, as the audit trail records it.
-AUDIT_ACTIONS = ("open_conversation", "export_answers", "export_reviewed")
+AUDIT_ACTIONS = ("open_conversation", "export_answers", "export_reviewed", "create_api_key", "revoke_api_key")
 
 
 class AdminAudit(SQLModel, table=True):
@@ -257,7 +257,8 @@ class AdminAudit(SQLModel, table=True):
     conversation_id: str | None = Field(default=None, max_length=32)
     #: For an export: how many answers (or evaluation cases) the file held.
     count: int | None = None
-    #: For an export: the dashboard's filters it was made with (dates, kind, group, team...).
+    #: For an export: the dashboard's filters it was made with (dates, kind, group, team...); for a key created or
+    #: revoked: the key's id, prefix, name, team, groups and scope (never its secret or hash).
     filters: dict = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
 
 
