@@ -15,7 +15,10 @@ its own API key (created in the database with a limit of
 ``--rate-per-minute``, so the limit never refuses a request) and sends
 ``--questions`` questions of the dataset one after the other through ``POST
 /api/v1/ask``, in one conversation (each question after the first carries the
-``conversation_id`` the first answer returned, as a chat integration does).
+``conversation_id`` the first answer returned, as a chat integration does: the
+service then reads the conversation, and the assistant treats the question as
+a possible follow-up, which can cost a second search), or with
+``--conversation each`` every question on its own.
 Reported per level: requests per second (requests over the wall time from
 the common start to the last answer), p50/p95/max latency as the client saw
 it, errors (anything but a 200 with an answer), and what the database holds
@@ -169,8 +172,8 @@ def make_keys(engine, n: int, *, name: str, rate_per_minute: int) -> list[tuple[
     return made
 
 
-async def client(url: str, secret: str, questions: list[str], start: asyncio.Event) -> dict:
-    """One client: its questions one after the other in one conversation; latency and outcome of each."""
+async def client(url: str, secret: str, questions: list[str], start: asyncio.Event, follow: bool) -> dict:
+    """One client: its questions one after the other (in one conversation if ``follow``); latency and outcome."""
     done = {"ms": [], "errors": [], "message_ids": [], "question_ids": []}
     headers = {"Authorization": f"Bearer {secret}"}
     async with httpx.AsyncClient(base_url=url, headers=headers, timeout=120) as http:
@@ -192,14 +195,14 @@ async def client(url: str, secret: str, questions: list[str], start: asyncio.Eve
             done["ms"].append(elapsed)
             done["message_ids"].append(answer["message_id"])
             done["question_ids"].append(answer["question_id"])
-            conversation_id = answer["conversation_id"]
+            conversation_id = answer["conversation_id"] if follow else None
     return done
 
 
-async def level(url: str, secrets: list[str], sent: list[list[str]]) -> tuple[list[dict], float]:
+async def level(url: str, secrets: list[str], sent: list[list[str]], follow: bool) -> tuple[list[dict], float]:
     start = asyncio.Event()
-    tasks = [asyncio.create_task(client(url, secret, questions, start)) for secret, questions in zip(secrets, sent,
-                                                                                                      strict=True)]
+    tasks = [asyncio.create_task(client(url, secret, questions, start, follow))
+             for secret, questions in zip(secrets, sent, strict=True)]
     await asyncio.sleep(0.2)  # every client has its connection pool before the common start
     began = time.perf_counter()
     start.set()
@@ -240,13 +243,13 @@ def audit(engine, key_ids: list[int], results: list[dict], sent: list[list[str]]
 
 
 def run_level(server: Server, engine, clients: int, per_client: int, questions: list[str], rate: int,
-              cluster) -> dict:
+              cluster, follow: bool) -> dict:
     made = make_keys(engine, clients, name=f"load x{clients}", rate_per_minute=rate)
     sent = [[questions[(i * per_client + t) % len(questions)] for t in range(per_client)] for i in range(clients)]
     load_before = os.getloadavg()
     cpu_before = process_cpu_s(server.process.pid)
     db_before = cluster.cpu_s() if cluster else {}
-    results, wall = asyncio.run(level(server.url, [secret for _, secret in made], sent))
+    results, wall = asyncio.run(level(server.url, [secret for _, secret in made], sent, follow))
     server_cpu = process_cpu_s(server.process.pid) - cpu_before
     db_cpu = sum(s - db_before.get(p, 0.0) for p, s in cluster.cpu_s().items()) if cluster else None
     load_after = os.getloadavg()
@@ -304,8 +307,9 @@ def run_backend(backend: str, args, questions: list[str], indexed: str) -> dict:
                         h.post("/ask", json={"question": question}).raise_for_status()
                 warm_s = time.perf_counter() - began
                 print(f"{backend}: warmed with {args.warmup} questions in {warm_s:.1f} s", file=sys.stderr, flush=True)
-                levels = [run_level(server, engine, n, args.questions, questions, args.rate_per_minute, cluster)
-                          for n in args.clients]
+                follow = args.conversation == "one"
+                levels = [run_level(server, engine, n, args.questions, questions, args.rate_per_minute, cluster,
+                                    follow) for n in args.clients]
             except BaseException:
                 print(server.tail(), file=sys.stderr)
                 raise
@@ -327,6 +331,7 @@ def run_backend(backend: str, args, questions: list[str], indexed: str) -> dict:
         "warmup_questions": args.warmup,
         "warmup_s": round(warm_s, 1),
         "rate_per_minute_per_key": args.rate_per_minute,
+        "conversation": args.conversation,
         "levels": levels,
     }
 
@@ -337,6 +342,9 @@ def main() -> None:
     parser.add_argument("--clients", type=lambda s: [int(x) for x in s.split(",")], default=[1, 10, 50],
                         help="comma-separated concurrency levels (default 1,10,50)")
     parser.add_argument("--questions", type=int, default=20, help="questions per client, one after the other")
+    parser.add_argument("--conversation", choices=("one", "each"), default="one",
+                        help="one: each client's questions in one conversation (a chat integration; each later "
+                             "question is answered as a possible follow-up); each: every question on its own")
     parser.add_argument("--warmup", type=int, help="questions asked one at a time before the levels, not counted "
                         "(default: every question of the dataset once, as a server that has run a while)")
     parser.add_argument("--corpus", type=Path, default=DEFAULT_CORPUS)

@@ -3,7 +3,7 @@
 One process: the chat service as ``onboard api`` builds it
 (:func:`onboard.factories.make_chat_service`, extractive answers, the 18F index
 of ``benchmarks/api_load.py``'s ``--index-cache`` copied into a temporary
-folder, SQLite or ``--database-url``), served by uvicorn on 127.0.0.1 in a
+folder; SQLite, or ``--backend postgresql``), served by uvicorn on 127.0.0.1 in a
 thread (``api.app.standalone``, as ``onboard api`` serves it), and an httpx
 client in the main thread asking one question at a time, so nothing queues.
 
@@ -24,7 +24,10 @@ request:
 
 The API's own overhead is ``in_server - service`` per request (what the API
 code costs) and ``client - service`` (all of it, HTTP included), both exact per
-request since they come from the same request. ``client - direct`` (the same
+request since they come from the same request. ``of_which_key_check`` is the
+part spent checking the key (``keys.authenticate`` and ``limits.hit``, two
+statements and a commit, timed by wrapping them), in wall time and in the
+thread's CPU time (which a busy machine's preemption does not inflate). ``client - direct`` (the same
 question by the direct call) is reported too, but two separate answers differ
 by the machine's noise, which other engineers' test runs on this 2-core VM
 make large; ``load_average`` records it.
@@ -55,8 +58,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from api_load import DEFAULT_CACHE, DEFAULT_CORPUS, DEFAULT_DATASET, free_port, prepare_index
-from load import _code_version
+from load import _code_version, _nothing, postgresql
 
+from api import callers
 from api.app import standalone
 from api.callers import key_identity
 from assistant.evaluation import load_dataset
@@ -81,6 +85,30 @@ class TimedService:
             return self._service.ask(*args, **kwargs)
         finally:
             self.ask_ms.append((time.perf_counter() - began) * 1000)
+
+
+class Stopwatch:
+    """Wraps ``module.name`` so each call's wall and thread-CPU milliseconds add to the current request's."""
+
+    def __init__(self, *targets) -> None:
+        self.wall_ms = self.cpu_ms = 0.0
+        for module, name in targets:
+            setattr(module, name, self._timed(getattr(module, name)))
+
+    def _timed(self, function):
+        def timed_call(*args, **kwargs):
+            wall, cpu = time.perf_counter(), time.thread_time()
+            try:
+                return function(*args, **kwargs)
+            finally:
+                self.wall_ms += (time.perf_counter() - wall) * 1000
+                self.cpu_ms += (time.thread_time() - cpu) * 1000
+
+        return timed_call
+
+    def take(self) -> tuple[float, float]:
+        taken, self.wall_ms, self.cpu_ms = (self.wall_ms, self.cpu_ms), 0.0, 0.0
+        return taken
 
 
 def timed(app, sink: list[float]):
@@ -122,7 +150,9 @@ def main() -> None:
     parser.add_argument("--corpus", type=Path, default=DEFAULT_CORPUS)
     parser.add_argument("--dataset", type=Path, default=DEFAULT_DATASET)
     parser.add_argument("--index-cache", type=Path, default=DEFAULT_CACHE)
-    parser.add_argument("--database-url", help="default: a SQLite file in the temporary data folder")
+    parser.add_argument("--backend", choices=("sqlite", "postgresql"), default="sqlite",
+                        help="postgresql: a throwaway cluster on --pg-port (as benchmarks/load.py starts one)")
+    parser.add_argument("--pg-port", type=int, default=55445)
     parser.add_argument("--rounds", type=int, default=1, help="times the whole dataset is asked (each way)")
     parser.add_argument("--warmup", type=int, help="questions asked through the API first, not counted (default: "
                         "every question once, so both ways find the passages' sentence embeddings cached)")
@@ -132,13 +162,14 @@ def main() -> None:
     questions = [case.question for case in load_dataset(args.dataset)]
     args.warmup = len(questions) if args.warmup is None else args.warmup
 
-    with tempfile.TemporaryDirectory(prefix="onboard-api-overhead-") as tmp:
+    with (tempfile.TemporaryDirectory(prefix="onboard-api-overhead-") as tmp,
+          postgresql(args.pg_port) if args.backend == "postgresql" else _nothing() as cluster):
         data = Path(tmp)
         shutil.copytree(args.index_cache / "chroma", data / "chroma")
         shutil.copytree(args.index_cache / "models", data / "models")
-        if not args.database_url:
+        if not cluster:
             shutil.copy(args.index_cache / "onboard.db", data / "onboard.db")
-        settings = Settings(_env_file=None, data_dir=data, database_url=args.database_url,
+        settings = Settings(_env_file=None, data_dir=data, database_url=cluster.url if cluster else None,
                             answer={"mode": "extractive"}, support={"enabled": False})
         engine = factories.make_engine(settings, migrate=True)
         service = TimedService(factories.make_chat_service(settings, engine=engine))
@@ -146,20 +177,26 @@ def main() -> None:
             key, secret = keys.create_key(session, name="overhead", team="bench",
                                           rate_per_minute=keys.MAX_RATE_PER_MINUTE)
         who = key_identity(key)
+        # What the key check costs in each request (api/callers.py: the key looked up, the request counted).
+        gate = Stopwatch((callers.keys, "authenticate"), (callers.limits, "hit"))
         in_server: list[float] = []
         server = serve(timed(standalone(settings, service=lambda: service), in_server), free_port())
         url = f"http://127.0.0.1:{server.config.port}/api/v1"
-        client_ms, direct_ms, service_ms, server_ms = [], [], [], []
+        client_ms, direct_ms, service_ms, server_ms, gate_ms, gate_cpu_ms = [], [], [], [], [], []
         with httpx.Client(base_url=url, headers={"Authorization": f"Bearer {secret}"}, timeout=60) as http:
 
             def over_http(question: str) -> None:
                 service.ask_ms.clear()
                 in_server.clear()
+                gate.take()
                 began = time.perf_counter()
                 http.post("/ask", json={"question": question}).raise_for_status()
                 client_ms.append((time.perf_counter() - began) * 1000)
                 service_ms.append(service.ask_ms[-1])
                 server_ms.append(in_server[-1])
+                wall, cpu = gate.take()
+                gate_ms.append(wall)
+                gate_cpu_ms.append(cpu)
 
             def direct(question: str) -> None:
                 began = time.perf_counter()
@@ -169,7 +206,8 @@ def main() -> None:
 
             for question in questions[: args.warmup]:
                 over_http(question)
-            client_ms.clear(), direct_ms.clear(), service_ms.clear(), server_ms.clear()
+            for kept in (client_ms, direct_ms, service_ms, server_ms, gate_ms, gate_cpu_ms):
+                kept.clear()
             load_before = os.getloadavg()
             for n, question in enumerate(questions * args.rounds):
                 first, second = (over_http, direct) if n % 2 == 0 else (direct, over_http)
@@ -186,7 +224,7 @@ def main() -> None:
         "run": datetime.now(UTC).strftime("%Y%m%dT%H%M%S"),
         "date": datetime.now(UTC).date().isoformat(),
         "what": "the REST API's own time over ChatService.ask, one request at a time (uvicorn in-process)",
-        "database": "postgresql" if args.database_url else "sqlite",
+        "database": args.backend,
         "index": f"{args.index_cache} ({indexed})",
         "dataset": str(args.dataset),
         "questions": len(client_ms),
@@ -201,6 +239,9 @@ def main() -> None:
         "http_request_in_server": stats(server_ms),
         "api_overhead_in_server": stats(api_in_server),
         "api_overhead_with_http": stats(api_all),
+        "of_which_key_check": stats(gate_ms),
+        "of_which_key_check_thread_cpu": stats(gate_cpu_ms),
+        "api_overhead_in_server_without_key_check": stats([o - g for o, g in zip(api_in_server, gate_ms, strict=True)]),
         "client_minus_direct_paired": stats(paired),
     }
     print(json.dumps(result, indent=1))
