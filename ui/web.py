@@ -1,7 +1,7 @@
-"""What the Streamlit pages share: cached resources, who is using the app, the chat service bound to them, and
-safe text.
+"""What the Streamlit pages share: cached resources, who is using the app, and the chat service bound to them.
 
-The only module outside ``pages/`` that imports Streamlit. It holds:
+With the Help panel and the dashboard views beside it in ``ui/``, the only Streamlit code outside ``pages/``. It
+holds:
 
 - the heavy resources (database engine, the assistant with its knowledge
   base, the support desk), made by :mod:`onboard.factories` and cached with
@@ -16,27 +16,23 @@ The only module outside ``pages/`` that imports Streamlit. It holds:
   answers the database did not take yet kept in the session
   (:func:`unsaved_answers`), the line saying what the answer waits for, and
   the streamed text escaped with :func:`safe_markdown` piece by piece;
-- the helpers that make text written by people and documents safe to show as
-  Markdown (:func:`plain`, :func:`safe_markdown`, :func:`safe_url`): no link,
-  image, HTML or math from a document or a question reaches the page.
+- the safe-text rules of :mod:`ui.safe_text` (:func:`plain`,
+  :func:`safe_markdown`, :func:`safe_url`), here for the pages.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import re
 import uuid
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from urllib.parse import urlsplit
 
 import streamlit as st
 from sqlalchemy import Engine
 from sqlmodel import Session
 
-from assistant.text import clean
 from feedback import store
 from feedback.models import Conversation, Message, Rating, User
 from onboard import factories
@@ -47,6 +43,7 @@ from service.history import ANSWERED, Turn, history_before  # noqa: F401  (the p
 from service.rollout import answer_overrides
 from service.turns import INTERRUPTED, UNEXPECTED, Closing, Outcome  # noqa: F401  (the page shows these)
 from service.turns import save as save_answer
+from ui.safe_text import plain, safe_markdown, safe_url, visible, visible_rows  # noqa: F401  (the pages use them)
 
 log = logging.getLogger(__name__)
 
@@ -419,81 +416,3 @@ def status_line() -> Callable[[str | None], None]:
             line.empty()
 
     return show
-
-
-# --- safe text ---------------------------------------------------------------------------------------------------
-
-_PUNCTUATION = re.compile(r"([!-/:-@\[-`{-~])")
-#: An escape already made, or a character to escape: a backslash, bracket, angle bracket, dollar sign, or the
-#: ``&`` of a character reference (``&#64;`` is ``@``: references are shown as written, so none spells out markup).
-_ACTIVE = re.compile(r"(\\[!-/:-@\[-`{-~])|([\\\[\]<>$]|&(?=#[0-9]{1,7};|#[xX][0-9a-fA-F]{1,6};|[A-Za-z][A-Za-z0-9]{1,31};))")
-_SAFE_SCHEMES = ("http", "https")
-#: Characters that reorder the text around them: bidirectional embeddings, overrides, isolates and marks
-#: ("invoice\u202efdp.exe" shows as "invoiceexe.pdf"). Whatever users and documents write is shown without them.
-_DIRECTION = re.compile("[\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]")
-
-
-#: Where GitHub-flavoured Markdown would make a link of plain text (Streamlit's renderer, remark-gfm, does it
-#: after escapes are resolved, so escaping does not stop it): the ``//`` after a scheme's colon, the dot after
-#: ``www`` and an ``@`` (e-mail, ``mailto:``, ``xmpp:``), each possibly written with a backslash escape. A WORD
-#: JOINER (U+2060, invisible, no break) put there breaks every literal-autolink rule of mdast-util-gfm-autolink-
-#: literal and micromark-extension-gfm-autolink-literal, which need those characters side by side.
-_AUTOLINK = re.compile(r"(?<=:)(?=\\?/\\?/)|(?i:(?<=www))(?=\\?\.)|(?<!\\)(?=\\?@)")
-_JOINER = "\u2060"
-
-
-def visible(text: object) -> str:
-    """``text`` as it may be shown: cleaned (:func:`assistant.text.clean`: no control characters, ANSI escapes or
-    lone surrogates, whatever was stored before that rule), without the characters that would show it in
-    another order than it is stored."""
-    return _DIRECTION.sub("", clean(str(text)))
-
-
-def _unlinked(text: str) -> str:
-    """``text`` with a word joiner where Markdown would see a bare URL, ``www.`` address or e-mail address."""
-    return _AUTOLINK.sub(_JOINER, text)
-
-
-def visible_rows(rows):
-    """A table's rows (dicts, or a DataFrame) with :func:`visible` text in every cell."""
-    if hasattr(rows, "map"):
-        return rows.map(lambda v: visible(v) if isinstance(v, str) else v)
-    return [{k: visible(v) if isinstance(v, str) else v for k, v in row.items()} for row in rows]
-
-
-def plain(text: str) -> str:
-    """Markdown that shows ``text`` exactly as written (:func:`visible`): every punctuation mark escaped, line
-    breaks kept, and no bare URL, ``www.`` or e-mail address made a link (:data:`_AUTOLINK`)."""
-    return "  \n".join(_PUNCTUATION.sub(r"\\\1", line) for line in _unlinked(visible(text)).splitlines())
-
-
-def safe_markdown(text: str) -> str:
-    """Markdown written by a document or a model, with its links, images, HTML and math shown as text.
-
-    Backslashes, brackets, angle brackets, dollar signs and the ``&`` of
-    character references are escaped, so no ``[..](..)``, ``![..](..)``,
-    reference link, footnote, autolink, tag or formula is ever parsed, and a
-    word joiner keeps bare URLs, ``www.`` and e-mail addresses from becoming
-    links; emphasis, lists, tables and code still render; control characters
-    and characters that reorder text (:func:`visible`) are dropped.
-    They are escaped inside code too (where the backslash then shows): telling
-    code from text the way the browser's parser does (fences inside list
-    items, unequal fences) is easy to get wrong, and a mistake there would
-    let a link or an image through. An escape the text already has (``\\$10``,
-    ``snake\\_case``) is kept: it shows its character, never markup, and
-    escaping its backslash again would show the backslash.
-    """
-    return _ACTIVE.sub(lambda m: m.group(1) or "\\" + m.group(2), _unlinked(visible(text)))
-
-
-def safe_url(url: str | None) -> str | None:
-    """The URL if it is a plain web address (``http``/``https``), else ``None`` (``javascript:`` and the like)."""
-    if not url or not isinstance(url, str):
-        return None
-    try:
-        parts = urlsplit(url.strip())
-    except ValueError:
-        return None
-    if parts.scheme.lower() not in _SAFE_SCHEMES or not parts.netloc:
-        return None
-    return url.strip()
