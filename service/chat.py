@@ -196,12 +196,17 @@ class ChatService:
                     store.get_conversation(session=session, user=user, conversation_id=conversation_id)
                 except store.NotFound:
                     conversation_id = None
-            if conversation_id:
-                return store.add_user_message(session=session, user=user, conversation_id=conversation_id,
-                                              content=text, client_key=key, channel=channel)
-            # The conversation and its first question in one transaction: a failure leaves no empty conversation.
-            return store.start_conversation(session=session, user=user, content=text, kind=kind, client_key=key,
-                                            channel=channel)
+            return self._add_question(session, user, text, conversation_id, kind, channel, key)
+
+    @staticmethod
+    def _add_question(session: Session, user: User, text: str, conversation_id: str | None, kind: str, channel: str,
+                      key: str | None) -> Message:
+        if conversation_id:
+            return store.add_user_message(session=session, user=user, conversation_id=conversation_id,
+                                          content=text, client_key=key, channel=channel)
+        # The conversation and its first question in one transaction: a failure leaves no empty conversation.
+        return store.start_conversation(session=session, user=user, content=text, kind=kind, client_key=key,
+                                        channel=channel)
 
     def answer(self, who: Identity, question: Message, *, history: list[tuple[str, str]],
                write: Writer | None = None, status: Callable[[str | None], object] | None = None,
@@ -233,14 +238,21 @@ class ChatService:
     def ask(self, who: Identity, text: str, *, conversation_id: str | None = None, kind: str = ASSISTANT_KIND,
             channel: str, key: str | None = None, write: Writer | None = None,
             status: Callable[[str | None], object] | None = None) -> Asked:
-        """Store ``text`` as ``who``'s question (in ``conversation_id``, which must be theirs, or a new
-        conversation) and answer it, with the conversation so far as its history."""
+        """Store ``text`` as ``who``'s question (in ``conversation_id``, which must be theirs and of ``kind``:
+        :class:`~feedback.store.NotFound` otherwise, and nothing is stored; or in a new conversation) and answer
+        it, with the conversation so far as its history. The question is stored in the same database session
+        that checks the conversation and reads its history."""
+        if why := self.check(text):
+            raise QuestionRefused(why)
         history: list[tuple[str, str]] = []
-        if conversation_id:
-            _, shown = self.conversation(who, conversation_id, kind=kind)  # NotFound unless it is theirs
-            history = history_before(shown)
-        question = self.store_question(who, text, conversation_id=conversation_id, kind=kind, channel=channel,
-                                       key=key)
+        with self.session() as session:
+            user = self.user(session, who)
+            if conversation_id:
+                conversation = store.get_conversation(session=session, user=user, conversation_id=conversation_id)
+                if conversation.kind != kind:
+                    raise store.NotFound(conversation_id)
+                history = history_before(turns(self._history(session, user, conversation_id)))
+            question = self._add_question(session, user, text, conversation_id, kind, channel, key)
         outcome = self.answer(who, question, history=history, write=write, status=status)
         return Asked(question.conversation_id, question, outcome)
 
