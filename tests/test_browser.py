@@ -10,9 +10,11 @@ work offline). The rating is checked in the database through
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 import time
+import urllib.request
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -56,7 +58,7 @@ pytestmark = [
 def server(tmp_path):
     """``streamlit run`` on a free port, data in this test's folder; yields its base URL."""
     port = free_port()
-    command = [sys.executable, "-m", "streamlit", "run", str(ROOT / "streamlit_app.py"),
+    command = [sys.executable, "-m", "streamlit", "run", str(ROOT / "asgi.py"),  # as onboard serve runs it
                "--server.headless", "true", "--server.address", "127.0.0.1", "--server.port", str(port),
                "--browser.gatherUsageStats", "false", "--server.fileWatcherType", "none"]
     url = f"http://127.0.0.1:{port}"
@@ -172,6 +174,9 @@ def test_ask_rate_reload_and_resume_in_a_browser(server, tmp_path):
         finally:
             browser.close()
     assert _stored_thumb() == 1
+    # The same process serves the REST API on the same port (onboard serve runs asgi.py), over the same data.
+    with urllib.request.urlopen(f"{server}/api/v1/ready", timeout=30) as ready:
+        assert ready.status == 200 and json.load(ready)["checks"] == {"database": "ok", "index": "ok"}
 
 
 def _ticket_status() -> str | None:

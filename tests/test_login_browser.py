@@ -108,7 +108,7 @@ def _serve(tmp_path, provider: str, name: str | None = None, env: dict[str, str]
         'client_secret = "onboard-test-client"\n'
         f'server_metadata_url = "{provider}/.well-known/openid-configuration"\n'
     )
-    command = [sys.executable, "-m", "streamlit", "run", str(ROOT / "streamlit_app.py"),
+    command = [sys.executable, "-m", "streamlit", "run", str(ROOT / "asgi.py"),  # as onboard serve runs it
                "--server.headless", "true", "--server.address", "127.0.0.1", "--server.port", str(port),
                "--browser.gatherUsageStats", "false", "--server.fileWatcherType", "none",
                "--secrets.files", str(secrets)]
