@@ -30,6 +30,7 @@ from api import problems, schemas
 from api.callers import Authenticated
 from api.problems import Problem
 from assistant.errors import AssistantError
+from assistant.text import web_url
 from feedback import store
 from service.chat import ASSISTANT_KIND, Asked, ChatService
 from service.history import ANSWERED
@@ -62,6 +63,14 @@ def create_app(settings=None, service: Callable[[], ChatService] | None = None) 
     app.state.service = service or _built_once(settings)
     problems.install(app)
     app.include_router(router)
+
+    @app.middleware("http")
+    async def _rate_limit_headers(request: Request, call_next):
+        """The key's ``RateLimit-*`` headers on every response of the request, whatever the route returned."""
+        response = await call_next(request)
+        response.headers.update(getattr(request.state, "rate_limit_headers", None) or {})
+        return response
+
     return app
 
 
@@ -199,7 +208,7 @@ def _answered(asked: Asked) -> schemas.AskResponse:
 def _citation(source: dict) -> schemas.Citation:
     return schemas.Citation(n=int(source.get("n") or 0), title=str(source.get("title") or ""),
                             section=str(source.get("section") or ""), source=str(source.get("source") or ""),
-                            url=source.get("url") or None)
+                            url=web_url(source.get("url")))
 
 
 def _guarded(call: Callable):
@@ -224,7 +233,7 @@ def _guarded(call: Callable):
 
 
 @router.post("/messages/{message_id}/rating", response_model=schemas.RatingResponse, tags=["ratings"])
-def rate(message_id: int, body: schemas.RatingRequest, request: Request, who: Authenticated):
+def rate(message_id: schemas.MessageId, body: schemas.RatingRequest, request: Request, who: Authenticated):
     """Rate an answer (thumbs up or down, with optional reasons and a comment); rating again replaces it."""
     rating = _guarded(lambda: _service(request).rate(who.identity, message_id, THUMBS[body.thumb], body.reasons,
                                                      body.comment))
@@ -285,7 +294,7 @@ def search(body: schemas.SearchRequest, request: Request, who: Authenticated):
     return schemas.SearchResponse(
         band=found.answerability.band,
         passages=[schemas.Passage(title=str(d.metadata.get("title") or ""), section=str(d.metadata.get("section") or ""),
-                                  source=str(d.metadata.get("source") or ""), url=d.metadata.get("url") or None,
+                                  source=str(d.metadata.get("source") or ""), url=web_url(d.metadata.get("url")),
                                   text=d.page_content) for d in found.documents],
     )
 

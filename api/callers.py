@@ -3,9 +3,10 @@
 A key stands for an identity of its own (``apikey:<id>``): its groups decide
 which documents it may read, its team pays for its answers. A key created
 with the on-behalf scope may name a person in ``X-On-Behalf-Of: email``; the
-conversations are then stored per person (``person:<email>``, separate from
-that person's sign-in at the web page, whose groups the API cannot know),
-still with the key's groups and team. Every request of a key counts against
+conversations are then stored per person and key (``apikey:<id>:person:<email>``:
+separate from that person's sign-in at the web page, whose groups the API
+cannot know, and from what another key stored for them, which its groups may
+not allow this one to read), still with the key's groups and team. Every request of a key counts against
 its per-minute limit, held in the database so it holds across processes.
 """
 
@@ -16,10 +17,12 @@ import re
 from dataclasses import dataclass
 from typing import Annotated
 
-from fastapi import Depends, Request, Response
+from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from sqlalchemy.exc import InterfaceError, OperationalError
 
 from api.problems import Problem
+from assistant.errors import AssistantError
 from assistant.text import clean
 from feedback import keys, limits
 from feedback.models import ApiKey
@@ -28,6 +31,7 @@ from service.access import Identity
 log = logging.getLogger(__name__)
 
 ON_BEHALF_HEADER = "X-On-Behalf-Of"
+UNAVAILABLE = "The service is not available right now (its database or index did not answer). Try again in a moment."
 #: Enough to tell an e-mail address from anything else; the identity provider, not the API, owns addresses.
 _EMAIL = re.compile(r"^[^@\s]{1,64}@[^@\s]{1,255}\.[^@\s]{1,63}$")
 
@@ -48,22 +52,35 @@ def key_identity(key: ApiKey) -> Identity:
 
 
 def person_identity(key: ApiKey, email: str) -> Identity:
-    return Identity(subject=f"person:{email}", email=email, name=email, groups=frozenset(key.groups or ()),
-                    roles=frozenset(), team=key.team)
+    """The person a key acts for, as that key sees them: their conversations hold what the key's groups allowed,
+    so another key (with other groups) acting for the same address must not read them back."""
+    return Identity(subject=f"apikey:{key.id}:person:{email}", email=email, name=email,
+                    groups=frozenset(key.groups or ()), roles=frozenset(), team=key.team)
 
 
-def caller(request: Request, response: Response,
+def caller(request: Request,
            credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]) -> Caller:
     """The dependency of every endpoint that needs a key: 401 without a valid one, 429 over its limit."""
-    service, settings = request.app.state.service(), request.app.state.settings
     if credentials is None or credentials.scheme.lower() != "bearer":
         raise Problem(401, "Send an API key: Authorization: Bearer onb_...", headers={"WWW-Authenticate": "Bearer"})
-    with service.session() as session:
-        try:
-            key = keys.authenticate(session, credentials.credentials)
-        except keys.KeyRejected as exc:
-            raise Problem(401, str(exc), headers={"WWW-Authenticate": 'Bearer error="invalid_token"'}) from None
-        allowance = limits.hit(session, key_id=key.id, per_minute=key.rate_per_minute or settings.api.rate_per_minute)
+    settings = request.app.state.settings
+    try:
+        service = request.app.state.service()
+        with service.session() as session:
+            try:
+                key = keys.authenticate(session, credentials.credentials)
+            except keys.KeyRejected as exc:
+                raise Problem(401, str(exc), headers={"WWW-Authenticate": 'Bearer error="invalid_token"'}) from None
+            allowance = limits.hit(session, key_id=key.id,
+                                   per_minute=key.rate_per_minute or settings.api.rate_per_minute)
+    except Problem:
+        raise
+    except (OperationalError, InterfaceError) as exc:  # the database is away: the key cannot be checked
+        log.error("API key check: the database did not answer (%s)", type(exc).__name__)
+        raise Problem(503, UNAVAILABLE, headers={"Retry-After": "5"}) from None
+    except AssistantError as exc:  # the knowledge base could not open: nothing can be answered yet
+        log.error("the API cannot start its service: %s", exc)
+        raise Problem(503, UNAVAILABLE, headers={"Retry-After": "5"}) from None
     headers = {"RateLimit-Limit": str(allowance.limit), "RateLimit-Remaining": str(allowance.remaining),
                "RateLimit-Reset": str(allowance.reset_s)}
     if not allowance.allowed:
@@ -71,7 +88,7 @@ def caller(request: Request, response: Response,
         raise Problem(429, f"Too many requests: this key may make {allowance.limit} per minute. "
                            f"Try again in {allowance.retry_after_s} s.",
                       headers={**headers, "Retry-After": str(allowance.retry_after_s)})
-    response.headers.update(headers)
+    request.state.rate_limit_headers = headers  # added to whatever response the route returns (api.app)
     on_behalf = request.headers.get(ON_BEHALF_HEADER)
     if on_behalf is None:
         return Caller(key, key_identity(key))

@@ -48,6 +48,8 @@ def install(app: FastAPI) -> None:
         detail = exc.detail if isinstance(exc.detail, str) else HTTPStatus(exc.status_code).description
         if exc.status_code == 413:
             detail = "The request body is too large."
+        if exc.status_code == 400:  # the body could not be parsed at all (FastAPI's own 400): bad JSON, as 422
+            return response(422, "The request body is not valid JSON.")
         return response(exc.status_code, detail, headers=getattr(exc, "headers", None))
 
     @app.exception_handler(RequestValidationError)

@@ -3,9 +3,14 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Literal
+from typing import Annotated, Literal
 
+from fastapi import Path
 from pydantic import BaseModel, ConfigDict, Field
+
+#: Message ids are 32-bit in the database: a larger one is refused (422), not looked up.
+MAX_ID = 2**31 - 1
+MessageId = Annotated[int, Path(ge=1, le=MAX_ID, description="An answer's id (`message_id` of an ask).")]
 
 
 class _Request(BaseModel):
@@ -23,7 +28,7 @@ class Citation(BaseModel):
     title: str
     section: str
     source: str = Field(description="The document's path in the indexed folder.")
-    url: str | None = None
+    url: str | None = Field(None, description="The document's web address: only ever `http` or `https`.")
 
 
 class AskResponse(BaseModel):
@@ -101,7 +106,7 @@ class SearchResponse(BaseModel):
 class ProblemRequest(_Request):
     text: str = Field(min_length=1, max_length=4000)
     conversation_id: str | None = None
-    message_id: int | None = None
+    message_id: int | None = Field(None, ge=1, le=MAX_ID)
 
 
 class ProblemResponse(BaseModel):

@@ -16,6 +16,7 @@ surrogate are removed.
 from __future__ import annotations
 
 import re
+from urllib.parse import urlsplit
 
 #: An ANSI/VT100 control sequence (CSI ... final byte), or an OSC sequence ended by BEL or ST.
 _ANSI = re.compile(r"\x1b\[[0-?]*+[ -/]*+[@-~]|\x1b\][^\x07\x1b]*+(?:\x07|\x1b\\)?")
@@ -29,3 +30,21 @@ def clean(text: str) -> str:
         return text
     text = text.replace("\r\n", "\n").replace("\r", "\n")
     return _CONTROL.sub("", _ANSI.sub("", text))
+
+
+#: The only link schemes a document's ``url`` may have to be shown or handed on (``javascript:`` and the like never).
+WEB_SCHEMES = ("http", "https")
+
+
+def web_url(url: object) -> str | None:
+    """``url`` if it is a plain web address (``http``/``https`` with a host), else ``None``: the rule every channel
+    (the pages, the API, batch output) applies to a document's link before handing it on."""
+    if not url or not isinstance(url, str):
+        return None
+    try:
+        parts = urlsplit(url.strip())
+    except ValueError:
+        return None
+    if parts.scheme.lower() not in WEB_SCHEMES or not parts.netloc:
+        return None
+    return url.strip()

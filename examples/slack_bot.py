@@ -1,11 +1,10 @@
 """A Slack slash command (``/ask <question>``) answered by the onboarding assistant, through its REST API only.
 
-Slack's signature (HMAC-SHA256 of ``v0:timestamp:body``) is checked, Slack is acknowledged at once (it waits
-3 s at most) and the answer goes to the command's ``response_url``. The asker's e-mail, from Slack's
-``users.info`` (bot scopes ``users:read``, ``users:read.email``), is sent as ``X-On-Behalf-Of``: each person's
-answers are stored as theirs (the key is made with ``--on-behalf``). The answer is mrkdwn with ``&``, ``<``, ``>``
-escaped (no ``<url|link>`` or mention from a document) in a ``verbatim`` text object (no bare URL linked), a word
-joiner in ``://``, before ``@`` and before a dot inside a word (``example.com``).
+Slack's signature (HMAC-SHA256 of ``v0:timestamp:body``) is checked, Slack is acknowledged at once, and the answer
+goes to ``response_url``. The asker's e-mail (``users.info``; bot scopes ``users:read``, ``users:read.email``) is sent
+as ``X-On-Behalf-Of``, so each person's answers are stored as theirs (a key made with ``--on-behalf``). The answer is
+mrkdwn with ``&``, ``<``, ``>`` escaped, in a ``verbatim`` text object, with a word joiner in ``://``, before ``@``
+and inside dotted words: no link or mention from a document becomes live.
 """
 
 import hashlib
@@ -35,8 +34,7 @@ def verified(secret: str, headers, body: bytes) -> bool:
 
 
 def slack_text(text: str) -> str:
-    text = text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
-    return UNLINK.sub("\u2060", text)
+    return UNLINK.sub("\u2060", text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;"))
 
 
 def message(text: str) -> dict:  # ephemeral: only the asker sees it
@@ -57,6 +55,8 @@ def answer(env: dict, form: dict) -> dict:
         body["conversation_id"] = conversations[thread][0]  # a follow-up within 30 minutes
     asked = httpx.post(f"{env['ONBOARD_API_URL']}/ask", json=body, timeout=120,
                        headers={"Authorization": f"Bearer {env['ONBOARD_API_KEY']}", "X-On-Behalf-Of": email})
+    if asked.status_code == 404 and conversations.pop(thread, None):  # the conversation was deleted: a new one
+        return answer(env, form)
     if asked.status_code != 200:
         return message(slack_text(f"Sorry, no answer: {asked.json().get('detail', asked.status_code)}"))
     reply = asked.json()
@@ -87,8 +87,8 @@ def handler(env: dict):
         def reply(self, status: int, payload: dict):
             data = json.dumps(payload).encode()
             self.send_response(status)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(data)))
+            for name, value in (("Content-Type", "application/json"), ("Content-Length", str(len(data)))):
+                self.send_header(name, value)
             self.end_headers()
             self.wfile.write(data)
 

@@ -56,7 +56,7 @@ from pathlib import Path
 
 from sqlalchemy.exc import InterfaceError, OperationalError
 
-from assistant.text import clean
+from assistant.text import clean, web_url
 from feedback import store
 from feedback.models import utcnow
 from service.access import EMPLOYEE, UNASSIGNED, Identity
@@ -371,7 +371,8 @@ def _answered(asked) -> dict:
         fields.update(answer=message.content, band=message.band,
                       abstained=message.status == "abstained" or message.band == "abstained",
                       latency_ms=message.latency_ms,
-                      citations=[{key: source.get(key) for key in ("n", "title", "section", "source", "url")}
+                      citations=[{**{key: source.get(key) for key in ("n", "title", "section", "source")},
+                                  "url": web_url(source.get("url"))}
                                  for source in message.sources or [] if source.get("cited", True)])
     elif outcome.unsaved is not None:  # answered, but the database did not take it: asked again next run
         fields.update(answer=outcome.unsaved.text, latency_ms=outcome.unsaved.fields.get("latency_ms"))

@@ -16,6 +16,7 @@ import pytest
 from helpers_kb import HANDBOOK, write_docs
 from helpers_net import serving_asgi
 from openapi_spec_validator import validate
+from sqlalchemy import event
 from sqlmodel import Session, select
 
 from api.app import standalone
@@ -26,6 +27,16 @@ from onboard import factories
 from onboard.settings import Settings
 
 VACATION = "How many days of paid vacation do I get?"
+#: A page whose front matter link is not a web address: no channel may hand it on.
+PARKING = """
+    ---
+    title: Parking
+    url: javascript:alert(document.cookie)
+    ---
+    # Parking
+
+    The garage under the office has forty bicycle racks and twelve car spaces, booked in the facilities app.
+"""
 SALARY = "What does the quokka matrix list about salary bands?"
 
 
@@ -33,7 +44,7 @@ SALARY = "What does the quokka matrix list about salary bands?"
 def indexed(tmp_path_factory, local_embeddings) -> Path:
     """A data folder with the small test handbook indexed (hr/salary.md is for the hr audience only)."""
     root = tmp_path_factory.mktemp("api-index")
-    docs = write_docs(root / "handbook", HANDBOOK)
+    docs = write_docs(root / "handbook", {**HANDBOOK, "parking.md": PARKING})
     settings = Settings(data_dir=root / "data", support={"enabled": False})
     engine = factories.make_engine(settings)
     ingest([docs], store=factories.make_store(settings, local_embeddings), embeddings=local_embeddings,
@@ -198,7 +209,10 @@ def test_on_behalf_of_a_person_needs_the_scope_and_stores_per_person(server):
     assert server.client(bot, **{"X-On-Behalf-Of": "not an address"}).get("/conversations").status_code == 422
     with Session(server.engine) as session:
         owner = session.get(User, server.messages()[0].user_id)
-    assert (owner.subject, owner.email, owner.team) == ("person:ana@example.com", "ana@example.com", "integrations")
+    with Session(server.engine) as session:
+        bot_id = session.exec(select(ApiKey).where(ApiKey.on_behalf)).one().id
+    assert (owner.subject, owner.email, owner.team) == (f"apikey:{bot_id}:person:ana@example.com", "ana@example.com",
+                                                        "integrations")
 
 
 def test_problems_health_ready_and_the_openapi_document(server):
@@ -235,3 +249,76 @@ def test_the_pages_and_the_api_of_one_process_share_one_knowledge_base(indexed, 
     del first, service
     gc.collect()
     assert factories._OPEN.get(one.model_dump_json()) is None  # closed once nobody uses it
+
+
+def test_keys_acting_for_the_same_person_do_not_read_each_other(server):
+    """What an hr key stored for a person is not readable through another key naming the same person."""
+    hr_bot, plain_bot = server.key(groups=["hr"], on_behalf=True), server.key(on_behalf=True)
+    as_ana_hr = server.client(hr_bot, **{"X-On-Behalf-Of": "ana@example.com"})
+    as_ana = server.client(plain_bot, **{"X-On-Behalf-Of": "Ana@example.com"})
+    asked = as_ana_hr.post("/ask", json={"question": SALARY}).json()
+    assert "quokka" in asked["answer"]
+    assert as_ana.get("/conversations").json() == []
+    assert as_ana.get(f"/conversations/{asked['conversation_id']}").status_code == 404
+    follow = as_ana.post("/ask", json={"question": "and who reviews them?", "conversation_id": asked["conversation_id"]})
+    assert follow.status_code == 404
+    assert as_ana.post(f"/messages/{asked['message_id']}/rating", json={"thumb": "up"}).status_code == 404
+
+
+class DatabaseDown:
+    """The server's database refusing new connections, as during a restart."""
+
+    def __init__(self, engine) -> None:
+        self.engine = engine
+
+    @staticmethod
+    def _refuse(dialect, record, cargs, cparams):
+        raise dialect.loaded_dbapi.OperationalError("the database is restarting")
+
+    def __enter__(self):
+        self.engine.dispose()
+        event.listen(self.engine, "do_connect", self._refuse)
+
+    def __exit__(self, *exc) -> None:
+        event.remove(self.engine, "do_connect", self._refuse)
+
+
+def test_a_database_outage_is_a_503_with_retry_after_and_recovers(server):
+    client = server.client(server.key())
+    with DatabaseDown(server.engine):
+        for response in (client.post("/ask", json={"question": VACATION}), client.get("/conversations"),
+                         server.client().get("/ready")):
+            assert response.status_code == 503, response.text
+            assert "Traceback" not in response.text
+        assert client.get("/conversations").headers["Retry-After"] == "5"
+    assert client.post("/ask", json={"question": VACATION}).status_code == 200
+
+
+def test_a_document_link_that_is_not_a_web_address_is_never_handed_on(server):
+    client = server.client(server.key())
+    question = "How many bicycle racks does the garage have?"
+    asked = client.post("/ask", json={"question": question}).json()
+    found = client.post("/search", json={"query": question}).json()["passages"]
+    parking = [c for c in asked["citations"] + asked["closest"] if c["source"] == "parking.md"]
+    parking += [p for p in found if p["source"] == "parking.md"]
+    assert parking and all(p["url"] is None for p in parking)  # found, and its javascript: link dropped
+    kitchen = client.post("/search", json={"query": "free coffee in the office kitchen"}).json()["passages"]
+    assert "https://handbook.example.com/kitchen" in [p["url"] for p in kitchen]  # a web address is kept
+
+
+def test_edge_requests_get_clear_answers(server):
+    client = server.client(server.key())
+    assert client.post("/messages/99999999999999999999999/rating", json={"thumb": "up"}).status_code == 422
+    assert client.post("/messages/2147483648/rating", json={"thumb": "up"}).status_code == 422
+    assert client.post("/problems", json={"text": "x", "message_id": 99999999999999999999}).status_code == 422
+    garbled = client.post("/ask", content=b"\xff\xfe{", headers={"content-type": "application/json"})
+    assert garbled.status_code == 422 and garbled.json()["detail"] == "The request body is not valid JSON."
+    with client.stream("POST", "/ask", json={"question": VACATION, "stream": True}) as streamed:
+        assert streamed.status_code == 200 and "RateLimit-Remaining" in streamed.headers
+        conversation_id = None
+        for line in streamed.iter_lines():
+            if line.startswith("data: ") and "conversation_id" in line:
+                conversation_id = json.loads(line[len("data: "):])["conversation_id"]
+    deleted = client.delete(f"/conversations/{conversation_id}")
+    assert deleted.status_code == 204 and "RateLimit-Remaining" in deleted.headers
+    assert server.messages() and all(m.id <= 2 for m in server.messages())  # nothing stored by the bad requests

@@ -169,14 +169,15 @@ def test_a_signed_command_is_answered_as_the_person_with_its_sources(setup):
     text = text_of(reply)
     assert "twenty days" in text and "[1]" in text
     assert "*Sources*\n[1] Time off (time-off\u2060.md)" in text  # .md is a top-level domain: not linked either
-    assert setup.stored() == [("person:ada@example.com", "user", "api"), ("person:ada@example.com", "assistant", "api")]
+    assert setup.stored() == [("apikey:1:person:ada@example.com", "user", "api"),
+                              ("apikey:1:person:ada@example.com", "assistant", "api")]
 
     setup.command("and sick leave?")  # a follow-up: the same conversation
     assert "unlimited" in text_of(setup.slack.reply()).lower()
     setup.command("How many days of paid vacation do I get?", user="U2")  # another person: stored as theirs
     setup.slack.reply()
     subjects = [subject for subject, _, _ in setup.stored()]
-    assert subjects == ["person:ada@example.com"] * 4 + ["person:grace@example.com"] * 2
+    assert subjects == ["apikey:1:person:ada@example.com"] * 4 + ["apikey:1:person:grace@example.com"] * 2
     with Session(setup.engine) as session:
         conversations = session.exec(select(Message.conversation_id).order_by(Message.id)).all()
     assert len(set(conversations[:4])) == 1 and conversations[4] != conversations[0]

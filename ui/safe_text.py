@@ -12,15 +12,13 @@ dashboard use the same rules.
 from __future__ import annotations
 
 import re
-from urllib.parse import urlsplit
 
-from assistant.text import clean
+from assistant.text import clean, web_url
 
 _PUNCTUATION = re.compile(r"([!-/:-@\[-`{-~])")
 #: An escape already made, or a character to escape: a backslash, bracket, angle bracket, dollar sign, or the
 #: ``&`` of a character reference (``&#64;`` is ``@``: references are shown as written, so none spells out markup).
 _ACTIVE = re.compile(r"(\\[!-/:-@\[-`{-~])|([\\\[\]<>$]|&(?=#[0-9]{1,7};|#[xX][0-9a-fA-F]{1,6};|[A-Za-z][A-Za-z0-9]{1,31};))")
-_SAFE_SCHEMES = ("http", "https")
 #: Characters that reorder the text around them: bidirectional embeddings, overrides, isolates and marks
 #: ("invoice\u202efdp.exe" shows as "invoiceexe.pdf"). Whatever users and documents write is shown without them.
 _DIRECTION = re.compile("[\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]")
@@ -81,12 +79,4 @@ def safe_markdown(text: str) -> str:
 
 def safe_url(url: str | None) -> str | None:
     """The URL if it is a plain web address (``http``/``https``), else ``None`` (``javascript:`` and the like)."""
-    if not url or not isinstance(url, str):
-        return None
-    try:
-        parts = urlsplit(url.strip())
-    except ValueError:
-        return None
-    if parts.scheme.lower() not in _SAFE_SCHEMES or not parts.netloc:
-        return None
-    return url.strip()
+    return web_url(url)
