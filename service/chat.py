@@ -27,13 +27,13 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 from sqlalchemy import Engine
-from sqlmodel import Session
+from sqlmodel import Session, select
 
 from assistant.text import clean
 from feedback import review, store
 from feedback.models import Conversation, Message, Rating, User, utcnow
 from service.access import Identity
-from service.history import Turn, history_before, turns
+from service.history import ANSWERED, Turn, history_before, turns
 from service.rollout import features_for
 from service.turns import Backoff, Outcome, answer_turn
 
@@ -241,7 +241,9 @@ class ChatService:
         """Store ``text`` as ``who``'s question (in ``conversation_id``, which must be theirs and of ``kind``:
         :class:`~feedback.store.NotFound` otherwise, and nothing is stored; or in a new conversation) and answer
         it, with the conversation so far as its history. The question is stored in the same database session
-        that checks the conversation and reads its history."""
+        that checks the conversation and reads its history. Sent again with the same ``key`` after it was
+        answered (a client that lost the reply, a batch resumed after a kill), the stored answer is returned and
+        nothing new is written."""
         if why := self.check(text):
             raise QuestionRefused(why)
         history: list[tuple[str, str]] = []
@@ -253,8 +255,19 @@ class ChatService:
                     raise store.NotFound(conversation_id)
                 history = history_before(turns(self._history(session, user, conversation_id)))
             question = self._add_question(session, user, text, conversation_id, kind, channel, key)
+            earlier = self._answered_before(session, question) if key else None
+        if earlier is not None:  # the same question sent again (a retry whose reply was lost): not answered twice
+            log.info("question %s was sent again; returning its answer %s", question.id, earlier.id)
+            return Asked(question.conversation_id, question,
+                         Outcome(earlier.id, earlier.status, notice=earlier.error, message=earlier))
         outcome = self.answer(who, question, history=history, write=write, status=status)
         return Asked(question.conversation_id, question, outcome)
+
+    @staticmethod
+    def _answered_before(session: Session, question: Message) -> Message | None:
+        """The finished answer a question already has (it was stored before, under the same key), if any."""
+        return session.exec(select(Message).where(Message.reply_to == question.id, Message.status.in_(ANSWERED))
+                            .order_by(Message.id.desc())).first()
 
     # -- ratings and problem reports -----------------------------------------------------------------------------
 

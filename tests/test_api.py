@@ -56,8 +56,8 @@ def indexed(tmp_path_factory, local_embeddings) -> Path:
 class Server:
     """The API's address, its database, and a way to make keys."""
 
-    def __init__(self, url: str, engine, settings) -> None:
-        self.url, self.engine, self.settings = f"{url}/api/v1", engine, settings
+    def __init__(self, url: str, engine, settings, service) -> None:
+        self.url, self.engine, self.settings, self.service = f"{url}/api/v1", engine, settings, service
 
     def key(self, *, groups=(), team="integrations", **options) -> str:
         with Session(self.engine) as session:
@@ -83,7 +83,7 @@ def server(indexed, database_url, tmp_path, local_embeddings):
     knowledge_base = factories.make_knowledge_base(settings, embeddings=local_embeddings)
     service = factories.make_chat_service(settings, knowledge_base=knowledge_base, engine=engine)
     with serving_asgi(standalone(settings, service=lambda: service)) as url:
-        yield Server(url, engine, settings)
+        yield Server(url, engine, settings, service)
     engine.dispose()
 
 
@@ -322,3 +322,18 @@ def test_edge_requests_get_clear_answers(server):
     deleted = client.delete(f"/conversations/{conversation_id}")
     assert deleted.status_code == 204 and "RateLimit-Remaining" in deleted.headers
     assert server.messages() and all(m.id <= 2 for m in server.messages())  # nothing stored by the bad requests
+
+
+def test_a_question_sent_again_with_its_key_is_answered_once(server):
+    """A client (or a resumed batch) that lost the reply sends the question again: the stored answer comes back."""
+    from service.access import Identity
+
+    who = Identity(subject="batch:ops", email="", name="Batch (ops)", groups=frozenset(), roles=frozenset(),
+                   team="ops")
+    first = server.service.ask(who, VACATION, channel="batch", key="batch:row-1")
+    again = server.service.ask(who, VACATION, channel="batch", key="batch:row-1")
+    other = server.service.ask(who, VACATION, channel="batch", key="batch:row-2")
+    assert again.question.id == first.question.id and again.outcome.answer_id == first.outcome.answer_id
+    assert again.outcome.message.content == first.outcome.message.content and again.outcome.status == "complete"
+    assert other.outcome.answer_id != first.outcome.answer_id  # another key is another question
+    assert [m.role for m in server.messages()] == ["user", "assistant", "user", "assistant"]
