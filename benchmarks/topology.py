@@ -369,7 +369,36 @@ def run(report, result, stack, processes, work, logs, pg_port, chroma_port, app_
         wait_healthy(f"{proxy}/nginx-health", process, logs / "nginx-error.log", START_S)
         wait_healthy(f"{proxy}/_stcore/health", process, logs / "nginx-error.log", START_S)
 
+    api(report, proxy, list(apps), onboard, env, work)
     browse(report, result, proxy, access_log, apps, database_url)
+
+
+def api(report, proxy: str, addresses: list[str], onboard: list[str], env: dict, work: Path) -> None:
+    """The REST API of the same processes: an answer through the proxy, and one key's limit held across both."""
+    import httpx
+
+    with report.step("API key made once (onboard keys create), limit 6 per minute") as found:
+        made = subprocess.run([*onboard, "keys", "create", "--name", "topology", "--team", "ops", "--rate-per-minute",
+                               "6"], env={**env, "ONBOARD_DATA_DIR": str(work / "keys")}, cwd=ROOT,
+                              capture_output=True, text=True, timeout=120, check=False)
+        secret = made.stdout.strip().splitlines()[-1] if made.returncode == 0 and made.stdout.strip() else ""
+        found["exit"] = made.returncode
+        assert secret.startswith("onb_"), made.stderr[-500:]
+    headers = {"Authorization": f"Bearer {secret}"}
+    with report.step("POST /api/v1/ask through nginx: answered and stored") as found:
+        asked = httpx.post(f"{proxy}/api/v1/ask", json={"question": "How much PTO do I get?"}, headers=headers,
+                           timeout=120)
+        found.update(status=asked.status_code, band=asked.json().get("band"), citations=len(asked.json().get(
+            "citations") or []))
+        assert asked.status_code == 200 and found["citations"] > 0, asked.text[:500]
+    with report.step("one key's limit holds across both app processes") as found:
+        codes = {address: [httpx.get(f"http://{address}/api/v1/conversations", headers=headers, timeout=30).status_code
+                           for _ in range(4)] for address in addresses}
+        found["codes"] = codes
+        allowed = sum(code == 200 for answers in codes.values() for code in answers)
+        refused = sum(code == 429 for answers in codes.values() for code in answers)
+        # 6 a minute in all, the ask above included (unless the minute turned meanwhile: then up to 6 more)
+        assert refused >= 1 and allowed + refused == 4 * len(addresses) and allowed <= 6, codes
 
 
 def browse(report, result, proxy, access_log, apps, database_url) -> None:
