@@ -17,8 +17,9 @@ import logging
 import queue
 import threading
 from collections.abc import Callable, Iterator
+from typing import Annotated
 
-from fastapi import APIRouter, FastAPI, Request, Response
+from fastapi import APIRouter, FastAPI, Query, Request, Response
 from fastapi.responses import JSONResponse
 from fastapi.sse import EventSourceResponse
 from sqlalchemy import text
@@ -242,9 +243,10 @@ def rate(message_id: schemas.MessageId, body: schemas.RatingRequest, request: Re
 
 
 @router.get("/conversations", response_model=list[schemas.ConversationSummary], tags=["conversations"])
-def conversations(request: Request, who: Authenticated):
-    """The caller's conversations, newest first (up to 100)."""
-    found = _guarded(lambda: _service(request).conversations(who.identity, kind=ASSISTANT_KIND))
+def conversations(request: Request, who: Authenticated,
+                  limit: Annotated[int, Query(ge=1, le=100, description="At most this many, newest first.")] = 100):
+    """The caller's conversations, newest first."""
+    found = _guarded(lambda: _service(request).conversations(who.identity, kind=ASSISTANT_KIND, limit=limit))
     return [schemas.ConversationSummary(id=c.id, title=c.title, created_at=c.created_at,
                                         updated_at=getattr(c, "updated_at", None)) for c in found]
 

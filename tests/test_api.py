@@ -107,6 +107,10 @@ def test_ask_rate_list_read_and_delete(server):
     assert rated.status_code == 200 and rated.json()["thumb"] == "down"
     listed = client.get("/conversations").json()
     assert [c["id"] for c in listed] == [body["conversation_id"]]
+    newer = client.post("/ask", json={"question": "Who do I ask about my laptop?"}).json()["conversation_id"]
+    assert [c["id"] for c in client.get("/conversations", params={"limit": 1}).json()] == [newer]
+    assert client.get("/conversations", params={"limit": 0}).status_code == 422
+    assert client.delete(f"/conversations/{newer}").status_code == 204
     read = client.get(f"/conversations/{body['conversation_id']}").json()
     assert [m["role"] for m in read["messages"]] == ["user", "assistant", "user", "assistant"]
     assert read["messages"][1]["thumb"] == "down" and read["messages"][0]["content"] == VACATION
