@@ -117,6 +117,24 @@ class ChatService:
                 raise store.NotFound(conversation_id)
             return conversation, turns(self._history(session, user, conversation_id))
 
+    def overview(self, who: Identity, conversation_id: str | None = None, *, kind: str = ASSISTANT_KIND,
+                 limit: int = 100) -> tuple[User, list[Conversation], Conversation | None, list[Turn]]:
+        """What a chat screen shows, in one read: ``who``'s user, their conversations of ``kind`` (newest first),
+        and the open one with its turns (``None`` and no turns if it is not theirs, deleted, or of another kind)."""
+        with self.session() as session:
+            user = self.user(session, who)
+            conversations = store.list_conversations(session=session, user=user, kind=kind, limit=limit)
+            conversation, shown = None, []
+            if conversation_id:
+                try:
+                    conversation = store.get_conversation(session=session, user=user, conversation_id=conversation_id)
+                    if conversation.kind != kind:
+                        raise store.NotFound(conversation_id)
+                    shown = turns(self._history(session, user, conversation_id))
+                except store.NotFound:
+                    conversation = None
+            return user, conversations, conversation, shown
+
     def latest(self, who: Identity, *, kind: str) -> tuple[str | None, list[Turn]]:
         """``who``'s latest conversation of ``kind`` and its turns (none yet: ``(None, [])``)."""
         with self.session() as session:

@@ -248,16 +248,8 @@ class ChatState:
 
 def chat_state(conversation_id: str | None) -> ChatState:
     """The user's conversations, newest first, and the turns of the open one (``None``: a new chat)."""
-    who, service = identity(), chat()
-    with service.session() as session:
-        user = service.user(session, who)
-    conversations = service.conversations(who, kind=CONVERSATION_KIND)
-    conversation, shown = None, []
-    if conversation_id:
-        try:
-            conversation, shown = service.conversation(who, conversation_id, kind=CONVERSATION_KIND)
-        except store.NotFound:  # deleted, another person's, or a Help conversation's id in the chat's address
-            conversation = None
+    # A conversation deleted, another person's, or a Help conversation's id in the chat's address opens none.
+    user, conversations, conversation, shown = chat().overview(identity(), conversation_id, kind=CONVERSATION_KIND)
     return ChatState(user=user, conversations=conversations, conversation=conversation, turns=shown)
 
 
