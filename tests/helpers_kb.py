@@ -88,3 +88,20 @@ HANDBOOK = {
         authentication. Never share passwords over chat.
     """,
 }
+
+
+def indexed_folder(root: Path, docs: dict[str, str], embeddings) -> Path:
+    """A data folder under ``root`` with ``docs`` written and indexed as the app would (its own SQLite manifest)."""
+    from assistant.ingest import ingest
+    from onboard import factories
+    from onboard.settings import Settings
+
+    folder = write_docs(root / "handbook", docs)
+    settings = Settings(data_dir=root / "data", support={"enabled": False})
+    engine = factories.make_engine(settings)
+    try:
+        ingest([folder], store=factories.make_store(settings, embeddings), embeddings=embeddings, engine=engine,
+               options=factories.ingest_options(settings))
+    finally:
+        engine.dispose()
+    return root / "data"

@@ -13,14 +13,13 @@ from pathlib import Path
 
 import httpx
 import pytest
-from helpers_kb import HANDBOOK, write_docs
+from helpers_kb import HANDBOOK, indexed_folder
 from helpers_net import serving_asgi
 from openapi_spec_validator import validate
 from sqlalchemy import event
 from sqlmodel import Session, select
 
 from api.app import standalone
-from assistant.ingest import ingest
 from feedback import keys
 from feedback.models import ApiKey, Message, Ticket, User, utcnow
 from onboard import factories
@@ -43,14 +42,7 @@ SALARY = "What does the quokka matrix list about salary bands?"
 @pytest.fixture(scope="module")
 def indexed(tmp_path_factory, local_embeddings) -> Path:
     """A data folder with the small test handbook indexed (hr/salary.md is for the hr audience only)."""
-    root = tmp_path_factory.mktemp("api-index")
-    docs = write_docs(root / "handbook", {**HANDBOOK, "parking.md": PARKING})
-    settings = Settings(data_dir=root / "data", support={"enabled": False})
-    engine = factories.make_engine(settings)
-    ingest([docs], store=factories.make_store(settings, local_embeddings), embeddings=local_embeddings,
-           engine=engine, options=factories.ingest_options(settings))
-    engine.dispose()
-    return root / "data"
+    return indexed_folder(tmp_path_factory.mktemp("api-index"), {**HANDBOOK, "parking.md": PARKING}, local_embeddings)
 
 
 class Server:

@@ -22,12 +22,11 @@ from urllib.parse import parse_qs, urlencode, urlsplit
 
 import httpx
 import pytest
-from helpers_kb import HANDBOOK, write_docs
+from helpers_kb import HANDBOOK, indexed_folder
 from helpers_net import serving, serving_asgi
 from sqlmodel import Session, select
 
 from api.app import standalone
-from assistant.ingest import ingest
 from feedback import keys
 from feedback.models import Message, User
 from onboard import factories
@@ -98,14 +97,7 @@ class FakeSlack:
 
 @pytest.fixture(scope="module")
 def indexed(tmp_path_factory, local_embeddings) -> Path:
-    root = tmp_path_factory.mktemp("slack-index")
-    docs = write_docs(root / "handbook", HANDBOOK | HOSTILE)
-    settings = Settings(data_dir=root / "data", support={"enabled": False})
-    engine = factories.make_engine(settings)
-    ingest([docs], store=factories.make_store(settings, local_embeddings), embeddings=local_embeddings,
-           engine=engine, options=factories.ingest_options(settings))
-    engine.dispose()
-    return root / "data"
+    return indexed_folder(tmp_path_factory.mktemp("slack-index"), HANDBOOK | HOSTILE, local_embeddings)
 
 
 @pytest.fixture
