@@ -193,10 +193,9 @@ class ChatService:
         """Why ``text`` cannot be sent as a question, or ``None`` if it can (empty text cannot)."""
         limit = self.settings.chat.max_message_chars
         if text is None or not text.strip():
-            return "The question is empty: type a question and send it again."
+            return "The question is empty."
         if len(text) > limit:
-            return (f"Your message is {len(text):,} characters long; the limit is {limit:,}. "
-                    "It was not sent: shorten it and send it again.")
+            return f"The question is {len(text):,} characters long; the limit is {limit:,}. It was not sent: shorten it."
         return None
 
     def store_question(self, who: Identity, text: str, *, conversation_id: str | None = None,

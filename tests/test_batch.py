@@ -201,9 +201,8 @@ def test_bad_rows_are_reported_one_by_one_and_the_others_answered(service, engin
         "line-2": "line 2 is not valid JSON: Expecting property name enclosed in double quotes (column 2).",
         "line-3": 'line 3 is not a JSON object like {"id": "1", "question": "..."}.',
         "none": 'line 4 has no "question".',
-        "blank": "line 5: The question is empty: type a question and send it again.",
-        "long": "line 6: Your message is 7,999 characters long; the limit is 4,000. It was not sent: shorten it and "
-                "send it again.",
+        "blank": "line 5: The question is empty.",
+        "long": "line 6: The question is 7,999 characters long; the limit is 4,000. It was not sent: shorten it.",
         "line-7": "line 7: the id 'pto' is already used on line 1.",
         "line-8": 'line 8: "id" must be text or a whole number.',
     }

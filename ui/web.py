@@ -254,8 +254,12 @@ def chat_state(conversation_id: str | None) -> ChatState:
 
 
 def check_message(text: str | None) -> str | None:
-    """Why the message cannot be sent, or ``None`` if it can (an empty message is simply ignored)."""
-    return None if text is None or not text.strip() else chat().check(text)
+    """Why the message cannot be sent, in the page's words (the draft box is shown below it), or ``None`` if it
+    can; an empty message is simply ignored. The service decides (:meth:`ChatService.check`)."""
+    if text is None or not text.strip() or chat().check(text) is None:
+        return None
+    return (f"Your message is {len(text):,} characters long; the limit is {settings().chat.max_message_chars:,}. "
+            "It was not sent: shorten it below and send it again.")
 
 
 # --- conversations and ratings -----------------------------------------------------------------------------------
