@@ -85,12 +85,14 @@ def create_key(
     on_behalf: bool = False,
     rate_per_minute: int | None = None,
     created_by: str | None = None,
+    commit: bool = True,
 ) -> tuple[ApiKey, str]:
     """A new key and its secret, which is shown this once and never stored.
 
     ``name``, ``team`` and each group are cleaned (:func:`~assistant.text.clean`, whitespace collapsed) and
     checked; ``expires_days`` counts from now (``None``: never expires); ``rate_per_minute`` ``None`` takes
-    the configured default.
+    the configured default. ``commit=False`` only flushes: the caller commits the key together with what goes
+    with it (its audit row), or neither.
     """
     fields = {
         "name": _one_line(name, "name", MAX_NAME_CHARS, required=True),
@@ -106,10 +108,17 @@ def create_key(
     key = ApiKey(prefix=secret[len(SECRET_PREFIX):][:SHOWN_CHARS], hash=hash_secret(secret), created_at=now,
                  expires_at=None if days is None else now + timedelta(days=days), **fields)
     session.add(key)
-    session.commit()
-    session.refresh(key)
+    _save(session, key, commit)
     log.info("API key %s (%s) created for team %s by %s", key.id, key.name, key.team, key.created_by or "?")
     return key, secret
+
+
+def _save(session: Session, key: ApiKey, commit: bool) -> None:
+    if commit:
+        session.commit()
+        session.refresh(key)
+    else:
+        session.flush()
 
 
 def list_keys(session: Session) -> list[ApiKey]:
@@ -124,13 +133,12 @@ def get_key(session: Session, key_id: int) -> ApiKey:
     return key
 
 
-def revoke_key(session: Session, key_id: int, *, now: datetime | None = None) -> ApiKey:
-    """Refuse the key from now on; revoking it again keeps the first date."""
+def revoke_key(session: Session, key_id: int, *, now: datetime | None = None, commit: bool = True) -> ApiKey:
+    """Refuse the key from now on; revoking it again keeps the first date. ``commit`` as for :func:`create_key`."""
     key = get_key(session, key_id)
     if key.revoked_at is None:
         key.revoked_at = now or utcnow()
-        session.commit()
-        session.refresh(key)
+        _save(session, key, commit)
         log.info("API key %s (%s) revoked", key.id, key.name)
     return key
 

@@ -13,6 +13,7 @@ cache or the log, so the next rerun cannot show it again.
 
 from __future__ import annotations
 
+import logging
 from datetime import UTC, datetime, timedelta
 
 import streamlit as st
@@ -24,6 +25,8 @@ from feedback.gaps import group_questions
 from feedback.models import CHANNELS, TRIAGE_STATUSES, User
 from ui import dashboard as views
 from ui import web
+
+log = logging.getLogger(__name__)
 
 web.require_page("admin")
 
@@ -41,6 +44,9 @@ INDEX_RUNS = 20
 KEY_FORM = "api_key_form"
 #: The session-state key of the key waiting for the admin to confirm its revocation.
 REVOKE_PENDING = "api_key_revoke_pending"
+#: Set when a revocation could not be stored (shown once on the next run).
+REVOKE_FAILED = "api_key_revoke_failed"
+KEY_NOT_SAVED = "The change could not be saved, so nothing was changed. Please try again in a moment."
 
 
 @st.cache_data(ttl=600, show_spinner=False)
@@ -419,11 +425,17 @@ def _new_key_form() -> None:
         try:
             key, secret = keys.create_key(session, name=name, team=team, groups=groups.split(","),
                                           expires_days=days, on_behalf=on_behalf, rate_per_minute=rate,
-                                          created_by=admin.email or admin.name or admin.subject)
+                                          created_by=admin.email or admin.name or admin.subject, commit=False)
         except store.FeedbackError as error:
             st.error(str(error))  # the form keeps what was typed
             return
-        audit.record_key_change(session=session, admin=admin, action=audit.CREATE_API_KEY, key=key)
+        try:  # one commit for the key and its audit row: no key without its record of who made it
+            audit.record_key_change(session=session, admin=admin, action=audit.CREATE_API_KEY, key=key)
+        except Exception:
+            session.rollback()
+            log.exception("could not create an API key")
+            st.error(KEY_NOT_SAVED)
+            return
     st.session_state[KEY_FORM] = made + 1  # the next run shows an empty form
     st.success(web.plain(f"Created key {views.shown_prefix(key.prefix)} ({key.name}) for team {key.team}."))
     st.code(secret, language=None)
@@ -436,6 +448,8 @@ def _key_label(key) -> str:
 
 
 def _revoke(active: list) -> None:
+    if st.session_state.pop(REVOKE_FAILED, False):
+        st.error(KEY_NOT_SAVED)
     if not active:
         return
     by_id = {key.id: key for key in active}
@@ -458,9 +472,15 @@ def _revoke(active: list) -> None:
     st.session_state.pop(REVOKE_PENDING, None)
     if confirmed:
         with web.db() as session:
-            key = keys.revoke_key(session, pending.id)
-            audit.record_key_change(session=session, admin=web.current_user(session), action=audit.REVOKE_API_KEY,
-                                    key=key)
+            admin = web.current_user(session)  # (it may commit its own update): before the revocation
+            key = keys.revoke_key(session, pending.id, commit=False)
+            try:  # one commit for the revocation and its audit row
+                audit.record_key_change(session=session, admin=admin, action=audit.REVOKE_API_KEY, key=key)
+            except Exception:
+                session.rollback()
+                log.exception("could not revoke API key %s", pending.id)
+                st.session_state[REVOKE_FAILED] = True
+                st.rerun()
         st.toast(web.plain(f"Revoked {views.shown_prefix(key.prefix)} ({key.name})"))
     st.rerun()
 

@@ -413,3 +413,33 @@ def test_the_channel_filter_narrows_every_figure_and_the_overview_splits_by_chan
     at = open_tab(at, "Feedback")
     totals = next(df.value for df in at.dataframe if "series" in df.value.columns and "ratings" in df.value.columns)
     assert dict(zip(totals["series"], totals["ratings"], strict=True)) == {"web": 5, "api": 1}
+
+
+def test_a_key_is_not_made_or_revoked_without_its_audit_row(signed_in, monkeypatch):
+    """The key change and its record of which admin made it are one transaction: a failed audit write leaves
+    neither, and the page says so."""
+    from feedback import audit
+
+    session, original = signed_in, audit._add
+
+    def refuse(session, entry):
+        raise RuntimeError("the audit table refused the row")
+
+    at = keys_page(ADMIN)
+    monkeypatch.setattr(audit, "_add", refuse)
+    at = fill_key_form(at)
+    assert not at.code and any("could not be saved" in e.value for e in at.error)
+    session.expire_all()
+    assert session.exec(select(ApiKey)).all() == []  # no key exists without its audit row
+
+    monkeypatch.setattr(audit, "_add", original)  # (not undo(): the sign-in is a monkeypatch too)
+    _, secret = keys.create_key(session, name="bot", team="ops")
+    key = session.exec(select(ApiKey)).one()
+    at = keys_page(ADMIN)
+    monkeypatch.setattr(audit, "_add", refuse)
+    ok(at.selectbox(key="revoke_choice").set_value(key.id).run())
+    ok(at.button(key="revoke_ask").click().run())
+    at = ok(at.button(key="revoke_yes").click().run())
+    assert any("could not be saved" in e.value for e in at.error)
+    session.expire_all()
+    assert keys.state(session.get(ApiKey, key.id)) == "active" and keys.authenticate(session, secret).id == key.id
