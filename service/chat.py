@@ -111,11 +111,7 @@ class ChatService:
         """``who``'s conversation and its turns; :class:`~feedback.store.NotFound` for anyone else's, a deleted
         one, or one of another kind (a Help conversation's id where a chat is expected)."""
         with self.session() as session:
-            user = self.user(session, who)
-            conversation = store.get_conversation(session=session, user=user, conversation_id=conversation_id)
-            if kind is not None and conversation.kind != kind:
-                raise store.NotFound(conversation_id)
-            return conversation, turns(self._history(session, user, conversation_id))
+            return self._open(session, self.user(session, who), conversation_id, kind)
 
     def overview(self, who: Identity, conversation_id: str | None = None, *, kind: str = ASSISTANT_KIND,
                  limit: int = 100) -> tuple[User, list[Conversation], Conversation | None, list[Turn]]:
@@ -127,12 +123,9 @@ class ChatService:
             conversation, shown = None, []
             if conversation_id:
                 try:
-                    conversation = store.get_conversation(session=session, user=user, conversation_id=conversation_id)
-                    if conversation.kind != kind:
-                        raise store.NotFound(conversation_id)
-                    shown = turns(self._history(session, user, conversation_id))
+                    conversation, shown = self._open(session, user, conversation_id, kind)
                 except store.NotFound:
-                    conversation = None
+                    pass
             return user, conversations, conversation, shown
 
     def latest(self, who: Identity, *, kind: str) -> tuple[str | None, list[Turn]]:
@@ -171,6 +164,15 @@ class ChatService:
         if closed:
             log.warning("closed %d answer(s) left pending by an earlier run as interrupted", closed)
         return closed
+
+    def _open(self, session: Session, user: User, conversation_id: str,
+              kind: str | None) -> tuple[Conversation, list[Turn]]:
+        """``user``'s conversation of ``kind`` (``None``: any) and its turns; :class:`~feedback.store.NotFound`
+        for anyone else's, a deleted one, or one of another kind."""
+        conversation = store.get_conversation(session=session, user=user, conversation_id=conversation_id)
+        if kind is not None and conversation.kind != kind:
+            raise store.NotFound(conversation_id)
+        return conversation, turns(self._history(session, user, conversation_id))
 
     def _history(self, session: Session, user: User, conversation_id: str) -> list[store.HistoryEntry]:
         """The conversation's history, its answers pending for too long closed first: a crash cut them off.
@@ -267,10 +269,7 @@ class ChatService:
         with self.session() as session:
             user = self.user(session, who)
             if conversation_id:
-                conversation = store.get_conversation(session=session, user=user, conversation_id=conversation_id)
-                if conversation.kind != kind:
-                    raise store.NotFound(conversation_id)
-                history = history_before(turns(self._history(session, user, conversation_id)))
+                history = history_before(self._open(session, user, conversation_id, kind)[1])
             question = self._add_question(session, user, text, conversation_id, kind, channel, key)
             earlier = self._answered_before(session, question) if key else None
         if earlier is not None:  # the same question sent again (a retry whose reply was lost): not answered twice
