@@ -175,23 +175,27 @@ def make_support_desk(settings: Settings, knowledge_base: KnowledgeBase, engine:
     return desk
 
 
-def assistant_variants(settings: Settings, knowledge_base: KnowledgeBase):
-    """``assistant_for(features)``: one assistant per answering configuration the rollout features make (pilot
-    groups may get another model or prompt), built on first use and shared by every caller after."""
-    import json
-
+def settings_for(settings: Settings, features) -> Settings:
+    """``settings`` with the answering options the given rollout features change (pilot groups may get another
+    model or prompt); ``settings`` itself when they change none."""
     from service.rollout import answer_overrides
 
+    overrides = answer_overrides(features, settings.rollout)
+    return settings.model_copy(update={"answer": settings.answer.model_copy(update=overrides)}) if overrides else settings
+
+
+def assistant_variants(settings: Settings, knowledge_base: KnowledgeBase):
+    """``assistant_for(features)``: one assistant per answering configuration the rollout features make
+    (:func:`settings_for`), built on first use and shared by every caller after."""
     built: dict[str, object] = {}
     lock = threading.Lock()
 
     def assistant_for(features) -> object:
-        overrides = answer_overrides(features, settings.rollout)
-        key = json.dumps(overrides, sort_keys=True, default=str)
+        variant = settings_for(settings, features)
+        key = variant.answer.model_dump_json()
         with lock:
             if key not in built:
-                answer = settings.answer.model_copy(update=overrides) if overrides else settings.answer
-                built[key] = make_assistant(settings.model_copy(update={"answer": answer}), knowledge_base)
+                built[key] = make_assistant(variant, knowledge_base)
             return built[key]
 
     return assistant_for

@@ -40,7 +40,6 @@ from onboard.settings import Settings
 from service.access import LOCAL_IDENTITY, Identity, identity_from_claims, pages_for
 from service.chat import ASSISTANT_KIND, STALE_ANSWER_AGE, SUPPORT_KIND, ChatService  # noqa: F401  (pages use them)
 from service.history import ANSWERED, Turn, history_before  # noqa: F401  (the pages use them)
-from service.rollout import answer_overrides
 from service.turns import INTERRUPTED, UNEXPECTED, Closing, Outcome  # noqa: F401  (the page shows these)
 from service.turns import save as save_answer
 from ui.safe_text import plain, safe_markdown, safe_url, visible, visible_rows  # noqa: F401  (the pages use them)
@@ -137,8 +136,7 @@ def chat() -> ChatService:
 def assistant(features: Iterable[str] = ()):
     """The assistant, as the given rollout features configure it (the sample handbook is indexed on first start)."""
     current = settings()
-    overrides = answer_overrides(features, current.rollout)
-    variant = current.model_copy(update={"answer": current.answer.model_copy(update=overrides)}) if overrides else current
+    variant = factories.settings_for(current, features)
     return _assistant(current.model_dump_json(), variant.answer.model_dump_json(), variant)
 
 
