@@ -23,16 +23,13 @@ from fastapi import APIRouter, FastAPI, Query, Request, Response
 from fastapi.responses import JSONResponse
 from fastapi.sse import EventSourceResponse
 from sqlalchemy import text
-from sqlalchemy.exc import InterfaceError, OperationalError
 from starlette.applications import Starlette
 from starlette.routing import Mount
 
 from api import problems, schemas
 from api.callers import Authenticated
 from api.problems import Problem
-from assistant.errors import AssistantError
 from assistant.text import web_url
-from feedback import store
 from service.chat import ASSISTANT_KIND, Asked, ChatService
 from service.history import ANSWERED
 
@@ -123,7 +120,7 @@ def ask(body: schemas.AskRequest, request: Request, who: Authenticated):
     """Ask a question; the question and its answer are stored in the caller's conversation."""
     service = _service(request)
     if not body.stream:
-        return _answered(_guarded(lambda: service.ask(who.identity, body.question, conversation_id=body.conversation_id,
+        return _answered(problems.guarded(lambda: service.ask(who.identity, body.question, conversation_id=body.conversation_id,
                                                       channel=CHANNEL)))
     events: queue.Queue = queue.Queue()
 
@@ -138,7 +135,7 @@ def ask(body: schemas.AskRequest, request: Request, who: Authenticated):
     threading.Thread(target=run, name="api-ask", daemon=True).start()
     kind, value = _next(events)  # before the first text the status can still say what went wrong
     if kind == "error":
-        _guarded(lambda: _raise(value))
+        problems.guarded(lambda: _raise(value))
     if kind == "answer":
         _answered(value)  # a failed answer raises its problem here
     return EventSourceResponse(_stream(kind, value, events))
@@ -153,12 +150,11 @@ def _stream(kind: str, value, events: queue.Queue) -> Iterator[str]:
             try:
                 yield _event("answer", _answered(value).model_dump(mode="json"))
             except Problem as problem:
-                yield _event("error", _problem_body(problem))
+                yield _event("error", problems.body(problem.status, problem.detail, **problem.extra))
             return
         else:
             log.error("a streamed answer failed after its first text", exc_info=value)
-            yield _event("error", {"type": "about:blank", "title": "Service Unavailable", "status": 503,
-                                   "detail": "The answer failed midway. Your question is saved: try again."})
+            yield _event("error", problems.body(503, "The answer failed midway. Your question is saved: try again."))
             return
         kind, value = _next(events)
 
@@ -172,11 +168,6 @@ def _next(events: queue.Queue):
 
 def _event(name: str, data: dict) -> str:
     return f"event: {name}\ndata: {json.dumps(data, ensure_ascii=False)}\n\n"
-
-
-def _problem_body(problem: Problem) -> dict:
-    return {"type": "about:blank", "title": "Error", "status": problem.status, "detail": problem.detail,
-            **problem.extra}
 
 
 def _raise(exc: BaseException):
@@ -212,31 +203,13 @@ def _citation(source: dict) -> schemas.Citation:
                             url=web_url(source.get("url")))
 
 
-def _guarded(call: Callable):
-    """``call()``, its known failures as problem details."""
-    try:
-        return call()
-    except store.NotFound:
-        raise Problem(404, "Not found (or not yours).") from None
-    except store.FeedbackError as exc:
-        raise Problem(422, str(exc)) from None
-    except (OperationalError, InterfaceError):
-        log.exception("the database did not answer")
-        raise Problem(503, "The database is not available right now. Try again in a moment.",
-                      headers={"Retry-After": "5"}) from None
-    except AssistantError as exc:
-        log.error("the assistant failed: %s", exc)
-        raise Problem(503, "The handbook search is not available right now. Try again in a moment.",
-                      headers={"Retry-After": "5"}) from None
-
-
 # -- ratings, conversations, problem reports ---------------------------------------------------------------------
 
 
 @router.post("/messages/{message_id}/rating", response_model=schemas.RatingResponse, tags=["ratings"])
 def rate(message_id: schemas.MessageId, body: schemas.RatingRequest, request: Request, who: Authenticated):
     """Rate an answer (thumbs up or down, with optional reasons and a comment); rating again replaces it."""
-    rating = _guarded(lambda: _service(request).rate(who.identity, message_id, THUMBS[body.thumb], body.reasons,
+    rating = problems.guarded(lambda: _service(request).rate(who.identity, message_id, THUMBS[body.thumb], body.reasons,
                                                      body.comment))
     return schemas.RatingResponse(message_id=message_id, thumb="up" if rating.thumb else "down",
                                   reasons=list(rating.reasons or []), comment=rating.comment)
@@ -246,7 +219,7 @@ def rate(message_id: schemas.MessageId, body: schemas.RatingRequest, request: Re
 def conversations(request: Request, who: Authenticated,
                   limit: Annotated[int, Query(ge=1, le=100, description="At most this many, newest first.")] = 100):
     """The caller's conversations, newest first."""
-    found = _guarded(lambda: _service(request).conversations(who.identity, kind=ASSISTANT_KIND, limit=limit))
+    found = problems.guarded(lambda: _service(request).conversations(who.identity, kind=ASSISTANT_KIND, limit=limit))
     return [schemas.ConversationSummary(id=c.id, title=c.title, created_at=c.created_at,
                                         updated_at=getattr(c, "updated_at", None)) for c in found]
 
@@ -254,7 +227,7 @@ def conversations(request: Request, who: Authenticated,
 @router.get("/conversations/{conversation_id}", response_model=schemas.ConversationOut, tags=["conversations"])
 def conversation(conversation_id: str, request: Request, who: Authenticated):
     """One of the caller's conversations, every question and answer in order (regenerated answers too)."""
-    found, shown = _guarded(lambda: _service(request).conversation(who.identity, conversation_id))
+    found, shown = problems.guarded(lambda: _service(request).conversation(who.identity, conversation_id))
     messages = []
     for turn in shown:
         messages.append(_message(turn.question, None))
@@ -273,14 +246,14 @@ def _message(message, rating) -> schemas.MessageOut:
 @router.delete("/conversations/{conversation_id}", status_code=204, tags=["conversations"])
 def delete_conversation(conversation_id: str, request: Request, who: Authenticated):
     """Delete one of the caller's conversations (erased for good at the administrators' next purge)."""
-    _guarded(lambda: _service(request).delete(who.identity, conversation_id))
+    problems.guarded(lambda: _service(request).delete(who.identity, conversation_id))
     return Response(status_code=204)
 
 
 @router.post("/problems", response_model=schemas.ProblemResponse, status_code=201, tags=["problems"])
 def report_problem(body: schemas.ProblemRequest, request: Request, who: Authenticated):
     """Report a problem to the administrators (attached to a conversation or answer of the caller's, if given)."""
-    number = _guarded(lambda: _service(request).report_problem(who.identity, body.text, page="api",
+    number = problems.guarded(lambda: _service(request).report_problem(who.identity, body.text, page="api",
                                                                conversation_id=body.conversation_id,
                                                                message_id=body.message_id))
     return schemas.ProblemResponse(id=number)
@@ -292,7 +265,7 @@ def report_problem(body: schemas.ProblemRequest, request: Request, who: Authenti
 @router.post("/search", response_model=schemas.SearchResponse, tags=["search"])
 def search(body: schemas.SearchRequest, request: Request, who: Authenticated):
     """The passages the caller may read that best match the query; nothing is answered or stored."""
-    found = _guarded(lambda: _service(request).search(who.identity, body.query, k=body.k))
+    found = problems.guarded(lambda: _service(request).search(who.identity, body.query, k=body.k))
     return schemas.SearchResponse(
         band=found.answerability.band,
         passages=[schemas.Passage(title=str(d.metadata.get("title") or ""), section=str(d.metadata.get("section") or ""),

@@ -19,10 +19,8 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
-from sqlalchemy.exc import InterfaceError, OperationalError
 
-from api.problems import Problem
-from assistant.errors import AssistantError
+from api.problems import Problem, guarded
 from assistant.text import clean
 from feedback import keys, limits
 from feedback.models import ApiKey
@@ -31,7 +29,6 @@ from service.access import Identity
 log = logging.getLogger(__name__)
 
 ON_BEHALF_HEADER = "X-On-Behalf-Of"
-UNAVAILABLE = "The service is not available right now (its database or index did not answer). Try again in a moment."
 #: Enough to tell an e-mail address from anything else; the identity provider, not the API, owns addresses.
 _EMAIL = re.compile(r"^[^@\s]{1,64}@[^@\s]{1,255}\.[^@\s]{1,63}$")
 
@@ -63,24 +60,8 @@ def caller(request: Request,
     """The dependency of every endpoint that needs a key: 401 without a valid one, 429 over its limit."""
     if credentials is None or credentials.scheme.lower() != "bearer":
         raise Problem(401, "Send an API key: Authorization: Bearer onb_...", headers={"WWW-Authenticate": "Bearer"})
-    settings = request.app.state.settings
-    try:
-        service = request.app.state.service()
-        with service.session() as session:
-            try:
-                key = keys.authenticate(session, credentials.credentials)
-            except keys.KeyRejected as exc:
-                raise Problem(401, str(exc), headers={"WWW-Authenticate": 'Bearer error="invalid_token"'}) from None
-            allowance = limits.hit(session, key_id=key.id,
-                                   per_minute=key.rate_per_minute or settings.api.rate_per_minute)
-    except Problem:
-        raise
-    except (OperationalError, InterfaceError) as exc:  # the database is away: the key cannot be checked
-        log.error("API key check: the database did not answer (%s)", type(exc).__name__)
-        raise Problem(503, UNAVAILABLE, headers={"Retry-After": "5"}) from None
-    except AssistantError as exc:  # the knowledge base could not open: nothing can be answered yet
-        log.error("the API cannot start its service: %s", exc)
-        raise Problem(503, UNAVAILABLE, headers={"Retry-After": "5"}) from None
+    # A database that does not answer (or a knowledge base that cannot open) is a 503, as for every route.
+    key, allowance = guarded(lambda: _check(request, credentials.credentials))
     headers = {"RateLimit-Limit": str(allowance.limit), "RateLimit-Remaining": str(allowance.remaining),
                "RateLimit-Reset": str(allowance.reset_s)}
     if not allowance.allowed:
@@ -99,6 +80,17 @@ def caller(request: Request,
     if not _EMAIL.match(email):
         raise Problem(422, f"{ON_BEHALF_HEADER} must be an e-mail address.")
     return Caller(key, person_identity(key, email))
+
+
+def _check(request: Request, secret: str) -> tuple[ApiKey, limits.Allowance]:
+    """The key of ``secret`` (401 if none is valid), and this request counted against its limit."""
+    settings = request.app.state.settings
+    with request.app.state.service().session() as session:
+        try:
+            key = keys.authenticate(session, secret)
+        except keys.KeyRejected as exc:
+            raise Problem(401, str(exc), headers={"WWW-Authenticate": 'Bearer error="invalid_token"'}) from None
+        return key, limits.hit(session, key_id=key.id, per_minute=key.rate_per_minute or settings.api.rate_per_minute)
 
 
 #: The parameter type of an endpoint that needs a key: ``who: Authenticated``.

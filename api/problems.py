@@ -10,12 +10,17 @@ plain 500.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from http import HTTPStatus
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from sqlalchemy.exc import InterfaceError, OperationalError
 from starlette.exceptions import HTTPException
+
+from assistant.errors import AssistantError
+from feedback import store
 
 log = logging.getLogger(__name__)
 
@@ -30,10 +35,33 @@ class Problem(Exception):
         self.status, self.detail, self.headers, self.extra = status, detail, headers or {}, extra
 
 
+def body(status: int, detail: str, **extra) -> dict:
+    """A problem detail's members (as an HTTP error's body, or a streamed ``error`` event's data)."""
+    return {"type": "about:blank", "title": HTTPStatus(status).phrase, "status": status, "detail": detail, **extra}
+
+
 def response(status: int, detail: str, *, headers: dict[str, str] | None = None, **extra) -> JSONResponse:
-    phrase = HTTPStatus(status).phrase
-    body = {"type": "about:blank", "title": phrase, "status": status, "detail": detail, **extra}
-    return JSONResponse(body, status_code=status, headers=headers, media_type=MEDIA_TYPE)
+    return JSONResponse(body(status, detail, **extra), status_code=status, headers=headers, media_type=MEDIA_TYPE)
+
+
+def guarded(call: Callable):
+    """``call()``, with the known failures of the service below it as problems: not found (or another caller's)
+    404, refused input 422, a database or index that does not answer 503 with ``Retry-After`` (one log line each,
+    no traceback: an outage would write one per request)."""
+    try:
+        return call()
+    except store.NotFound:
+        raise Problem(404, "Not found (or not yours).") from None
+    except store.FeedbackError as exc:
+        raise Problem(422, str(exc)) from None
+    except (OperationalError, InterfaceError) as exc:
+        log.error("the database did not answer: %s", type(exc).__name__)
+        raise Problem(503, "The database is not available right now. Try again in a moment.",
+                      headers={"Retry-After": "5"}) from None
+    except AssistantError as exc:
+        log.error("the assistant failed: %s", exc)
+        raise Problem(503, "The handbook search is not available right now. Try again in a moment.",
+                      headers={"Retry-After": "5"}) from None
 
 
 def install(app: FastAPI) -> None:
