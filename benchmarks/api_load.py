@@ -69,7 +69,7 @@ from sqlmodel import Session, select
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from load import _code_version, _nothing, postgresql  # the same throwaway cluster as the load benchmark
+from load import _code_version, _nothing, append_run, postgresql  # the same throwaway cluster as the load benchmark
 
 from assistant.evaluation import load_dataset
 from feedback import keys
@@ -367,9 +367,7 @@ def main() -> None:
         result = run_backend(backend, args, questions, indexed)
         print(json.dumps(result, indent=1), flush=True)
         if args.append:
-            existing = json.loads(args.append.read_text()) if args.append.exists() else {"runs": []}
-            existing["runs"].append(result)
-            args.append.write_text(json.dumps(existing, indent=1) + "\n")
+            append_run(args.append, result)
 
 
 if __name__ == "__main__":

@@ -58,7 +58,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from api_load import DEFAULT_CACHE, DEFAULT_CORPUS, DEFAULT_DATASET, free_port, prepare_index
-from load import _code_version, _nothing, postgresql
+from load import _code_version, _nothing, append_run, postgresql
 
 from api import callers
 from api.app import standalone
@@ -246,9 +246,7 @@ def main() -> None:
     }
     print(json.dumps(result, indent=1))
     if args.append:
-        existing = json.loads(args.append.read_text()) if args.append.exists() else {"runs": []}
-        existing["runs"].append(result)
-        args.append.write_text(json.dumps(existing, indent=1) + "\n")
+        append_run(args.append, result)
 
 
 if __name__ == "__main__":

@@ -677,9 +677,14 @@ def main() -> None:
         result = measure(settings, args, questions, run, cluster)
     print(json.dumps(result, indent=1))
     if args.append:
-        existing = json.loads(args.append.read_text()) if args.append.exists() else {"runs": []}
-        existing["runs"].append(result)
-        args.append.write_text(json.dumps(existing, indent=1) + "\n")
+        append_run(args.append, result)
+
+
+def append_run(path: Path, result: dict) -> None:
+    """Add ``result`` to the ``runs`` of the JSON results file at ``path`` (made if missing)."""
+    existing = json.loads(path.read_text()) if path.exists() else {"runs": []}
+    existing["runs"].append(result)
+    path.write_text(json.dumps(existing, indent=1) + "\n")
 
 
 def _code_version() -> str | None:
