@@ -84,6 +84,19 @@ def search_keys(text: str, sentences: int = 2, min_words: int = 5) -> list[str]:
     return list(dict.fromkeys(keys))
 
 
+def locate(text: str, piece: str, start: int = 0) -> tuple[int, int] | None:
+    """Where ``piece`` (a search key: the passage's words with its whitespace collapsed) sits in ``text``.
+
+    The first match at or after character ``start``, as ``(begin, end)`` character offsets into
+    ``text``, whatever whitespace ``text`` has between the words; ``None`` when it is not there.
+    """
+    words = piece.split()
+    if not words:
+        return None
+    found = re.compile(r"\s+".join(map(re.escape, words))).search(text, start)
+    return found.span() if found else None
+
+
 def chunk_id(source: str, section: str, text: str) -> str:
     digest = hashlib.sha256(f"{source}\x1f{section}\x1f{text}".encode())
     return digest.hexdigest()[:32]

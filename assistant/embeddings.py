@@ -153,6 +153,39 @@ class OnnxEmbeddings(Embeddings):
             rows = list(pool.map(lambda encoding: self._run(session, encoding), encodings))
         return np.array(rows, dtype=np.float32)
 
+    def embed_in_context(
+        self, texts: Sequence[str], spans: Sequence[Sequence[tuple[int, int] | None]]
+    ) -> tuple[np.ndarray, list[list[np.ndarray | None]]]:
+        """Each text's vector (as :meth:`embed_array` gives it) and a vector for each of its character spans.
+
+        A span's vector is the mean of the text's own token states inside it, L2-normalised: the span
+        read in the context of the whole text ("late chunking"), so a sentence such as "They are
+        available 6am-9pm ET." carries what its heading and the sentence before it say. ``None`` for a
+        span with no token (empty, or cut off by the model's token limit). One run per text.
+        """
+        encodings = self._tokenizer.encode_batch(list(texts)) if texts else []
+        session = self._passages()
+
+        def run(item):
+            encoding, wanted = item
+            hidden = self._hidden(session, encoding)
+            pooled = self._pool(hidden)
+            starts, ends = np.array(encoding.offsets, dtype=np.int64).reshape(-1, 2).T
+            parts = []
+            for span in wanted:
+                inside = (starts >= span[0]) & (ends <= span[1]) & (ends > starts) if span else None
+                if inside is None or not inside.any():
+                    parts.append(None)
+                    continue
+                vector = hidden[inside].mean(axis=0)
+                parts.append(vector / max(float(np.linalg.norm(vector)), 1e-12))
+            return pooled, parts
+
+        with ThreadPoolExecutor(self.workers) as pool:
+            results = list(pool.map(run, zip(encodings, spans, strict=True)))
+        vectors = np.array([r[0] for r in results], dtype=np.float32).reshape(-1, self.spec.dimension)
+        return vectors, [r[1] for r in results]
+
     def _passages(self):
         with self._lock:
             if self._passage_session is None:
@@ -160,11 +193,17 @@ class OnnxEmbeddings(Embeddings):
             return self._passage_session
 
     def _run(self, session, encoding) -> np.ndarray:
+        return self._pool(self._hidden(session, encoding))
+
+    def _hidden(self, session, encoding) -> np.ndarray:
+        """The model's output for one text: a state per token."""
         ids = np.array([encoding.ids], dtype=np.int64)
         feeds = {"input_ids": ids, "attention_mask": np.ones_like(ids)}
         if "token_type_ids" in self._inputs:
             feeds["token_type_ids"] = np.zeros_like(ids)
-        hidden = session.run(None, feeds)[0][0]
+        return session.run(None, feeds)[0][0]
+
+    def _pool(self, hidden: np.ndarray) -> np.ndarray:
         pooled = hidden[0] if self.spec.pooling == "cls" else hidden.mean(axis=0)
         return pooled / max(float(np.linalg.norm(pooled)), 1e-12)
 

@@ -151,6 +151,7 @@ def ingest_options(settings: Settings) -> IngestOptions:
         chunk_tokens=cfg.chunk_tokens,
         chunk_overlap_tokens=cfg.chunk_overlap_tokens,
         key_sentences=cfg.key_sentences,
+        key_context=cfg.key_context,
         folder_audiences=dict(cfg.folder_audiences),
     )
 

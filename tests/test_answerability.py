@@ -70,16 +70,16 @@ def test_the_band_follows_the_similarity_relative_to_the_corpus_baseline(similar
 def test_the_same_similarity_falls_in_another_band_on_another_corpus():
     config = AbstentionConfig()
     assert band_of(config, 0.45, baseline=0.44) == "answered"  # a corpus whose passages are far apart
-    assert band_of(config, 0.45, baseline=0.59) == "unsure"
+    assert band_of(config, 0.45, baseline=0.57) == "unsure"
     assert band_of(config, 0.45, baseline=0.70) == "abstained"
 
 
 def test_an_unsure_verdict_is_not_answerable_but_is_told_apart_from_an_abstention():
     config = AbstentionConfig()
-    unsure = judge(config=config, question="can I bring my dog?", similarity=0.40, evidence_tokens={"bring"},
+    unsure = judge(config=config, question="can I bring my dog?", similarity=0.38, evidence_tokens={"bring"},
                    known={"bring"}.__contains__, baseline=0.45)
     assert (unsure.band, unsure.answerable) == ("unsure", False)
-    assert unsure.signals == {"similarity": 0.4, "baseline": 0.45, "relative": -0.05}
+    assert unsure.signals == {"similarity": 0.38, "baseline": 0.45, "relative": -0.07}
     assert unsure.explanation == ("the closest passages are related to the question but may not answer it; "
                                   "no document mentions: dog")
     nothing = judge(config=config, question="can I bring my dog?", similarity=0.20, evidence_tokens=set(),

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from assistant.chunking import chunk_id, chunk_markdown, search_keys, sections
+from assistant.chunking import chunk_id, chunk_markdown, locate, search_keys, sections
 
 
 def count_words(text: str) -> int:
@@ -221,3 +221,14 @@ def test_search_keys_of_a_long_paragraph_with_wider_windows():
         "First one is here. Second one is here. Third one is here.",
         "Second one is here. Third one is here. Fourth one is here.",
     ]
+
+
+def test_a_search_key_is_located_in_its_passage_whatever_the_whitespace_between_its_words():
+    text = "Laptops > Support\n\nAsk IT for help.  They are\n available 6am-9pm ET.\n\n| Desk | Hours |"
+    for key in search_keys(text.split("\n\n", 1)[1]):
+        begin, end = locate(text, key, len("Laptops > Support\n\n"))
+        assert " ".join(text[begin:end].split()) == key
+    assert locate(text, "They are available 6am-9pm ET.") == (text.index("They"), text.index("ET.") + 3)
+    assert locate(text, "Support", start=20) is None, "a key is looked for in the passage, not its headings"
+    assert locate(text, "They are open 24/7.") is None
+    assert locate(text, "   ") is None

@@ -733,6 +733,13 @@ def test_turning_keys_off_reindexes_and_removes_them(root, store, fake_embedding
     assert store.ids() == clean_ids_with(root, store.client, engine, key_sentences=0)
 
 
+def test_changing_how_much_of_a_key_is_read_in_context_reindexes_every_file(root, store, fake_embeddings, engine):
+    run(root, store, fake_embeddings, engine)
+    report = run(root, store, fake_embeddings, engine, key_context=0.0)
+    assert sorted(report.changed) == ALL, "the keys' vectors change with it"
+    assert run(root, store, fake_embeddings, engine, key_context=0.0).unchanged == len(ALL)
+
+
 def clean_ids_with(root, chroma_client, engine, **options) -> set[str]:
     fake = FakeEmbeddings()
     fresh = PassageStore(chroma_client, f"clean-{uuid.uuid4().hex[:8]}", fake.model_id)

@@ -99,6 +99,25 @@ def test_a_passage_gets_the_same_vector_whatever_is_embedded_with_it(local_embed
     assert np.abs(np.array(local_embeddings.embed_query(passage)) - alone).max() < 1e-6
 
 
+def test_a_span_read_in_its_passage_carries_what_the_passage_says_around_it(local_embeddings):
+    passage = (
+        "IT help\n\nThe GSA IT Service Desk fixes laptops, phones and accounts. "
+        "They are available 6am-9pm ET, Monday to Friday."
+    )
+    key = "They are available 6am-9pm ET, Monday to Friday."
+    begin = passage.index(key)
+    vectors, spans = local_embeddings.embed_in_context([passage, "PTO"], [[(begin, len(passage)), (0, 0)], []])
+    # The passage's own vector is the one embed_documents gives.
+    assert np.abs(vectors - np.array(local_embeddings.embed_documents([passage, "PTO"]))).max() < 1e-6
+    in_context, empty = spans[0]
+    assert empty is None and spans[1] == []
+    alone = np.array(local_embeddings.embed_documents([key]))[0]
+    question = np.array(local_embeddings.embed_query("When is the IT service desk open?"))
+    assert np.isclose(np.linalg.norm(in_context), 1.0, atol=1e-4)
+    # Alone, "they" could be anyone; read in its passage, the key is about the service desk.
+    assert question @ in_context > question @ alone + 0.05
+
+
 def test_long_texts_are_read_past_the_tokenizers_baked_in_128_tokens(local_embeddings):
     head = " ".join(f"word{i}" for i in range(100))
     long_text = head + " " + "parental leave policy " * 40
