@@ -74,3 +74,33 @@ def test_a_sentence_pointing_back_to_that_cutoff_is_quoted_with_the_sentence_def
     text = quote("when does my first paycheck arrive if I start", [(payroll, {}), ("Lunch is at noon.", {})],
                  max_units=1)
     assert text == payroll + " [1]"
+
+
+def test_a_sentence_read_in_its_passage_is_scored_with_what_the_passage_says(local_embeddings):
+    """'It is staffed from 7am to 7pm' does not say what is staffed; read inside its passage it does."""
+    documents = [
+        Document(page_content="Managers review expense reports every Friday. Reports filed late wait a week.",
+                 metadata={"title": "Expenses", "section": "Reviews", "score": 1.0}),
+        Document(page_content="The Help Desk fixes laptops, phones and accounts. Open a ticket in the portal. "
+                              "It is staffed from 7am to 7pm ET on weekdays.",
+                 metadata={"title": "Equipment", "section": "Help Desk", "score": 0.95}),
+    ]
+    question = "what are the help desk's hours?"
+    hours = "It is staffed from 7am to 7pm ET on weekdays."
+
+    def chosen(context: float) -> list:
+        vectors = UnitVectors(local_embeddings.embed_documents, in_context=local_embeddings.embed_in_context)
+        return choose(question, local_embeddings.embed_query(question), documents, vectors, max_units=3,
+                      weights=Weights(context=context))
+
+    alone, in_context = chosen(0.0), chosen(0.75)
+    similarity = {c: next(s.signals["similarity"] for s in got if s.unit.text == hours)
+                  for c, got in ((0.0, alone), (0.75, in_context))}
+    assert similarity[0.75] > similarity[0.0] + 0.05
+    order = [s.unit.text for s in in_context]
+    assert order.index(hours) < order.index("Open a ticket in the portal.")
+    # Without token states (an API model), units are embedded alone whatever the weight.
+    plain = UnitVectors(local_embeddings.embed_documents)
+    api_like = choose(question, local_embeddings.embed_query(question), documents, plain, max_units=3,
+                      weights=Weights(context=0.75))
+    assert [s.unit.text for s in api_like] == [s.unit.text for s in alone]

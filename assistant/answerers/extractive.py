@@ -39,7 +39,10 @@ class ExtractiveAnswerer(Answerer):
     def __init__(self, *, knowledge_base: KnowledgeBase, config: AnswerConfig) -> None:
         self.knowledge_base = knowledge_base
         self.config = config
-        self.unit_vectors = quotes.UnitVectors(knowledge_base.embeddings.embed_documents)
+        self.unit_vectors = quotes.UnitVectors(
+            knowledge_base.embeddings.embed_documents,
+            in_context=getattr(knowledge_base.embeddings, "embed_in_context", None),
+        )
 
     def write(self, question: str, retrieval: Retrieval, draft: AnswerDraft) -> Iterator[str]:
         """Quote for ``question`` as asked, even when a follow-up was searched with the previous question
