@@ -577,15 +577,15 @@ def test_an_unknown_prompt_version_fails_at_start_up(sample_kb):
 
 
 def test_a_near_miss_is_quoted_in_the_middle_band_under_a_warning(sample_kb):
-    """Something related exists (the offices, not Denver): the closest passage is quoted, marked as possibly not
+    """Something related exists (the offices, not a gym): the closest passage is quoted, marked as possibly not
     answering (issue #18's middle band), instead of "I don't know"; a model reads it and decides."""
-    near_miss = "Is there an office in Denver?"
+    near_miss = "Is there a gym at the office?"
     _, answer = run(Assistant(knowledge_base=sample_kb, config=AnswerConfig()).ask(near_miss))
     assert answer.band == "unsure" and not answer.abstained
     assert answer.text.startswith(UNSURE.format(source="handbook"))
     assert answer.cited and answer.cited[0].source == "workplace/remote-and-offices.md"
 
-    model = RecordingChatModel(replies=["NO_ANSWER: the handbook lists no office in Denver."])
+    model = RecordingChatModel(replies=["NO_ANSWER: the handbook mentions no gym."])
     _, generated = run(llm_assistant(sample_kb, model).ask(near_miss))
     assert len(model.calls) == 1 and generated.abstained and generated.band == "abstained"
 

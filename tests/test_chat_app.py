@@ -738,10 +738,10 @@ def test_a_question_stored_but_not_acknowledged_is_stored_once_when_sent_again(a
 
 
 def test_an_unsure_answer_is_shown_in_its_middle_band_and_stored_with_it(app, db):
-    """Something related but maybe not the answer (the offices, not Denver): quoted under the warning."""
+    """Something related but maybe not the answer (the offices, not a gym): quoted under the warning."""
     from assistant.answerers.extractive import UNSURE
 
-    ask(app, "Is there an office in Denver?")
+    ask(app, "Is there a gym at the office?")
     answer = [m for m in messages(db) if m.role == "assistant"][-1]
     assert (answer.status, answer.band) == ("complete", "unsure")
     shown = unescape(app.chat_message[1].markdown[0].value)
