@@ -174,3 +174,37 @@ def test_calibrate_picks_the_threshold_that_answers_the_share_asked_for():
     # 90% of ten answerable questions: everything from the second lowest (0.4) up is answered.
     assert calibrate(rows, 0.9) == {"answered_rate": 0.9, "min_similarity": 0.4, "abstain_recall": 0.5}
     assert calibrate(rows, 1.0) == {"answered_rate": 1.0, "min_similarity": 0.3, "abstain_recall": 0.25}
+
+
+def test_ingest_stores_each_search_key_read_in_its_passage(tmp_path, local_embeddings):
+    """A key that says nothing alone ("They are available ...") is stored closer to what its passage is about."""
+    import uuid
+
+    from assistant.ingest import IngestOptions
+    from assistant.vectors import ChromaLocation, make_client
+    from onboard import db
+
+    folder = tmp_path / "handbook"
+    folder.mkdir()
+    (folder / "it.md").write_text(
+        "# IT help\n\nThe GSA IT Service Desk fixes laptops, phones and accounts for every employee. "
+        "They are available 6am-9pm ET, Monday to Friday. Outside those hours, file a ticket in the portal.\n"
+    )
+    engine = db.make_engine(f"sqlite:///{tmp_path / 'kb.db'}")
+    db.upgrade(engine)
+    client = make_client(ChromaLocation(path=tmp_path / "chroma"))
+    question = np.array(local_embeddings.embed_query("When is the IT service desk open?"))
+
+    def key_similarity(key_context: float) -> float:
+        store = PassageStore(client, f"k-{uuid.uuid4().hex[:8]}", local_embeddings.model_id)
+        ingest([folder], store=store, embeddings=local_embeddings, engine=engine,
+               options=IngestOptions(key_context=key_context))
+        got = store.keys.get(include=["embeddings"])
+        by_id = dict(zip(got["ids"], got["embeddings"], strict=True))
+        assert len(by_id) == 2  # three sentences: two keys of two sentences each
+        second = next(key for key in by_id if key.endswith(":1"))  # "They are available ... Outside those hours ..."
+        return float(np.array(by_id[second]) @ question)
+
+    alone, in_context = key_similarity(0.0), key_similarity(0.75)
+    assert in_context > alone + 0.03
+    engine.dispose()
