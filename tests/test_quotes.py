@@ -88,12 +88,22 @@ def test_a_sentence_read_in_its_passage_is_scored_with_what_the_passage_says(loc
     question = "what are the help desk's hours?"
     hours = "It is staffed from 7am to 7pm ET on weekdays."
 
+    embedded_alone: list[str] = []
+
+    def embed(texts: list[str]) -> list[list[float]]:
+        embedded_alone.extend(texts)
+        return local_embeddings.embed_documents(texts)
+
     def chosen(context: float) -> list:
-        vectors = UnitVectors(local_embeddings.embed_documents, in_context=local_embeddings.embed_in_context)
+        vectors = UnitVectors(embed, in_context=local_embeddings.embed_in_context)
         return choose(question, local_embeddings.embed_query(question), documents, vectors, max_units=3,
                       weights=Weights(context=context))
 
-    alone, in_context = chosen(0.0), chosen(0.75)
+    alone = chosen(0.0)
+    assert embedded_alone
+    embedded_alone.clear()
+    in_context = chosen(0.75)
+    assert embedded_alone == [], "read in context, the units' own vectors come from the same runs as the passages'"
     similarity = {c: next(s.signals["similarity"] for s in got if s.unit.text == hours)
                   for c, got in ((0.0, alone), (0.75, in_context))}
     assert similarity[0.75] > similarity[0.0] + 0.05
