@@ -418,9 +418,10 @@ def _vectors(pending: list[_Pending], embeddings, key_context: float) -> tuple[l
         flat = iter(embeddings.embed_documents(texts + keys))
         return [[next(flat) for _ in item.chunks] for item in pending], flat
     spans = [spans for p in pending for spans in p.key_spans]
-    passage_vectors, span_vectors = in_context(texts, spans)
-    alone = embeddings.embed_array(keys) if keys else np.zeros((0, passage_vectors.shape[1]), dtype=np.float32)
-    contextual = [span for chunk_spans in span_vectors for span in chunk_spans]
+    # One queue of runs: the passages (read for their keys' spans) and the keys alone.
+    pooled, span_vectors = in_context(texts + keys, spans + [[] for _ in keys])
+    passage_vectors, alone = pooled[: len(texts)], pooled[len(texts) :]
+    contextual = [span for chunk_spans in span_vectors[: len(texts)] for span in chunk_spans]
     key_vectors = []
     for plain, read_in_context in zip(alone, contextual, strict=True):
         if read_in_context is not None:
