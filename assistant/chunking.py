@@ -85,15 +85,19 @@ def search_keys(text: str, sentences: int = 2, min_words: int = 5) -> list[str]:
 
 
 def locate(text: str, piece: str, start: int = 0) -> tuple[int, int] | None:
-    """Where ``piece`` (a search key: the passage's words with its whitespace collapsed) sits in ``text``.
+    """Where ``piece`` (a search key or a quotable unit: the passage's words with its whitespace collapsed) sits in
+    ``text``.
 
     The first match at or after character ``start``, as ``(begin, end)`` character offsets into
-    ``text``, whatever whitespace ``text`` has between the words; ``None`` when it is not there.
+    ``text``, whatever whitespace (or ``>`` of a block quote) ``text`` has between the words, and not
+    inside a longer word; ``None`` when it is not there.
     """
     words = piece.split()
     if not words:
         return None
-    found = re.compile(r"\s+".join(map(re.escape, words))).search(text, start)
+    pattern = r"(?:\s|>)+".join(map(re.escape, words))
+    pattern = (r"\b" if re.match(r"\w", words[0]) else "") + pattern + (r"\b" if re.search(r"\w$", words[-1]) else "")
+    found = re.compile(pattern).search(text, start)
     return found.span() if found else None
 
 

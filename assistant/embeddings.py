@@ -161,7 +161,8 @@ class OnnxEmbeddings(Embeddings):
         A span's vector is the mean of the text's own token states inside it, L2-normalised: the span
         read in the context of the whole text ("late chunking"), so a sentence such as "They are
         available 6am-9pm ET." carries what its heading and the sentence before it say. ``None`` for a
-        span with no token (empty, or cut off by the model's token limit). One run per text.
+        span with no token (empty, or wholly past the model's token limit; a span the limit cuts gets
+        the mean of its tokens before it). One run per text.
         """
         encodings = self._tokenizer.encode_batch(list(texts)) if texts else []
         session = self._passages()

@@ -374,33 +374,38 @@ class UnitVectors:
         self._read: OrderedDict[tuple[str, str], np.ndarray | None] = OrderedDict()
         self._lock = threading.Lock()
 
-    def read_in_context(self, pairs: Sequence[tuple[str, str]], alone: Sequence[str] = ()) -> list[np.ndarray | None]:
-        """For each ``(passage text, unit text)``, the unit's vector read inside its passage (None: not found).
+    def read_in_context(self, pairs: Sequence[tuple[str, str, int]], alone: Sequence[str] = ()) -> list[np.ndarray | None]:
+        """For each ``(passage text, unit text, where the passage's own text starts)``, the unit's vector read inside
+        its passage (None: not found there, after its headings).
 
         ``alone``: texts to embed alone in the same runs (the units' own vectors, cached for ``__call__``), so the
         cores share one queue of passages and units instead of waiting for the longest run of each.
         """
+        known: dict[tuple[str, str, int], np.ndarray | None] = {}
         with self._lock:
-            missing = list(dict.fromkeys(p for p in pairs if p not in self._read))
+            for pair in pairs:
+                if pair in self._read:
+                    known[pair] = self._read[pair]
+                    self._read.move_to_end(pair)
             singles = list(dict.fromkeys(t for t in alone if t not in self._cache))
-        by_passage: dict[str, list[str]] = {}
-        for passage, unit in missing:
-            by_passage.setdefault(passage, []).append(unit)
+        by_passage: dict[tuple[str, int], list[str]] = {}
+        for passage, unit, start in dict.fromkeys(p for p in pairs if p not in known):
+            by_passage.setdefault((passage, start), []).append(unit)
         if (by_passage or singles) and self.in_context is not None:
             texts = list(by_passage)
-            spans = [[locate(text, unit) for unit in by_passage[text]] for text in texts]
-            pooled, found = self.in_context(texts + singles, spans + [[] for _ in singles])
+            spans = [[locate(text, unit, start) for unit in by_passage[(text, start)]] for text, start in texts]
+            pooled, found = self.in_context([text for text, _ in texts] + singles, spans + [[] for _ in singles])
+            for (text, start), vectors in zip(texts, found, strict=False):
+                for unit, vector in zip(by_passage[(text, start)], vectors, strict=True):
+                    known[(text, unit, start)] = vector
             with self._lock:
-                for text, vectors in zip(texts, found, strict=False):
-                    for unit, vector in zip(by_passage[text], vectors, strict=True):
-                        self._read[(text, unit)] = vector
+                self._read.update((pair, known[pair]) for pair in dict.fromkeys(pairs) if pair in known)
                 for text, vector in zip(singles, pooled[len(texts):], strict=True):
                     self._cache[text] = vector
                 for cache in (self._read, self._cache):
                     while len(cache) > self.size:
                         cache.popitem(last=False)
-        with self._lock:
-            return [self._read.get(pair) for pair in pairs]
+        return [known.get(pair) for pair in pairs]
 
     def __call__(self, texts: Sequence[str]) -> np.ndarray:
         with self._lock:
@@ -441,8 +446,9 @@ def _read_in_context(units: list[Unit], documents: Sequence[Document], vectors: 
     Embeds the units alone in the same runs (see :meth:`UnitVectors.read_in_context`).
     """
     texts = [passage_text(d.metadata.get("title", ""), d.metadata.get("section", ""), d.page_content) for d in documents]
+    body = [len(text) - len(d.page_content) for text, d in zip(texts, documents, strict=True)]  # after the headings
     wanted = [i for i, u in enumerate(units) if u.passage < READ_PASSAGES]
-    found = vectors.read_in_context([(texts[units[i].passage], units[i].text) for i in wanted],
+    found = vectors.read_in_context([(texts[units[i].passage], units[i].text, body[units[i].passage]) for i in wanted],
                                     alone=[u.embedding_text for u in units])
     read: list[np.ndarray | None] = [None] * len(units)
     for i, vector in zip(wanted, found, strict=True):

@@ -61,7 +61,7 @@ class IngestSettings(BaseModel):
     #: Sentences in each search key of a passage (0: none; changing it re-indexes every file).
     key_sentences: int = Field(2, ge=0, le=10)
     #: Share of a search key's vector read in its passage's context, with a local embedding model
-    #: (0: keys embedded alone; changing it re-indexes every file). See ``assistant.ingest._vectors``.
+    #: (0: keys embedded alone; changing it re-indexes every file, whatever the model). See ``assistant.ingest._vectors``.
     key_context: float = Field(0.75, ge=0.0, le=1.0)
     #: Audience by folder, e.g. ``{"hr": ["hr"], "managers": ["managers", "hr"]}``
     #: (``ONBOARD_INGEST__FOLDER_AUDIENCES`` as JSON); front matter ``audience`` wins.

@@ -232,3 +232,7 @@ def test_a_search_key_is_located_in_its_passage_whatever_the_whitespace_between_
     assert locate(text, "Support", start=20) is None, "a key is looked for in the passage, not its headings"
     assert locate(text, "They are open 24/7.") is None
     assert locate(text, "   ") is None
+    assert locate("Restart it. Art.", "art") is None, "not inside a longer word"
+    assert locate("Restart it. Art class.", "Art") == (12, 15)
+    quoted = "Note\n\n> Contractors must use\n> gsa.gov email."
+    assert locate(quoted, "Contractors must use gsa.gov email.") == (8, len(quoted)), "a block quote's > between lines"

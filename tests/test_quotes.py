@@ -4,6 +4,7 @@ it points back to. Fake embeddings (bag of words), passages built here."""
 
 from __future__ import annotations
 
+import numpy as np
 from conftest import FakeEmbeddings
 from langchain_core.documents import Document
 
@@ -114,3 +115,17 @@ def test_a_sentence_read_in_its_passage_is_scored_with_what_the_passage_says(loc
     api_like = choose(question, local_embeddings.embed_query(question), documents, plain, max_units=3,
                       weights=Weights(context=0.75))
     assert [s.unit.text for s in api_like] == [s.unit.text for s in alone]
+
+
+def test_what_is_read_in_context_comes_back_even_when_the_cache_is_smaller_than_the_turn():
+    calls = []
+
+    def in_context(texts, spans):
+        calls.append(texts)
+        return np.zeros((len(texts), 3), dtype=np.float32), [[None if span is None else np.full(3, float(i)) for span in s] for i, s in enumerate(spans)]
+
+    vectors = UnitVectors(lambda texts: [[0.0, 0.0, 0.0] for _ in texts], size=2, in_context=in_context)
+    passage = "Title\n\nAlpha one. Beta two. Gamma three."
+    pairs = [(passage, unit, len("Title\n\n")) for unit in ("Alpha one.", "Beta two.", "Gamma three.")]
+    assert all(v is not None for v in vectors.read_in_context(pairs)), "none lost to the cache's eviction"
+    assert vectors.read_in_context([(passage, "Title", len("Title\n\n"))]) == [None], "looked for after the headings"
