@@ -178,8 +178,7 @@ class OnnxEmbeddings(Embeddings):
                 if inside is None or not inside.any():
                     parts.append(None)
                     continue
-                vector = hidden[inside].mean(axis=0)
-                parts.append(vector / max(float(np.linalg.norm(vector)), 1e-12))
+                parts.append(normalised(hidden[inside].mean(axis=0)))
             return pooled, parts
 
         with ThreadPoolExecutor(self.workers) as pool:
@@ -205,8 +204,7 @@ class OnnxEmbeddings(Embeddings):
         return session.run(None, feeds)[0][0]
 
     def _pool(self, hidden: np.ndarray) -> np.ndarray:
-        pooled = hidden[0] if self.spec.pooling == "cls" else hidden.mean(axis=0)
-        return pooled / max(float(np.linalg.norm(pooled)), 1e-12)
+        return normalised(hidden[0] if self.spec.pooling == "cls" else hidden.mean(axis=0))
 
 
 def _cores() -> int:
@@ -446,9 +444,9 @@ class ApiEmbeddings(Embeddings):
         except OpenAIError as exc:
             raise EmbeddingError(f"the embeddings endpoint failed: {exc}") from exc
         rows = sorted(response.data, key=lambda item: item.index)
-        return [_normalise(row.embedding) for row in rows]
+        return [normalised(np.asarray(row.embedding, dtype=np.float32)).tolist() for row in rows]
 
 
-def _normalise(vector: list[float]) -> list[float]:
-    array = np.asarray(vector, dtype=np.float32)
-    return (array / max(float(np.linalg.norm(array)), 1e-12)).tolist()
+def normalised(vector: np.ndarray) -> np.ndarray:
+    """``vector`` scaled to length 1 (a zero vector stays zero)."""
+    return vector / max(float(np.linalg.norm(vector)), 1e-12)

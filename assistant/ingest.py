@@ -42,12 +42,12 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
-import numpy as np
 from sqlalchemy import Engine
 from sqlmodel import Session, select
 
 from assistant.answerability import baseline_headings, measure_baseline
 from assistant.chunking import Chunk, chunk_markdown, locate, passage_text, search_keys
+from assistant.embeddings import normalised
 from assistant.errors import AssistantError, UnreadableFile
 from assistant.indexlock import IndexLock, index_lock
 from assistant.loaders import LoadedDocument, kind_of, load_bytes
@@ -425,8 +425,7 @@ def _vectors(pending: list[_Pending], embeddings, key_context: float) -> tuple[l
     key_vectors = []
     for plain, read_in_context in zip(alone, contextual, strict=True):
         if read_in_context is not None:
-            plain = key_context * read_in_context + (1 - key_context) * plain
-            plain = plain / max(float(np.linalg.norm(plain)), 1e-12)
+            plain = normalised(key_context * read_in_context + (1 - key_context) * plain)
         key_vectors.append(plain.tolist())
     rows = iter(passage_vectors.tolist())
     return [[next(rows) for _ in item.chunks] for item in pending], iter(key_vectors)
